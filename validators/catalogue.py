@@ -1,0 +1,77 @@
+"""Second codes: tie findings read from StructureDefinitions to the §17 rule ids (data in profiles/rules)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from kroniker.validators.findings import Finding
+
+
+@dataclass(frozen=True)
+class _Row:
+    rule: str
+    elements: tuple[str, ...]
+    keys: tuple[str, ...]
+    codes: tuple[str, ...]
+    profiles: tuple[str, ...]
+
+    def matches(self, f: Finding, element_id: str, rel_path: str, profile: str) -> bool:
+        key = f.code.removeprefix("invariant:") if f.code.startswith("invariant:") else None
+        if self.keys and key not in self.keys:
+            return False
+        if self.codes and f.code not in self.codes:
+            return False
+        if self.profiles and not any(p in profile for p in self.profiles):
+            return False
+        if self.elements and not any(_pattern(p, element_id) or _pattern(p, rel_path) for p in self.elements):
+            return False
+        return True
+
+
+def _pattern(p: str, target: str) -> bool:
+    if not target:
+        return False
+    if p.endswith(".*"):
+        stem = p[:-2]
+        return target == stem or target.startswith(stem + ".") or target.startswith(stem + ":")
+    return target == p
+
+
+@cache
+def _rows() -> tuple[_Row, ...]:
+    text = resources.files("kroniker.profiles").joinpath("rules/second-codes.json").read_text(encoding="utf-8")
+    return tuple(_Row(r["rule"], tuple(r.get("elements", ())), tuple(r.get("keys", ())), tuple(r.get("codes", ())),
+                      tuple(r.get("profiles", ()))) for r in json.loads(text)["second_codes"])
+
+
+def relative_path(bundle: dict[str, Any], path: tuple[Any, ...]) -> str:
+    """`Composition.author` for ('entry', 0, 'resource', 'author', 1): the element path inside its resource."""
+    if len(path) >= 3 and path[0] == "entry" and path[2] == "resource":
+        try:
+            rtype = bundle["entry"][path[1]]["resource"]["resourceType"]
+        except (KeyError, IndexError, TypeError):
+            rtype = "Resource"
+        rest = path[3:]
+    else:
+        rtype, rest = bundle.get("resourceType", "Bundle"), path
+    parts = [rtype]
+    for p in rest:
+        if isinstance(p, str):
+            parts.append(p.lstrip("_"))
+    return ".".join(parts)
+
+
+def with_second_code(f: Finding, bundle: dict[str, Any]) -> Finding:
+    if f.second or (f.code.isupper() and "-" in f.code):
+        return f
+    element_id = f.profile_element.split("#", 1)[1] if f.profile_element and "#" in f.profile_element else ""
+    profile = f.profile_element.split("#", 1)[0] if f.profile_element else ""
+    rel = relative_path(bundle, f.path)
+    for row in _rows():
+        if row.matches(f, element_id, rel, profile):
+            return replace(f, second=row.rule)
+    return f

@@ -1,0 +1,407 @@
+"""One small function per kind of constraint; each yields findings for one value of one element."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+from collections.abc import Generator, Iterator
+from typing import TYPE_CHECKING, Any
+
+from kroniker.validators import base
+from kroniker.validators.findings import Finding, JsonPath, Severity
+from kroniker.validators.invariants import WALK_INVARIANTS, NotEvaluable
+from kroniker.validators.structure import MISSING, Constraint, Elem
+from kroniker.validators.terminology import Membership
+
+if TYPE_CHECKING:
+    from kroniker.validators.engine import _State
+
+_SEVERITY = {"error": Severity.ERROR, "warning": Severity.WARNING, "information": Severity.INFORMATION,
+             "fatal": Severity.FATAL}
+
+# Invariants of base datatypes that snapshots do not carry on the elements that use them.
+TYPE_INVARIANTS: dict[str, tuple[Constraint, ...]] = {
+    "Period": (Constraint("per-1", "error", "If present, start SHALL have a lower value than end",
+                          "start.hasValue().not() or end.hasValue().not() or (start <= end)"),),
+    "Attachment": (Constraint("att-1", "error", "If the Attachment has data, it SHALL have a contentType",
+                              "data.empty() or contentType.exists()"),),
+    "Extension": (Constraint("ext-1", "error", "Must have either extensions or value[x], not both",
+                             "extension.exists() != value.exists()"),),
+}
+
+
+def finding(severity: Severity, code: str, loc: str, path: JsonPath, elem: Elem | None, *,
+            message_key: str | None = None, **params: Any) -> Finding:
+    return Finding(severity, code, loc, tuple(path), params, None, elem.ref if elem is not None else None,
+                   message_key)
+
+
+# -- primitives ---------------------------------------------------------------------------------------
+
+def primitive(elem: Elem, type_code: str, value: Any, path: JsonPath, loc: str) -> Iterator[Finding]:
+    """A primitive value: its JSON type, R4's regular expression, and what a regex cannot say."""
+    if type_code == "boolean":
+        ok = isinstance(value, bool)
+    elif type_code in ("integer", "unsignedInt", "positiveInt", "integer64"):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif type_code == "decimal":
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, str)
+    if not ok:
+        yield finding(Severity.ERROR, "datatype", loc, path, elem, message_key="datatype-json",
+                      type=type_code, found=_short(value))
+        return
+    if isinstance(value, bool):
+        return
+    if isinstance(value, (int, float)):
+        if type_code in ("integer", "unsignedInt", "positiveInt") and not (-(2**31) <= value < 2**31):
+            yield finding(Severity.ERROR, "datatype", loc, path, elem, message_key="datatype-range",
+                          type=type_code, found=value)
+        elif type_code == "unsignedInt" and value < 0 or type_code == "positiveInt" and value < 1:
+            yield finding(Severity.ERROR, "datatype", loc, path, elem, type=type_code, found=value)
+        return
+    if value == "":
+        yield finding(Severity.ERROR, "datatype", loc, path, elem, message_key="empty-string", type=type_code)
+        return
+    if type_code in ("string", "markdown") and not value.strip():
+        yield finding(Severity.ERROR, "datatype", loc, path, elem, message_key="blank-string", type=type_code,
+                      found=value)
+        return
+    rx = base.PRIMITIVE_RE.get(type_code)
+    if rx is not None and type_code not in ("string", "markdown", "xhtml") and not rx.fullmatch(value):
+        yield finding(Severity.ERROR, "datatype", loc, path, elem, type=type_code, found=_short(value))
+        return
+    if type_code in ("date", "dateTime", "instant") and not _real_date(value):
+        yield finding(Severity.ERROR, "datatype", loc, path, elem, message_key="datatype-date", type=type_code,
+                      found=value)
+    elif type_code == "base64Binary":
+        try:
+            base64.b64decode("".join(value.split()), validate=True)
+        except (binascii.Error, ValueError):
+            yield finding(Severity.ERROR, "datatype", loc, path, elem, message_key="datatype-base64",
+                          type=type_code, found=_short(value))
+    if elem.max_length and len(value) > elem.max_length:
+        yield finding(Severity.ERROR, "datatype", loc, path, elem, message_key="too-long-value",
+                      max=elem.max_length, count=len(value))
+    if type_code in ("string", "markdown") and len(value) > 1024 * 1024:
+        yield finding(Severity.ERROR, "datatype", loc, path, elem, message_key="too-long-value",
+                      max=1024 * 1024, count=len(value))
+
+
+def _real_date(value: str) -> bool:
+    """A regex passes 2026-02-30; the calendar does not."""
+    date_part = value[:10]
+    if len(date_part) < 10:
+        return True
+    try:
+        dt.date(int(date_part[:4]), int(date_part[5:7]), int(date_part[8:10]))
+    except ValueError:
+        return False
+    return True
+
+
+def _short(v: Any) -> Any:
+    if isinstance(v, str) and len(v) > 80:
+        return v[:77] + "..."
+    return v
+
+
+# -- content ------------------------------------------------------------------------------------------
+
+def element_has_content(elem: Elem, value: dict[str, Any], path: JsonPath, loc: str) -> Iterator[Finding]:
+    """ele-1: every element has a value or children (an empty object, or one with only an id, has neither)."""
+    if not any(k not in ("id", "fhir_comments") for k in value):
+        yield finding(Severity.ERROR, "invariant:ele-1", loc, path, elem, key="ele-1",
+                      human="All FHIR elements must have a @value or children")
+
+
+# -- fixed and pattern values -------------------------------------------------------------------------
+
+def fixed_pattern(elem: Elem, value: Any, path: JsonPath, loc: str) -> Iterator[Finding]:
+    if elem.fixed is not MISSING and value != elem.fixed:
+        yield finding(Severity.ERROR, "fixed-value", loc, path, elem, expected=elem.fixed, found=_short(value))
+    if elem.pattern is not MISSING and not contains(value, elem.pattern):
+        yield finding(Severity.ERROR, "pattern-value", loc, path, elem, expected=elem.pattern, found=_short(value))
+
+
+def contains(value: Any, pattern: Any) -> bool:
+    """FHIR pattern semantics: everything in the pattern is in the value (lists: each item somewhere)."""
+    if isinstance(pattern, dict):
+        if not isinstance(value, dict):
+            return False
+        return all(k in value and contains(value[k], v) for k, v in pattern.items())
+    if isinstance(pattern, list):
+        if not isinstance(value, list):
+            return False
+        return all(any(contains(v, p) for v in value) for p in pattern)
+    return value == pattern
+
+
+# -- bindings -----------------------------------------------------------------------------------------
+
+def binding(state: _State, elem: Elem, type_code: str, value: Any, path: JsonPath, loc: str) -> Iterator[Finding]:
+    """Required → error, extensible → warning; what cannot be checked offline → a warning that says so."""
+    b = elem.binding
+    if b is not None:
+        strength, vs_url = b
+    elif elem.enum and type_code == "code":
+        strength, vs_url = "required", f"(base code list of {elem.base_path})"
+    else:
+        return
+    if strength not in ("required", "extensible"):
+        return
+    if type_code not in ("code", "Coding", "CodeableConcept"):
+        return
+    enum = elem.enum or base.element_enum(elem.base_path)
+    exp = state.profiles.terminology.expand(vs_url, enum if type_code == "code" else None)
+    codes: list[tuple[str | None, str]] = []
+    if type_code == "code":
+        verdict = exp.check_code(value) if isinstance(value, str) else Membership.NOT_IN
+        found: Any = value
+    else:
+        codings = [value] if type_code == "Coding" else (value.get("coding") or [])
+        for c in codings:
+            if isinstance(c, dict) and isinstance(c.get("code"), str):
+                codes.append((c.get("system"), c["code"]))
+        found = [f"{s}|{c}" if s else c for s, c in codes] or value.get("text")
+        if not codes:
+            if strength == "required" and type_code == "CodeableConcept":
+                yield finding(Severity.ERROR, "binding", loc, path, elem, message_key="binding-no-code",
+                              valueset=vs_url)
+            return
+        results = [exp.check(s, c) for s, c in codes]
+        verdict = Membership.IN if Membership.IN in results else (
+            Membership.UNKNOWN if Membership.UNKNOWN in results else Membership.NOT_IN)
+    if verdict is Membership.IN:
+        return
+    code = "binding" if strength == "required" else "binding-extensible"
+    if verdict is Membership.UNKNOWN:
+        systems = sorted({s for s, _ in codes if s} & exp.open_systems) or sorted(exp.open_systems)
+        sev = Severity.WARNING if strength == "required" else Severity.INFORMATION
+        yield finding(sev, code, loc, path, elem, message_key="binding-unchecked", valueset=vs_url,
+                      found=found, systems=", ".join(systems) or vs_url)
+        return
+    if strength == "extensible" and codes and not ({s for s, _ in codes} & exp.systems):
+        # Extensible allows a code from another code system when the value set has no suitable code;
+        # only a reader can judge that, so it is information (as in the HL7 validator), not a warning.
+        yield finding(Severity.INFORMATION, code, loc, path, elem, message_key="binding-other-system",
+                      valueset=vs_url, found=found)
+        return
+    sev = Severity.ERROR if strength == "required" else Severity.WARNING
+    yield finding(sev, code, loc, path, elem, valueset=vs_url, found=found)
+
+
+# -- invariants ---------------------------------------------------------------------------------------
+
+def invariants(state: _State, elem: Elem, type_code: str, value: Any, path: JsonPath, loc: str) -> Iterator[Finding]:
+    seen: set[str] = set()
+    extra = TYPE_INVARIANTS.get(type_code, ())
+    for c in (*elem.constraints, *extra):
+        if c.key in WALK_INVARIANTS or c.key in seen:
+            continue
+        seen.add(c.key)
+        try:
+            ok = state.profiles.fhirpath.evaluate(c, value, elem.path if c not in extra else type_code, state.ctx)
+        except NotEvaluable as exc:
+            yield finding(Severity.WARNING, f"invariant:{c.key}", loc, path, elem, message_key="invariant-unchecked",
+                          key=c.key, human=c.human, reason=str(exc))
+            continue
+        if not ok:
+            yield finding(_SEVERITY.get(c.severity, Severity.ERROR), f"invariant:{c.key}", loc, path, elem,
+                          key=c.key, human=c.human, expression=c.expression or "", found=_short(value)
+                          if not isinstance(value, (dict, list)) else None)
+
+
+# -- references ---------------------------------------------------------------------------------------
+
+def reference(state: _State, elem: Elem, value: dict[str, Any], path: JsonPath, loc: str) -> Iterator[Finding]:
+    """Where a reference points and whether the target may be there: type and target profile."""
+    ref = value.get("reference")
+    if not isinstance(ref, str):
+        return
+    walk = state.walk
+    target = walk.resolve(ref, state.entry)
+    if not state.silent:
+        from kroniker.validators.engine import RefRecord
+
+        walk.references.append(RefRecord(state.entry, loc, path, ref, target))
+    if target is None:
+        return
+    targets = [p for t in elem.types if t.code == "Reference" for p in t.targets]
+    if not targets:
+        return
+    rtype = target.resource.get("resourceType")
+    typed = [(p, state.profiles.type_of(p)) for p in targets]
+    if any(t in ("Resource", None) for _, t in typed):
+        candidates = [p for p, t in typed if t == rtype]
+    else:
+        allowed = sorted({t for _, t in typed if t})
+        if rtype not in allowed:
+            yield finding(Severity.ERROR, "target-profile", f"{loc}.reference", (*path, "reference"), elem,
+                          message_key="target-type", expected=", ".join(allowed), found=f"{rtype} ({ref})")
+            return
+        candidates = [p for p, t in typed if t == rtype]
+    candidates = [p for p in candidates if not p.startswith("http://hl7.org/fhir/StructureDefinition/")]
+    if not candidates:
+        return
+    if len(candidates) == 1 and not state.silent:
+        walk.require(target, candidates[0], loc)
+        return
+    if not any(walk.conforms(target, p) for p in candidates):
+        yield finding(Severity.ERROR, "target-profile", f"{loc}.reference", (*path, "reference"), elem,
+                      expected=" | ".join(c.split("|")[0] for c in candidates), found=f"{rtype} ({ref})")
+
+
+# -- slicing ------------------------------------------------------------------------------------------
+
+def slicing(state: _State, elem: Elem, type_code: str, items: list[Any], path: JsonPath, loc: str, name: str,
+            indexed: bool) -> Generator[Finding, None, list[Elem | None]]:
+    """Assign each item to its slice by the discriminators; slice cardinality; closed slicing."""
+    assigned: list[Elem | None] = [None] * len(items)
+    counts = {id(s): 0 for s in elem.slices}
+    for i, v in enumerate(items):
+        if v is None:
+            continue
+        for s in elem.slices:
+            if matches_slice(state, elem, s, v, type_code):
+                assigned[i] = s
+                counts[id(s)] += 1
+                break
+    if not state.silent and elem.slicing is not None and \
+            any(kind == "profile" for kind, _ in elem.slicing.discriminators):
+        _assign_by_type(state, elem, items, assigned, counts)
+    where = f"{loc}.{name}"
+    for s in elem.slices:
+        n = counts[id(s)]
+        if n < s.min:
+            yield finding(Severity.ERROR, "slice-card-min", where, (*path, name), s, slice=s.slice_name, min=s.min,
+                          count=n, element=elem.path)
+        if s.max is not None and n > s.max:
+            yield finding(Severity.ERROR, "slice-card-max", where, (*path, name), s, slice=s.slice_name, max=s.max,
+                          count=n, element=elem.path)
+    if elem.slicing is not None and elem.slicing.rules == "closed":
+        for i, v in enumerate(items):
+            if v is not None and assigned[i] is None:
+                yield finding(Severity.ERROR, "slice-unmatched", f"{where}[{i}]" if indexed else where,
+                              (*path, name, i) if indexed else (*path, name), elem,
+                              slices=", ".join(s.slice_name or "?" for s in elem.slices), element=elem.path)
+    return assigned
+
+
+def _assign_by_type(state: _State, elem: Elem, items: list[Any], assigned: list[Elem | None],
+                    counts: dict[int, int]) -> None:
+    """A reference that fails a profile discriminator only because its target has errors of its own.
+
+    When exactly one slice takes the target's resource type, the item goes there and the target is
+    held to the slice's profile: its errors are reported once, on the target, instead of cascading
+    into a slicing error here (an Organization without a name is ORG-NAME, not a missing author).
+    """
+    for i, v in enumerate(items):
+        if v is None or assigned[i] is not None:
+            continue
+        target = _resolved(state, v)
+        if target is None:
+            continue
+        rtype = target.resource.get("resourceType")
+        fitting = [s for s in elem.slices
+                   if any(state.profiles.type_of(p) == rtype for t in s.types for p in t.targets)]
+        if len(fitting) == 1:
+            s = fitting[0]
+            if s.max is not None and counts[id(s)] >= s.max:
+                continue
+            assigned[i] = s
+            counts[id(s)] += 1
+            for t in s.types:
+                for p in t.targets:
+                    if state.profiles.type_of(p) == rtype:
+                        state.walk.require(target, p, "slice")
+
+
+def matches_slice(state: _State, elem: Elem, s: Elem, value: Any, type_code: str) -> bool:
+    discs = elem.slicing.discriminators if elem.slicing else (("value", "url"),) if type_code == "Extension" else ()
+    if not discs:
+        return False
+    return all(_match(state, s, kind, dpath, value, type_code) for kind, dpath in discs)
+
+
+def _match(state: _State, s: Elem, kind: str, dpath: str, value: Any, type_code: str) -> bool:
+    dpath = dpath.strip()
+    if kind in ("value", "pattern"):
+        target = _descend(state, s, dpath, type_code)
+        actual = _values_at(value, dpath)
+        if target is not None:
+            if target.fixed is not MISSING:
+                return any(a == target.fixed for a in actual)
+            if target.pattern is not MISSING:
+                return any(contains(a, target.pattern) for a in actual)
+            if target.binding and target.binding[0] == "required":
+                exp = state.profiles.terminology.expand(target.binding[1])
+                return any(isinstance(a, str) and exp.check_code(a) is Membership.IN for a in actual)
+        if dpath == "url":
+            urls = [p for t in s.types for p in t.profiles]
+            return any(a in urls or a in (u.split("|")[0] for u in urls) for a in actual)
+        return False
+    if kind == "exists":
+        target = _descend(state, s, dpath, type_code)
+        present = bool(_values_at(value, dpath))
+        return present if target is None or target.min > 0 else not present if target.max == 0 else present
+    if kind == "type":
+        if dpath in ("$this", ""):
+            return type_code in s.type_codes or (isinstance(value, dict) and value.get("resourceType") in s.type_codes)
+        if dpath in ("$this.resolve()", "resolve()"):
+            target = _resolved(state, value)
+            if target is None:
+                return False
+            rtype = target.resource.get("resourceType")
+            return any(state.profiles.type_of(p) == rtype for t in s.types for p in t.targets)
+        sub = _descend(state, s, dpath.removeprefix("$this."), type_code)
+        actual = _values_at(value, dpath.removeprefix("$this."))
+        if sub is None:
+            return False
+        return any(isinstance(a, dict) and a.get("resourceType") in sub.type_codes for a in actual)
+    if kind == "profile":
+        if dpath in ("$this.resolve()", "resolve()"):
+            target = _resolved(state, value)
+            if target is None:
+                return False
+            return any(state.walk.conforms(target, p) for t in s.types for p in t.targets)
+        return False
+    return False
+
+
+def _resolved(state: _State, value: Any):  # type: ignore[no-untyped-def]
+    ref = value.get("reference") if isinstance(value, dict) else None
+    return state.walk.resolve(ref, state.entry) if isinstance(ref, str) else None
+
+
+def _descend(state: _State, s: Elem, dpath: str, type_code: str) -> Elem | None:
+    if dpath in ("$this", ""):
+        return s
+    el: Elem | None = s
+    code = s.types[0].code if s.types else type_code
+    for part in dpath.split("."):
+        if el is None:
+            return None
+        children = state.children_of(el, code)
+        nxt = children.get(part)
+        if nxt is None:
+            nxt = children.get(part + "[x]")
+        el = nxt
+        code = el.types[0].code if el is not None and el.types else code
+    return el
+
+
+def _values_at(value: Any, dpath: str) -> list[Any]:
+    current = [value]
+    if dpath in ("$this", ""):
+        return current
+    for part in dpath.removeprefix("$this.").split("."):
+        nxt: list[Any] = []
+        for c in current:
+            if isinstance(c, dict) and part in c:
+                v = c[part]
+                nxt.extend(v if isinstance(v, list) else [v])
+        current = nxt
+    return current

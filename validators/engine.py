@@ -1,0 +1,408 @@
+"""The walk: each resource of a document, once per profile, element by element.
+
+The engine only walks and descends; each kind of constraint is a small function in
+`kroniker.validators.constraints` that yields findings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from kroniker.validators import base, constraints
+from kroniker.validators.findings import Finding, JsonPath, Severity
+from kroniker.validators.invariants import EvalContext
+from kroniker.validators.profiles import ProfileSet
+from kroniker.validators.structure import Elem, Structure
+
+# Capitalised type name as it appears in a choice element's JSON key → FHIR type code.
+_CHOICE_SUFFIX: dict[str, str] = {}
+for _code in list(base.PRIMITIVES) + list(base.DATATYPES_COMPLEX) + ["Reference"]:
+    _CHOICE_SUFFIX[_code[0].upper() + _code[1:]] = _code
+
+IGNORED_KEYS = frozenset({"fhir_comments"})
+
+
+@dataclass
+class Entry:
+    """A resource in the document and where it sits."""
+
+    index: int | None  # None for the Bundle itself
+    resource: dict[str, Any]
+    path: JsonPath
+    loc: str
+    full_url: str | None = None
+
+
+@dataclass
+class RefRecord:
+    source: Entry
+    loc: str
+    path: JsonPath
+    reference: str
+    target: Entry | None
+
+
+@dataclass
+class Walk:
+    """State for validating one document against one profile set."""
+
+    profiles: ProfileSet
+    bundle: dict[str, Any]
+    entries: list[Entry]
+    references: list[RefRecord] = field(default_factory=list)
+    required: list[tuple[Entry, str, str]] = field(default_factory=list)  # (entry, profile, why)
+    _done: set[tuple[int, str]] = field(default_factory=set)
+    _conforms: dict[tuple[int, str], bool] = field(default_factory=dict)
+    _in_progress: set[tuple[int, str]] = field(default_factory=set)
+    _by_full_url: dict[str, Entry] = field(default_factory=dict)
+    _by_type_id: dict[tuple[str, str], Entry] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for e in self.entries:
+            if e.index is None:
+                continue
+            if e.full_url:
+                self._by_full_url.setdefault(e.full_url, e)
+            rt, rid = e.resource.get("resourceType"), e.resource.get("id")
+            if isinstance(rt, str) and isinstance(rid, str):
+                self._by_type_id.setdefault((rt, rid), e)
+
+    # -- references ------------------------------------------------------------------------------
+    def resolve(self, ref: str, source: Entry) -> Entry | None:
+        """A reference as written in `source`, resolved inside the Bundle (fullUrl, then relative)."""
+        if not isinstance(ref, str) or not ref:
+            return None
+        if ref.startswith("#"):
+            return None
+        hit = self._by_full_url.get(ref)
+        if hit is not None:
+            return hit
+        parts = ref.split("/")
+        if "://" not in ref and not ref.startswith("urn:") and len(parts) in (2, 4):
+            rtype, rid = parts[0], parts[1]
+            base_url = _server_base(source.full_url)
+            if base_url:
+                hit = self._by_full_url.get(f"{base_url}/{rtype}/{rid}")
+                if hit is not None:
+                    return hit
+            return self._by_type_id.get((rtype, rid))
+        if "://" in ref:
+            tail = ref.rstrip("/").split("/")
+            if len(tail) >= 2:
+                hit = self._by_full_url.get(ref)
+                if hit is not None:
+                    return hit
+        return None
+
+    def context(self, entry: Entry) -> EvalContext:
+        def resolve(ref: str) -> dict[str, Any] | None:
+            target = self.resolve(ref, entry)
+            return target.resource if target else None
+
+        return EvalContext(entry.resource, self.bundle, resolve)
+
+    # -- requirements and conformance -------------------------------------------------------------
+    def require(self, entry: Entry, profile: str, why: str) -> None:
+        self.required.append((entry, profile, why))
+
+    def conforms(self, entry: Entry, profile: str) -> bool:
+        """Does a resource conform to a profile (no errors)? Cached; cycles count as conforming."""
+        key = (id(entry), profile.split("|", 1)[0])
+        if key in self._conforms:
+            return self._conforms[key]
+        if key in self._in_progress:
+            return True
+        struct = self.profiles.structure(profile)
+        if struct is None:
+            return False
+        if entry.resource.get("resourceType") != struct.type:
+            self._conforms[key] = False
+            return False
+        self._in_progress.add(key)
+        try:
+            ok = not any(f.severity >= Severity.ERROR
+                         for f in self.check_resource(entry, struct, silent=True))
+        finally:
+            self._in_progress.discard(key)
+        self._conforms[key] = ok
+        return ok
+
+    # -- the walk -------------------------------------------------------------------------------------
+    def check_resource(self, entry: Entry, struct: Structure, *, silent: bool = False) -> Iterator[Finding]:
+        """Every finding for one resource against one compiled profile (or base definition)."""
+        ctx = self.context(entry)
+        state = _State(self, entry, ctx, silent)
+        yield from state.item(struct.root, struct.type, entry.resource, None, entry.path, entry.loc)
+
+
+def _server_base(full_url: str | None) -> str | None:
+    if not full_url or "://" not in full_url:
+        return None
+    parts = full_url.rstrip("/").split("/")
+    if len(parts) >= 5:
+        return "/".join(parts[:-2])
+    return None
+
+
+class _State:
+    """The walk of one resource: knows its entry, its evaluation context and whether it is silent."""
+
+    def __init__(self, walk: Walk, entry: Entry, ctx: EvalContext, silent: bool) -> None:
+        self.walk = walk
+        self.entry = entry
+        self.ctx = ctx
+        self.silent = silent
+        self.profiles = walk.profiles
+
+    # children of an element, wherever they are defined
+    def children_of(self, elem: Elem, type_code: str) -> dict[str, Elem]:
+        if elem.children:
+            return elem.children
+        for t in elem.types:
+            if t.code == type_code and t.profiles:
+                struct = self.profiles.structure(t.profiles[0])
+                if struct is not None and struct.root.children:
+                    return struct.root.children
+        if elem.content_ref:
+            ref = elem.content_ref.split("#", 1)[-1]
+            owner = elem.owner
+            target = owner.by_id.get(ref) if owner else None
+            if target is not None and target is not elem:
+                return target.children or self.children_of(target, type_code)
+        struct = self.profiles.base(type_code)
+        return struct.root.children if struct else {}
+
+    def item(self, elem: Elem, type_code: str, value: Any, pext: Any, path: JsonPath, loc: str) -> Iterator[Finding]:
+        """One value of an element: its own constraints, then its children."""
+        if base.is_primitive(type_code):
+            if value is not None:
+                yield from constraints.primitive(elem, type_code, value, path, loc)
+                yield from constraints.fixed_pattern(elem, value, path, loc)
+                yield from constraints.binding(self, elem, type_code, value, path, loc)
+                yield from constraints.invariants(self, elem, type_code, value, path, loc)
+            if pext is not None:
+                yield from self.primitive_extension(pext, path, loc)
+            return
+        if not isinstance(value, dict):
+            yield constraints.finding(Severity.ERROR, "type", loc, path, elem, message_key="type-object",
+                                      expected=type_code, found=_json_kind(value))
+            return
+        yield from constraints.element_has_content(elem, value, path, loc)
+        yield from constraints.fixed_pattern(elem, value, path, loc)
+        yield from constraints.binding(self, elem, type_code, value, path, loc)
+        yield from constraints.invariants(self, elem, type_code, value, path, loc)
+        if type_code == "Reference":
+            yield from constraints.reference(self, elem, value, path, loc)
+        children = self.children_of(elem, type_code)
+        if type_code == "Extension" and not any(t.profiles for t in elem.types):
+            ext_children = yield from self.extension_definition(value, path, loc)
+            if ext_children is not None:
+                children = ext_children
+        is_resource = type_code in base.resource_types() or type_code == "Resource"
+        yield from self.children(children, value, path, loc, is_resource)
+
+    def extension_definition(self, value: dict[str, Any], path: JsonPath, loc: str):  # type: ignore[no-untyped-def]
+        """An extension with no profile from its slice: find its definition by url (or say we cannot)."""
+        url = value.get("url")
+        if not isinstance(url, str):
+            return None
+        struct = self.profiles.structure(url) if self.profiles.knows(url) else None
+        if struct is None:
+            yield constraints.finding(Severity.WARNING, "extension-unknown", loc, path, None, url=url)
+            return None
+        return struct.root.children
+
+    def primitive_extension(self, pext: Any, path: JsonPath, loc: str) -> Iterator[Finding]:
+        ext_struct = self.profiles.base("Element")
+        if not isinstance(pext, dict):
+            yield constraints.finding(Severity.ERROR, "type", loc, path, None, message_key="type-object",
+                                      expected="Element", found=_json_kind(pext))
+            return
+        if ext_struct is not None:
+            yield from self.children(ext_struct.root.children, pext, path[:-1] + (f"_{path[-1]}",) if path and
+                                     isinstance(path[-1], str) else path, loc, False)
+
+    def children(self, children: dict[str, Elem], obj: dict[str, Any], path: JsonPath, loc: str,
+                 is_resource: bool) -> Iterator[Finding]:
+        consumed: set[str] = set(IGNORED_KEYS)
+        if is_resource:
+            consumed.add("resourceType")
+        for name, child in children.items():
+            if child.choice:
+                yield from self.choice_element(child, obj, path, loc, consumed)
+                continue
+            consumed.add(name)
+            consumed.add("_" + name)
+            raw = obj.get(name)
+            pext = obj.get("_" + name)
+            type_code = child.types[0].code if child.types else "BackboneElement"
+            if raw is None and pext is None:
+                if name in obj:
+                    yield constraints.finding(Severity.ERROR, "datatype", f"{loc}.{name}", (*path, name), child,
+                                              message_key="null-value")
+                if child.min > 0:
+                    yield constraints.finding(Severity.ERROR, "card-min", f"{loc}.{name}", (*path, name), child,
+                                              min=child.min, count=0, element=child.path)
+                yield from self.empty_slices(child, path, loc, name)
+                continue
+            yield from self.element_values(child, name, type_code, raw, pext, path, loc)
+        for key in obj:
+            if key in consumed:
+                continue
+            if key.startswith("_") and key[1:] in consumed:
+                continue
+            yield constraints.finding(Severity.ERROR, "unknown-element", f"{loc}.{key}", (*path, key), None,
+                                      name=key, parent=loc.rsplit(".", 1)[-1])
+
+    def empty_slices(self, child: Elem, path: JsonPath, loc: str, name: str) -> Iterator[Finding]:
+        for s in child.slices:
+            if s.min > 0:
+                yield constraints.finding(Severity.ERROR, "slice-card-min", f"{loc}.{name}", (*path, name), s,
+                                          slice=s.slice_name, min=s.min, count=0, element=child.path)
+
+    def choice_element(self, child: Elem, obj: dict[str, Any], path: JsonPath, loc: str,
+                       consumed: set[str]) -> Iterator[Finding]:
+        stem = child.name[:-3]
+        allowed = set(child.type_codes)
+        present: list[tuple[str, str]] = []  # (key, type code)
+        for key in obj:
+            k = key[1:] if key.startswith("_") else key
+            if not k.startswith(stem) or len(k) == len(stem):
+                continue
+            suffix = k[len(stem):]
+            code = _CHOICE_SUFFIX.get(suffix)
+            if code is None or not suffix[0].isupper():
+                continue
+            consumed.add(key)
+            if key.startswith("_"):
+                if k not in obj:
+                    present.append((k, code))
+                continue
+            present.append((key, code))
+        if not present:
+            if child.min > 0:
+                yield constraints.finding(Severity.ERROR, "card-min", f"{loc}.{stem}", (*path, stem), child,
+                                          min=child.min, count=0, element=child.path)
+            return
+        if len(present) > 1:
+            yield constraints.finding(Severity.ERROR, "card-max", f"{loc}.{present[1][0]}", (*path, present[1][0]),
+                                      child, max=1, count=len(present), element=child.path)
+        for key, code in present:
+            if code not in allowed:
+                yield constraints.finding(Severity.ERROR, "type", f"{loc}.{key}", (*path, key), child,
+                                          message_key="type-choice", found=key,
+                                          expected=", ".join(stem + c[0].upper() + c[1:] for c in child.type_codes))
+                continue
+            target = child
+            for s in child.slices:  # a choice may be sliced by type (value[x]:valueQuantity)
+                if code in s.type_codes:
+                    target = s
+                    break
+            yield from self.element_values(target, key, code, obj.get(key), obj.get("_" + key), path, loc)
+
+    def element_values(self, child: Elem, name: str, type_code: str, raw: Any, pext: Any, path: JsonPath,
+                       loc: str) -> Iterator[Finding]:
+        is_list = child.is_list
+        items: list[Any]
+        exts: list[Any]
+        if isinstance(raw, list) or (raw is None and isinstance(pext, list)):
+            if not is_list:
+                yield constraints.finding(Severity.ERROR, "datatype", f"{loc}.{name}", (*path, name), child,
+                                          message_key="not-single", element=child.path)
+            items = list(raw) if isinstance(raw, list) else [None] * len(pext)
+            if raw == [] or pext == []:
+                yield constraints.finding(Severity.ERROR, "datatype", f"{loc}.{name}", (*path, name), child,
+                                          message_key="empty-array")
+            exts = list(pext) if isinstance(pext, list) else []
+            exts += [None] * (len(items) - len(exts))
+            indexed = True
+        else:
+            if is_list and raw is not None:
+                yield constraints.finding(Severity.ERROR, "datatype", f"{loc}.{name}", (*path, name), child,
+                                          message_key="not-array", element=child.path)
+            items, exts, indexed = [raw], [pext], False
+        count = sum(1 for v, x in zip(items, exts, strict=False) if v is not None or x is not None)
+        if count < child.min:
+            yield constraints.finding(Severity.ERROR, "card-min", f"{loc}.{name}", (*path, name), child,
+                                      min=child.min, count=count, element=child.path)
+        if child.max is not None and count > child.max:
+            yield constraints.finding(Severity.ERROR, "card-max", f"{loc}.{name}", (*path, name), child,
+                                      max=child.max, count=count, element=child.path)
+        slices: list[Elem | None] = [None] * len(items)
+        if child.slicing is not None or child.slices:
+            slices = yield from constraints.slicing(self, child, type_code, items, path, loc, name, indexed)
+        for i, (v, x) in enumerate(zip(items, exts, strict=False)):
+            ipath: JsonPath = (*path, name, i) if indexed else (*path, name)
+            iloc = f"{loc}.{name}[{i}]" if indexed else f"{loc}.{name}"
+            if v is None and x is None:
+                yield constraints.finding(Severity.ERROR, "datatype", iloc, ipath, child, message_key="null-value")
+                continue
+            target = slices[i] or child
+            code = type_code
+            if len(child.types) > 1 and not child.choice:
+                code = _type_from_value(child, v) or type_code
+            if code == "Resource" or (isinstance(v, dict) and code in base.resource_types()
+                                      and isinstance(v.get("resourceType"), str)):
+                yield from self.inline_resource(target, v, ipath, iloc)
+                continue
+            yield from self.item(target, code, v, x, ipath, iloc)
+
+    def inline_resource(self, elem: Elem, value: Any, path: JsonPath, loc: str) -> Iterator[Finding]:
+        """Bundle.entry.resource is validated as its own entry; a contained resource is walked here."""
+        if not isinstance(value, dict):
+            yield constraints.finding(Severity.ERROR, "type", loc, path, elem, message_key="type-object",
+                                      expected="Resource", found=_json_kind(value))
+            return
+        rtype = value.get("resourceType")
+        if elem.base_path == "Bundle.entry.resource":
+            entry = next((e for e in self.walk.entries if e.path == path), None)
+            if entry is None:
+                return
+            if not self.silent:
+                for t in elem.types:
+                    if t.code in (rtype, "Resource") and t.profiles:
+                        for p in t.profiles:
+                            self.walk.require(entry, p, loc)
+            else:
+                for t in elem.types:
+                    if t.code == rtype:
+                        for p in t.profiles:
+                            if not self.walk.conforms(entry, p):
+                                yield constraints.finding(Severity.ERROR, "target-profile", loc, path, elem,
+                                                          expected=p, found=rtype)
+            allowed = {t.code for t in elem.types}
+            if allowed and "Resource" not in allowed and rtype not in allowed:
+                yield constraints.finding(Severity.ERROR, "type", loc, path, elem, expected=", ".join(sorted(allowed)),
+                                          found=rtype)
+            return
+        if not isinstance(rtype, str) or rtype not in base.resource_types():
+            yield constraints.finding(Severity.ERROR, "unknown-resource-type", loc, path, elem, found=rtype)
+            return
+        struct = self.profiles.base(rtype)
+        if struct is None:
+            yield constraints.finding(Severity.WARNING, "profile-unknown", loc, path, elem,
+                                      message_key="base-unavailable", found=rtype)
+            return
+        yield from self.item(struct.root, rtype, value, None, path, loc)
+
+
+def _type_from_value(elem: Elem, value: Any) -> str | None:
+    if isinstance(value, dict) and isinstance(value.get("resourceType"), str):
+        return value["resourceType"]
+    return None
+
+
+def _json_kind(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "boolean"
+    if isinstance(v, (int, float)):
+        return "number"
+    if isinstance(v, str):
+        return "string"
+    if isinstance(v, list):
+        return "array"
+    return "object"

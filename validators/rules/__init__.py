@@ -1,0 +1,1 @@
+"""Rules no StructureDefinition expresses: the IGs' prose, one function per §17 rule id."""

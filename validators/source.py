@@ -1,0 +1,147 @@
+"""Reading what the caller gives the validator: bytes, a document's text, or a file path."""
+
+from __future__ import annotations
+
+import codecs
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from kroniker.validators.findings import Finding, Severity
+from kroniker.validators.jsonpos import PositionIndex
+
+Source = bytes | bytearray | memoryview | str | os.PathLike
+
+
+DEFAULT_MAX_BYTES = 10 * 1024 * 1024
+DEFAULT_MAX_DEPTH = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Explicit limits on input, so hostile documents cost bounded time and memory."""
+
+    max_bytes: int = DEFAULT_MAX_BYTES
+    max_depth: int = DEFAULT_MAX_DEPTH
+
+    @classmethod
+    def from_env(cls) -> Limits:
+        def num(name: str, default: int) -> int:
+            raw = os.environ.get(name)
+            return int(raw) if raw and raw.isdigit() else default
+
+        return cls(
+            max_bytes=num("KRONIKER_MAX_BYTES", DEFAULT_MAX_BYTES),
+            max_depth=num("KRONIKER_MAX_DEPTH", DEFAULT_MAX_DEPTH),
+        )
+
+
+@dataclass(slots=True)
+class Parsed:
+    """A document read into the JSON shape, with a way back to line:column."""
+
+    name: str
+    data: Any
+    text: str
+    format: str = "json"
+    positions: PositionIndex | None = field(default=None, repr=False)
+
+    def locate(self, path: tuple[str | int, ...]) -> tuple[int, int] | None:
+        if self.positions is None:
+            self.positions = PositionIndex(self.text)
+        return self.positions.locate(path)
+
+
+class Unreadable(Exception):
+    """The input could not be read as a document at all; carries the finding that says why."""
+
+    def __init__(self, finding: Finding) -> None:
+        super().__init__(finding.code)
+        self.finding = finding
+
+
+def _fatal(code: str, *, key: str | None = None, line: int | None = None, column: int | None = None,
+           **params: Any) -> Unreadable:
+    return Unreadable(Finding(Severity.FATAL, code, "(document)", (), params, message_key=key,
+                              line=line, column=column))
+
+
+def read_bytes(source: Source, limits: Limits) -> tuple[str, bytes]:
+    """The name to report and the raw bytes, refusing what is over the size limit before reading it all."""
+    if isinstance(source, os.PathLike):
+        name = os.fspath(source)
+        try:
+            size = os.stat(name).st_size
+        except OSError as exc:
+            raise _fatal("unreadable", key="unreadable-file", file=name, reason=exc.strerror or str(exc)) from None
+        if size > limits.max_bytes:
+            raise _fatal("too-large", size=size, limit=limits.max_bytes)
+        try:
+            with open(name, "rb") as fh:
+                raw = fh.read(limits.max_bytes + 1)
+        except OSError as exc:
+            raise _fatal("unreadable", key="unreadable-file", file=name, reason=exc.strerror or str(exc)) from None
+        return name, raw
+    if isinstance(source, str):
+        raw = source.encode("utf-8", "surrogatepass")
+        return "<text>", raw
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return "<bytes>", bytes(source)
+    raise TypeError(f"cannot validate a {type(source).__name__}; give bytes, str or a path")
+
+
+def decode(raw: bytes) -> str:
+    if raw.startswith(codecs.BOM_UTF8):
+        raw = raw[len(codecs.BOM_UTF8):]
+    elif raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise _fatal("encoding", key="encoding-utf16")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise _fatal("encoding", offset=exc.start, line=line, column=col) from None
+
+
+def parse(source: Source, limits: Limits | None = None) -> Parsed:
+    """Read and parse a source into the JSON shape; raise Unreadable with a finding otherwise."""
+    limits = limits or Limits()
+    name, raw = read_bytes(source, limits)
+    if len(raw) > limits.max_bytes:
+        raise _fatal("too-large", size=len(raw), limit=limits.max_bytes)
+    text = decode(raw)
+    stripped = text.lstrip()
+    if not stripped:
+        raise _fatal("json-syntax", key="empty-input")
+    if stripped.startswith("<"):
+        raise _fatal("xml-structure", key="xml-unsupported")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise _fatal("json-syntax", line=exc.lineno, column=exc.colno, detail=exc.msg) from None
+    except RecursionError:
+        raise _fatal("too-deep", limit=limits.max_depth) from None
+    depth = _depth(data, limits.max_depth)
+    if depth > limits.max_depth:
+        raise _fatal("too-deep", limit=limits.max_depth)
+    if not isinstance(data, dict):
+        raise _fatal("json-syntax", key="not-an-object", found=type(data).__name__)
+    return Parsed(name, data, text)
+
+
+def _depth(data: Any, limit: int) -> int:
+    """Nesting depth, without recursion, stopping as soon as it passes the limit."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    deepest = 0
+    while stack:
+        node, d = stack.pop()
+        if d > deepest:
+            deepest = d
+            if deepest > limit:
+                return deepest
+        if isinstance(node, dict):
+            stack.extend((v, d + 1) for v in node.values() if isinstance(v, (dict, list)))
+        elif isinstance(node, list):
+            stack.extend((v, d + 1) for v in node if isinstance(v, (dict, list)))
+    return deepest

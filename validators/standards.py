@@ -1,0 +1,123 @@
+"""Which standard and version a document claims, and the package set to validate it with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from kroniker.validators.findings import Finding, Severity
+from kroniker.validators.packages import InstalledPackage, PackageCache, PackageSet, choose_version, version_key
+
+_SETS: dict[tuple[str, str, str], PackageSet] = {}
+
+
+@dataclass
+class Identified:
+    """The outcome of identification: a package set (or None) and what was said on the way."""
+
+    packages: PackageSet | None
+    composition_profile: str | None = None
+    findings: list[Finding] = field(default_factory=list)
+
+
+def package_set(cache: PackageCache, pkg: InstalledPackage) -> PackageSet:
+    key = (str(cache.root), pkg.name, pkg.version)
+    hit = _SETS.get(key)
+    if hit is None:
+        hit = PackageSet(cache, pkg)
+        _SETS[key] = hit
+    return hit
+
+
+def clear_cache() -> None:
+    _SETS.clear()
+
+
+def composition_of(bundle: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
+    entries = bundle.get("entry")
+    if not isinstance(entries, list):
+        return None
+    for i, e in enumerate(entries):
+        if isinstance(e, dict) and isinstance(e.get("resource"), dict) and \
+                e["resource"].get("resourceType") == "Composition":
+            return i, e["resource"]
+    return None
+
+
+def identify(bundle: dict[str, Any], cache: PackageCache) -> Identified:
+    """Pick the standard from the Composition's meta.profile (spec/findings.md, 'Which profile version')."""
+    found = composition_of(bundle) if bundle.get("resourceType") == "Bundle" else None
+    if found is None:
+        return Identified(None)
+    index, comp = found
+    loc = f"Bundle.entry[{index}].resource.meta.profile"
+    path = ("entry", index, "resource", "meta", "profile")
+    meta = comp.get("meta") if isinstance(comp.get("meta"), dict) else {}
+    profiles = [p for p in (meta.get("profile") or []) if isinstance(p, str)] if isinstance(
+        meta.get("profile"), list) else []
+    notes: list[Finding] = []
+    for profile in profiles:
+        url, _, version = profile.partition("|")
+        defining = cache.find_defining(url)
+        if not defining:
+            continue
+        versions = [p.version for p in defining]
+        chosen, note = choose_version(versions, version or None)
+        if chosen is None:
+            notes.append(Finding(Severity.ERROR, "profile-unknown", loc, path,
+                                 {"profile": profile, "installed": ", ".join(f"{p.name}#{p.version}" for p in defining),
+                                  "package": defining[0].name}, message_key="profile-unknown-version"))
+            continue
+        pkg = next(p for p in defining if p.version == chosen)
+        if note:
+            sev = Severity.WARNING if note == "profile-version-other" else Severity.INFORMATION
+            notes.append(Finding(sev, "profile-version", loc, path,
+                                 {"profile": profile, "used": f"{pkg.name}#{pkg.version}"}, message_key=note))
+        return Identified(package_set(cache, pkg), profile, notes)
+    if notes:
+        return Identified(None, None, notes)
+    # No installed package defines the claimed profile: guess by the Composition's type, to still help.
+    guess = _by_type(comp, cache)
+    claimed = profiles[0] if profiles else None
+    notes.append(Finding(Severity.ERROR, "profile-unknown", loc, path,
+                         {"profile": claimed or "(none)", "package": guess.name if guess else "?"},
+                         message_key="profile-unknown" if claimed else "profile-none"))
+    if guess is not None and claimed is None:
+        return Identified(package_set(cache, guess), None, notes)
+    return Identified(None, None, notes)
+
+
+def _by_type(comp: dict[str, Any], cache: PackageCache) -> InstalledPackage | None:
+    """An installed standard whose Composition profile fixes the same Composition.type code."""
+    codes = set()
+    t = comp.get("type")
+    if isinstance(t, dict):
+        for c in t.get("coding") or []:
+            if isinstance(c, dict) and isinstance(c.get("code"), str):
+                codes.add((c.get("system"), c["code"]))
+    if not codes:
+        return None
+    matches = [pkg for pkg in cache.installed()
+               if any(e.get("resourceType") == "StructureDefinition" and e.get("type") == "Composition"
+                      and _fixes_type(e, codes) for e in pkg.index)]
+    return max(matches, key=lambda p: version_key(p.version)) if matches else None
+
+
+def _fixes_type(entry: dict[str, Any], codes: set[tuple[Any, str]]) -> bool:
+    import json
+    from pathlib import Path
+
+    try:
+        sd = json.loads(Path(entry["path"]).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if sd.get("derivation") != "constraint":
+        return False
+    for e in (sd.get("snapshot") or {}).get("element", []):
+        if e.get("path") == "Composition.type.coding.code" and e.get("fixedCode"):
+            return any(c == e["fixedCode"] for _, c in codes)
+        if e.get("path") == "Composition.type" and isinstance(e.get("patternCodeableConcept"), dict):
+            want = {c.get("code") for c in e["patternCodeableConcept"].get("coding", [])}
+            if any(c in want for _, c in codes):
+                return True
+    return False

@@ -1,0 +1,193 @@
+"""validate(source) -> Report: parse, identify the standard, walk every resource, apply the document
+and prose rules, and collect the findings."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from kroniker.validators import catalogue
+from kroniker.validators.document import document_rules, entries_of
+from kroniker.validators.engine import Entry, Walk
+from kroniker.validators.findings import Finding, PackageRef, Report, Severity, dedupe
+from kroniker.validators.packages import PackageCache
+from kroniker.validators.profiles import ProfileSet
+from kroniker.validators.rules.prose import DocView, prose_rules
+from kroniker.validators.source import Limits, Parsed, Source, Unreadable, parse
+from kroniker.validators.standards import identify
+
+_PROFILE_SETS: dict[int, ProfileSet] = {}
+_BASE_ONLY = ProfileSet(None)
+
+
+@dataclass
+class Validator:
+    """Validates documents against the packages in one FHIR package cache."""
+
+    cache: PackageCache
+    limits: Limits
+
+    def __init__(self, cache: PackageCache | None = None, limits: Limits | None = None) -> None:
+        self.cache = cache or PackageCache()
+        self.limits = limits or Limits.from_env()
+
+    def validate(self, source: Source, name: str | None = None) -> Report:
+        try:
+            parsed = parse(source, self.limits)
+        except Unreadable as exc:
+            return Report([exc.finding], source_name=name or _name_of(source))
+        if name:
+            parsed.name = name
+        findings, standard, packages = self._run(parsed)
+        return Report(findings, source_name=parsed.name, standard=standard, packages=packages,
+                      _locate=parsed.locate)
+
+    def iter_findings(self, source: Source) -> Iterator[Finding]:
+        """The findings one by one (positions not filled in); nothing raises on bad input."""
+        try:
+            parsed = parse(source, self.limits)
+        except Unreadable as exc:
+            yield exc.finding
+            return
+        findings, _, _ = self._run(parsed)
+        yield from findings
+
+    def _run(self, parsed: Parsed) -> tuple[list[Finding], PackageRef | None, tuple[PackageRef, ...]]:
+        doc = parsed.data
+        findings: list[Finding] = []
+        rtype = doc.get("resourceType")
+        if not isinstance(rtype, str):
+            return [Finding(Severity.FATAL, "unknown-resource-type", "(document)", (), {"found": rtype},
+                            message_key="no-resource-type")], None, ()
+        ident = identify(doc, self.cache)
+        findings.extend(ident.findings)
+        pset = ident.packages
+        profiles = _profile_set(pset)
+        if pset is not None:
+            for note in pset.notes:
+                if note.severity == "warning":
+                    findings.append(Finding(Severity.WARNING, "package-missing", "(document)", (), note.params,
+                                            message_key=note.key))
+        entries = entries_of(doc)
+        walk = Walk(profiles, doc, entries)
+        findings.extend(self._walk_all(walk, entries, pset is not None))
+        findings = [catalogue.with_second_code(f, doc) for f in findings]
+        present = {(f.rule, f.location) for f in findings} | {(f.rule, "*") for f in findings
+                                                               if f.code.startswith("invariant:bdl")}
+        findings.extend(document_rules(walk, doc, present))
+        if pset is not None:
+            comp_profile = next((sd["url"] for sd in pset.structure_definitions(pset.root)
+                                 if sd.get("type") == "Composition" and sd.get("derivation") == "constraint"), None)
+            view = DocView(walk, doc, entries, pset.root.name, comp_profile,
+                           _prose_params(pset.root.name))
+            findings.extend(prose_rules(view))
+        findings = dedupe(findings)
+        standard = pset.root.ref if pset else None
+        return findings, standard, pset.refs if pset else ()
+
+    def _walk_all(self, walk: Walk, entries: list[Entry], with_standard: bool) -> Iterator[Finding]:
+        profiles = walk.profiles
+        pset = profiles.packages
+        for entry in entries:
+            rtype = entry.resource.get("resourceType")
+            if not isinstance(rtype, str) or (rtype not in _resource_types()):
+                yield Finding(Severity.ERROR, "unknown-resource-type", entry.loc, (*entry.path, "resourceType"),
+                              {"found": rtype})
+                continue
+            declared = _declared_profiles(entry)
+            chosen: list[str] = []
+            for p in declared:
+                if profiles.structure(p) is not None:
+                    chosen.append(p)
+                    if pset is not None and "|" in p:
+                        have = pset.package_of(p)
+                        want = p.split("|", 1)[1]
+                        if have is not None and not have.version.startswith(want) and entry.index is not None:
+                            yield Finding(Severity.INFORMATION, "profile-version", f"{entry.loc}.meta.profile",
+                                          (*entry.path, "meta", "profile"),
+                                          {"profile": p, "used": f"{have.name}#{have.version}"},
+                                          message_key="profile-version-set")
+                elif entry.index is not None or not with_standard:
+                    yield Finding(Severity.WARNING, "profile-unknown", f"{entry.loc}.meta.profile",
+                                  (*entry.path, "meta", "profile"), {"profile": p},
+                                  message_key="profile-unknown-resource")
+            if entry.index is None and not chosen and pset is not None:
+                # A Bundle that names no profile is still held to its standard's Bundle profile.
+                bundle_profile = next((sd["url"] for sd in pset.structure_definitions(pset.root)
+                                       if sd.get("type") == "Bundle" and sd.get("derivation") == "constraint"), None)
+                if bundle_profile:
+                    chosen.append(bundle_profile)
+            if not chosen:
+                chosen.append(f"http://hl7.org/fhir/StructureDefinition/{rtype}")
+            for p in chosen:
+                yield from self._check(walk, entry, p)
+        # Profiles other resources or slices demand of an entry (reference target profiles, entry slices).
+        done = {(id(e), p.split("|", 1)[0]) for e in entries for p in _declared_profiles(e)}
+        i = 0
+        while i < len(walk.required):
+            entry, profile, _why = walk.required[i]
+            i += 1
+            key = (id(entry), profile.split("|", 1)[0])
+            if key in done:
+                continue
+            done.add(key)
+            yield from self._check(walk, entry, profile)
+
+    def _check(self, walk: Walk, entry: Entry, profile: str) -> Iterator[Finding]:
+        struct = walk.profiles.structure(profile)
+        if struct is None:
+            yield Finding(Severity.WARNING, "profile-unknown", entry.loc, entry.path, {"profile": profile},
+                          message_key="profile-unknown-resource")
+            return
+        if struct.type != entry.resource.get("resourceType"):
+            yield Finding(Severity.ERROR, "type", entry.loc, entry.path,
+                          {"expected": struct.type, "found": entry.resource.get("resourceType"), "profile": profile},
+                          message_key="type-profile")
+            return
+        yield from walk.check_resource(entry, struct)
+
+
+def _declared_profiles(entry: Entry) -> list[str]:
+    meta = entry.resource.get("meta")
+    profiles = meta.get("profile") if isinstance(meta, dict) else None
+    return [p for p in profiles if isinstance(p, str)] if isinstance(profiles, list) else []
+
+
+def _resource_types() -> frozenset[str]:
+    from kroniker.validators.base import resource_types
+
+    return resource_types()
+
+
+def _profile_set(pset) -> ProfileSet:  # type: ignore[no-untyped-def]
+    if pset is None:
+        return _BASE_ONLY
+    hit = _PROFILE_SETS.get(id(pset))
+    if hit is None:
+        hit = ProfileSet(pset)
+        _PROFILE_SETS[id(pset)] = hit
+    return hit
+
+
+def _prose_params(package: str) -> dict[str, str]:
+    from kroniker.validators.rules.prose import prose_config
+
+    cfg = prose_config().get(package) or {}
+    return {k: v for k, v in cfg.items() if k != "rules"}
+
+
+def _name_of(source: Source) -> str:
+    import os
+
+    return os.fspath(source) if isinstance(source, os.PathLike) else "<bytes>" if isinstance(
+        source, (bytes, bytearray, memoryview)) else "<text>"
+
+
+_DEFAULT: Validator | None = None
+
+
+def default_validator() -> Validator:
+    global _DEFAULT
+    if _DEFAULT is None:
+        _DEFAULT = Validator()
+    return _DEFAULT
