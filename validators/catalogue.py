@@ -8,7 +8,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from kroniker.validators.findings import Finding
+from kroniker.validators.findings import Finding, Severity
 
 
 @dataclass(frozen=True)
@@ -65,8 +65,14 @@ def relative_path(bundle: dict[str, Any], path: tuple[Any, ...]) -> str:
     return ".".join(parts)
 
 
+# Codes of findings read from StructureDefinitions (spec/findings.md §1), the ones that get a second code.
+SD_CODES = frozenset({"card-min", "card-max", "fixed-value", "pattern-value", "type", "target-profile", "binding",
+                      "binding-extensible", "slice-unmatched", "slice-card-min", "slice-card-max",
+                      "extension-unknown", "datatype", "unknown-element"})
+
+
 def with_second_code(f: Finding, bundle: dict[str, Any]) -> Finding:
-    if f.second or (f.code.isupper() and "-" in f.code):
+    if f.second or f.severity < Severity.WARNING or not (f.code in SD_CODES or f.code.startswith("invariant:")):
         return f
     element_id = f.profile_element.split("#", 1)[1] if f.profile_element and "#" in f.profile_element else ""
     profile = f.profile_element.split("#", 1)[0] if f.profile_element else ""

@@ -209,9 +209,10 @@ def invariants(state: _State, elem: Elem, type_code: str, value: Any, path: Json
                           key=c.key, human=c.human, reason=str(exc))
             continue
         if not ok:
+            primitive_value = not isinstance(value, (dict, list))
             yield finding(_SEVERITY.get(c.severity, Severity.ERROR), f"invariant:{c.key}", loc, path, elem,
-                          key=c.key, human=c.human, expression=c.expression or "", found=_short(value)
-                          if not isinstance(value, (dict, list)) else None)
+                          message_key="invariant-value" if primitive_value else None, key=c.key, human=c.human,
+                          expression=c.expression or "", found=_short(value) if primitive_value else None)
 
 
 # -- references ---------------------------------------------------------------------------------------

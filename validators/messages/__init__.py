@@ -32,6 +32,9 @@ def render(key: str, params: Mapping[str, Any], lang: str = "en", *, location: s
     """The message for `key` in `lang`, with `params` filled in and the location in front."""
     cat = catalogue(lang)
     template = cat.get(key)
+    if template is None and key.startswith("invariant:"):
+        template = cat.get("invariant")
+        params = {"key": key.split(":", 1)[1], **params}
     if template is None:
         # A rule without its own text still says what was found where (never a KeyError).
         template = cat["_generic"] if "_generic" in cat else "{code}: {found}"
