@@ -53,7 +53,7 @@ _MARKERS = {
     "Url": "url", "Canonical": "canonical", "Base64Binary": "base64Binary", "Instant": "instant",
     "Date": "date", "DateTime": "dateTime", "Time": "time", "Code": "code", "Oid": "oid", "Id": "id",
     "Markdown": "markdown", "UnsignedInt": "unsignedInt", "PositiveInt": "positiveInt", "Uuid": "uuid",
-    "Xhtml": "xhtml", "Integer64": "integer64",
+    "Xhtml": "xhtml", "Integer64": "integer64", "UuidVersion": "uuid",
 }
 
 DATATYPES_COMPLEX = (
@@ -146,6 +146,9 @@ def _field_types(annotation: Any) -> tuple[list[str], bool]:
                 visit(x)
             return
         if a is type(None):
+            return
+        if a is bool:  # fhir.resources writes boolean as a plain bool
+            codes.append("boolean")
             return
         text = a if isinstance(a, str) else getattr(a, "__name__", str(a))
         m = re.search(r"(\w+?)Type$", text)
