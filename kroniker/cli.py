@@ -133,7 +133,9 @@ def cmd_packages_list(args: argparse.Namespace) -> int:
     pkgs = cache.installed()
     if args.format == "json":
         json.dump([{"name": p.name, "version": p.version, "sha256": p.sha256, "path": str(p.path),
-                    "dependencies": p.dependencies} for p in pkgs], sys.stdout, indent=2)
+                    "dependencies": p.dependencies,
+                    "missing": [f"{n}#{v}" for n, v in p.dependencies.items() if cache.get(n, v) is None]}
+                   for p in pkgs], sys.stdout, indent=2)
         sys.stdout.write("\n")
         return EXIT_OK
     if not pkgs:

@@ -16,20 +16,24 @@ class _Row:
     rule: str
     elements: tuple[str, ...]
     keys: tuple[str, ...]
+    at: tuple[str, ...]
     codes: tuple[str, ...]
     profiles: tuple[str, ...]
 
     def matches(self, f: Finding, element_id: str, rel_path: str, profile: str) -> bool:
-        key = f.code.removeprefix("invariant:") if f.code.startswith("invariant:") else None
-        if self.keys and key not in self.keys:
-            return False
+        """A row names invariant keys (optionally only `at` some elements) or elements, not both."""
         if self.codes and f.code not in self.codes:
             return False
         if self.profiles and not any(p in profile for p in self.profiles):
             return False
-        if self.elements and not any(_pattern(p, element_id) or _pattern(p, rel_path) for p in self.elements):
-            return False
-        return True
+        if self.keys:
+            key = f.code.removeprefix("invariant:") if f.code.startswith("invariant:") else None
+            return key in self.keys and (not self.at or _at(self.at, element_id, rel_path))
+        return _at(self.elements, element_id, rel_path)
+
+
+def _at(patterns: tuple[str, ...], element_id: str, rel_path: str) -> bool:
+    return any(_pattern(p, element_id) or _pattern(p, rel_path) for p in patterns)
 
 
 def _pattern(p: str, target: str) -> bool:
@@ -44,8 +48,9 @@ def _pattern(p: str, target: str) -> bool:
 @cache
 def _rows() -> tuple[_Row, ...]:
     text = resources.files("kroniker.profiles").joinpath("rules/second-codes.json").read_text(encoding="utf-8")
-    return tuple(_Row(r["rule"], tuple(r.get("elements", ())), tuple(r.get("keys", ())), tuple(r.get("codes", ())),
-                      tuple(r.get("profiles", ()))) for r in json.loads(text)["second_codes"])
+    return tuple(_Row(r["rule"], tuple(r.get("elements", ())), tuple(r.get("keys", ())), tuple(r.get("at", ())),
+                      tuple(r.get("codes", ())), tuple(r.get("profiles", ())))
+                 for r in json.loads(text)["second_codes"])
 
 
 def relative_path(bundle: dict[str, Any], path: tuple[Any, ...]) -> str:

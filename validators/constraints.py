@@ -211,8 +211,8 @@ def invariants(state: _State, elem: Elem, type_code: str, value: Any, path: Json
         if not ok:
             primitive_value = not isinstance(value, (dict, list))
             yield finding(_SEVERITY.get(c.severity, Severity.ERROR), f"invariant:{c.key}", loc, path, elem,
-                          message_key="invariant-value" if primitive_value else None, key=c.key, human=c.human,
-                          expression=c.expression or "", found=_short(value) if primitive_value else None)
+                          key=c.key, human=c.human, expression=c.expression or "",
+                          found=_short(value) if primitive_value else None)
 
 
 # -- references ---------------------------------------------------------------------------------------
@@ -283,8 +283,11 @@ def slicing(state: _State, elem: Elem, type_code: str, items: list[Any], path: J
             yield finding(Severity.ERROR, "slice-card-max", where, (*path, name), s, slice=s.slice_name, max=s.max,
                           count=n, element=elem.path)
     if elem.slicing is not None and elem.slicing.rules == "closed":
+        by_target = any("resolve()" in p for _, p in elem.slicing.discriminators)
         for i, v in enumerate(items):
             if v is not None and assigned[i] is None:
+                if by_target and _resolved(state, v) is None:
+                    continue  # a reference that does not resolve is reported once, as ref-unresolved
                 yield finding(Severity.ERROR, "slice-unmatched", f"{where}[{i}]" if indexed else where,
                               (*path, name, i) if indexed else (*path, name), elem,
                               slices=", ".join(s.slice_name or "?" for s in elem.slices), element=elem.path)

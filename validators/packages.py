@@ -15,6 +15,7 @@ import re
 import shutil
 import tarfile
 import tempfile
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -126,6 +127,10 @@ class InstalledPackage:
                                 "kind": res.get("kind"), "path": file})
         return entries
 
+    @cached_property
+    def urls(self) -> frozenset[str]:
+        return frozenset(e["url"] for e in self.index)
+
     def examples(self) -> Iterator[Path]:
         yield from sorted((self.path / "package" / "example").glob("*.json"))
 
@@ -151,30 +156,46 @@ class PackageCache:
 
     def __init__(self, root: Path | str | None = None) -> None:
         self.root = Path(root).expanduser() if root else default_cache_dir()
+        self._scan: tuple[float, list[InstalledPackage]] | None = None
+        self._known: dict[tuple[str, str], InstalledPackage] = {}
 
     # -- reading -----------------------------------------------------------------------------
     def installed(self) -> list[InstalledPackage]:
-        if not self.root.is_dir():
+        """The packages in the cache; rescanned only when the folder changed (a package came or went)."""
+        try:
+            mtime = self.root.stat().st_mtime
+        except OSError:
             return []
+        if self._scan is not None and self._scan[0] == mtime:
+            return self._scan[1]
         out = []
         for d in self.root.iterdir():
             if "#" in d.name and (d / "package" / "package.json").is_file():
                 name, version = d.name.split("#", 1)
-                out.append(InstalledPackage(name, version, d))
-        return sorted(out, key=lambda p: (p.name, version_key(p.version)))
+                pkg = self._known.get((name, version))
+                if pkg is None or pkg.path != d:
+                    pkg = self._known[(name, version)] = InstalledPackage(name, version, d)
+                out.append(pkg)
+        out.sort(key=lambda p: (p.name, version_key(p.version)))
+        self._scan = (mtime, out)
+        return out
 
     def get(self, name: str, version: str) -> InstalledPackage | None:
+        known = self._known.get((name, version))
+        if known is not None and (known.path / "package" / "package.json").is_file():
+            return known
         d = self.root / f"{name}#{version}"
         if (d / "package" / "package.json").is_file():
-            return InstalledPackage(name, version, d)
+            pkg = self._known[(name, version)] = InstalledPackage(name, version, d)
+            return pkg
         return None
 
     def versions(self, name: str) -> list[str]:
         return [p.version for p in self.installed() if p.name == name]
 
     def find_defining(self, url: str) -> list[InstalledPackage]:
-        """Installed packages that define a StructureDefinition with this canonical url."""
-        return [p for p in self.installed() if any(e["url"] == url for e in p.index)]
+        """Installed packages that define a conformance resource with this canonical url."""
+        return [p for p in self.installed() if url in p.urls]
 
     # -- installing --------------------------------------------------------------------------
     def install_tgz(self, data: bytes, origin: str) -> tuple[InstalledPackage, bool]:
@@ -191,6 +212,8 @@ class PackageCache:
                 manifest = json.loads(tf.extractfile(member).read())  # type: ignore[union-attr]
             except (KeyError, ValueError, AttributeError):
                 raise PackageError(f"{origin}: no readable package/package.json in the archive") from None
+            except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+                raise PackageError(f"{origin}: a damaged package archive ({exc or type(exc).__name__})") from None
             name, version = _name_version(manifest, origin)
             existing = self.get(name, version)
             if existing:
@@ -198,7 +221,10 @@ class PackageCache:
             self.root.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(prefix=".install-", dir=self.root))
             try:
-                _safe_extract(tf, tmp, origin)
+                try:
+                    _safe_extract(tf, tmp, origin)
+                except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+                    raise PackageError(f"{origin}: a damaged package archive ({exc or type(exc).__name__})") from None
                 (tmp / ".kroniker.json").write_text(json.dumps(
                     {"sha256": hashlib.sha256(data).hexdigest(), "from": origin}))
                 return self._commit(tmp, name, version), True
@@ -229,12 +255,17 @@ class PackageCache:
 
     def _commit(self, tmp: Path, name: str, version: str) -> InstalledPackage:
         target = self.root / f"{name}#{version}"
+        if target.exists() and not (target / "package" / "package.json").is_file():
+            # What is left of an install some other tool broke off: not a package, so replace it.
+            shutil.rmtree(target, ignore_errors=True)
         try:
             os.replace(tmp, target)  # atomic: a reader never sees half a package
-        except OSError:
+        except OSError as exc:
             if not self.get(name, version):  # another process may have won the race
-                raise
-        return InstalledPackage(name, version, target)
+                raise PackageError(f"cannot install {name}#{version} into {target}: {exc.strerror}") from None
+        self._scan = None
+        pkg = self._known[(name, version)] = InstalledPackage(name, version, target)
+        return pkg
 
 
 def _name_version(manifest: Any, origin: str) -> tuple[str, str]:
@@ -375,11 +406,19 @@ class Installer:
                 meta = client.get(f"{registry}/{name}", headers={"Accept": "application/json"})
                 if meta.status_code == 200:
                     try:
-                        tarball = meta.json()["versions"][version]["dist"]["tarball"]
-                    except (ValueError, KeyError, TypeError):
-                        tarball = None
-                    if tarball is None and version not in (meta.json().get("versions") or {}):
+                        listing = meta.json()
+                    except ValueError:
+                        listing = None
+                    versions = listing.get("versions") if isinstance(listing, dict) else None
+                    if not isinstance(versions, dict):
+                        raise PackageError(f"{registry}: the answer for {name} is not a package listing")
+                    if version not in versions:
                         raise PackageError(f"{registry}: {name} has no version {version}")
+                    entry = versions[version]
+                    dist = entry.get("dist") if isinstance(entry, dict) else None
+                    tarball = dist.get("tarball") if isinstance(dist, dict) else None
+                    if tarball is not None and not isinstance(tarball, str):
+                        tarball = None
                 resp = client.get(tarball or url, headers={"Accept": "application/tar+gzip"})
                 if resp.status_code != 200:
                     raise PackageError(f"{registry}: {name}#{version} answered HTTP {resp.status_code}")
@@ -471,7 +510,8 @@ class PackageSet:
             return None
         others = self.cache.versions(dep)
         if others:
-            best = max(others, key=version_key)
+            same_major = [v for v in others if v.split(".")[0] == version.split(".")[0]]
+            best = max(same_major or others, key=version_key)
             self.notes.append(SetNote("warning", "package-fallback", {
                 "package": f"{needed_by.name}#{needed_by.version}", "dependency": f"{dep}#{version}",
                 "used": best, "root": f"{self.root.name}#{self.root.version}"}))

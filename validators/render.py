@@ -82,7 +82,8 @@ def text(report: Report, lang: str = "en", *, verbose: bool = False) -> str:
             continue
         where = f"{f.line}:{f.column}" if f.line is not None else "-"
         codes = f.code + (f" / {f.second}" if f.second else "")
-        lines.append(f"  {f.severity.label.upper():<11} {where:>9}  [{codes}] {f.message(lang)}")
+        label = messages.text(f"sev-{f.severity.label}", lang)
+        lines.append(f"  {label:<11} {where:>9}  [{codes}] {f.message(lang)}")
         if verbose and f.profile_element:
             lines.append(f"  {'':<11} {'':>9}  {messages.text('profile-element', lang, element=f.profile_element)}")
     if counts[Severity.INFORMATION] and not verbose:

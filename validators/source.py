@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import errno
 import json
 import os
 from dataclasses import dataclass, field
@@ -61,6 +62,25 @@ class Unreadable(Exception):
         self.finding = finding
 
 
+_JSON_DETAILS = {
+    "Expecting value": "@json-expecting-value",
+    "Expecting property name enclosed in double quotes": "@json-expecting-name",
+    "Expecting ',' delimiter": "@json-expecting-comma",
+    "Expecting ':' delimiter": "@json-expecting-colon",
+    "Unterminated string starting at": "@json-unterminated-string",
+    "Invalid control character at": "@json-control-character",
+    "Invalid \\escape": "@json-bad-escape",
+    "Invalid \\uXXXX escape": "@json-bad-escape",
+    "Extra data": "@json-extra-data",
+}
+_OS_REASONS = {errno.ENOENT: "@os-not-found", errno.EACCES: "@os-permission", errno.EISDIR: "@os-directory",
+               errno.ENOTDIR: "@os-not-found"}
+
+
+def _os_reason(exc: OSError) -> str:
+    return _OS_REASONS.get(exc.errno or 0, exc.strerror or str(exc))
+
+
 def _fatal(code: str, *, key: str | None = None, line: int | None = None, column: int | None = None,
            **params: Any) -> Unreadable:
     return Unreadable(Finding(Severity.FATAL, code, "(document)", (), params, message_key=key,
@@ -74,14 +94,14 @@ def read_bytes(source: Source, limits: Limits) -> tuple[str, bytes]:
         try:
             size = os.stat(name).st_size
         except OSError as exc:
-            raise _fatal("unreadable", key="unreadable-file", file=name, reason=exc.strerror or str(exc)) from None
+            raise _fatal("unreadable", key="unreadable-file", file=name, reason=_os_reason(exc)) from None
         if size > limits.max_bytes:
             raise _fatal("too-large", size=size, limit=limits.max_bytes)
         try:
             with open(name, "rb") as fh:
                 raw = fh.read(limits.max_bytes + 1)
         except OSError as exc:
-            raise _fatal("unreadable", key="unreadable-file", file=name, reason=exc.strerror or str(exc)) from None
+            raise _fatal("unreadable", key="unreadable-file", file=name, reason=_os_reason(exc)) from None
         return name, raw
     if isinstance(source, str):
         raw = source.encode("utf-8", "surrogatepass")
@@ -119,7 +139,8 @@ def parse(source: Source, limits: Limits | None = None) -> Parsed:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise _fatal("json-syntax", line=exc.lineno, column=exc.colno, detail=exc.msg) from None
+        raise _fatal("json-syntax", line=exc.lineno, column=exc.colno,
+                     detail=_JSON_DETAILS.get(exc.msg, exc.msg)) from None
     except RecursionError:
         raise _fatal("too-deep", limit=limits.max_depth) from None
     depth = _depth(data, limits.max_depth)

@@ -8,7 +8,7 @@ from typing import Any
 from kroniker.validators.findings import Finding, Severity
 from kroniker.validators.packages import InstalledPackage, PackageCache, PackageSet, choose_version, version_key
 
-_SETS: dict[tuple[str, str, str], PackageSet] = {}
+_SETS: dict[tuple[object, ...], PackageSet] = {}
 
 
 @dataclass
@@ -21,7 +21,8 @@ class Identified:
 
 
 def package_set(cache: PackageCache, pkg: InstalledPackage) -> PackageSet:
-    key = (str(cache.root), pkg.name, pkg.version)
+    # Keyed on what is installed too: a dependency installed later makes a new, complete set.
+    key = (str(cache.root), pkg.name, pkg.version, tuple((p.name, p.version) for p in cache.installed()))
     hit = _SETS.get(key)
     if hit is None:
         hit = PackageSet(cache, pkg)

@@ -10,13 +10,13 @@ from kroniker.validators import catalogue
 from kroniker.validators.document import document_rules, entries_of
 from kroniker.validators.engine import Entry, Walk
 from kroniker.validators.findings import Finding, PackageRef, Report, Severity, dedupe
-from kroniker.validators.packages import PackageCache
+from kroniker.validators.packages import PackageCache, PackageSet
 from kroniker.validators.profiles import ProfileSet
 from kroniker.validators.rules.prose import DocView, prose_rules
 from kroniker.validators.source import Limits, Parsed, Source, Unreadable, parse
 from kroniker.validators.standards import identify
 
-_PROFILE_SETS: dict[int, ProfileSet] = {}
+_PROFILE_SETS: dict[PackageSet, ProfileSet] = {}
 _BASE_ONLY = ProfileSet(None)
 
 
@@ -159,13 +159,13 @@ def _resource_types() -> frozenset[str]:
     return resource_types()
 
 
-def _profile_set(pset) -> ProfileSet:  # type: ignore[no-untyped-def]
+def _profile_set(pset: PackageSet | None) -> ProfileSet:
     if pset is None:
         return _BASE_ONLY
-    hit = _PROFILE_SETS.get(id(pset))
+    hit = _PROFILE_SETS.get(pset)
     if hit is None:
         hit = ProfileSet(pset)
-        _PROFILE_SETS[id(pset)] = hit
+        _PROFILE_SETS[pset] = hit
     return hit
 
 

@@ -79,8 +79,11 @@ def _inspect(root: etree._Element, allowed: frozenset[str], problems: HtmlProble
                 elif _EXTERNAL.match(value) and not value.strip().lower().startswith(("data:image/", "#")) \
                         and (name != "a" or aname != "href"):
                     problems.active.append(f"{name}@{aname}={value[:60]}")
-            if aname == "style" and _CSS_EXTERNAL.search(value):
-                problems.active.append(f"{name}@style")
+            if aname == "style":
+                if _CSS_EXTERNAL.search(value):
+                    problems.active.append(f"{name}@style")
+                elif allowed is SIMPLE_ELEMENTS:
+                    problems.markup.append(f"{name}@style")  # styling is outside MedCom's simplified HTML
         if el.text:
             texts.append(el.text)
         if el.tail and el is not root:

@@ -33,12 +33,15 @@ def render(key: str, params: Mapping[str, Any], lang: str = "en", *, location: s
     cat = catalogue(lang)
     template = cat.get(key)
     if template is None and key.startswith("invariant:"):
-        template = cat.get("invariant")
+        # An invariant without its own text: the profile's own (English) explanation, said to be that.
+        template = cat.get("invariant-value" if params.get("found") is not None else "invariant")
         params = {"key": key.split(":", 1)[1], **params}
     if template is None:
         # A rule without its own text still says what was found where (never a KeyError).
         template = cat["_generic"] if "_generic" in cat else "{code}: {found}"
-    values = _Params({k: _show(v) for k, v in params.items()})
+    # A parameter written "@key" is itself a catalogue text (a reason that has words in every language).
+    values = _Params({k: cat.get(v[1:], v) if isinstance(v, str) and v.startswith("@") else _show(v)
+                      for k, v in params.items()})
     values.setdefault("code", key)
     text = _FORMATTER.vformat(template, (), values)
     return f"{location}: {text}" if location else text
