@@ -103,7 +103,8 @@ def practitioner_role() -> dict[str, Any]:
                                         "medcom-core-PractitionerRolesSKSadministrativ",
                               "code": "speciallaegeipraksis"}]}],
     }
-    r["text"] = _narrative(r, [("Behandler", f"Practitioner/{_id('gp')}"), ("Organisation", f"Organization/{_id('clinic')}"),
+    r["text"] = _narrative(r, [("Behandler", f"Practitioner/{_id('gp')}"),
+                               ("Organisation", f"Organization/{_id('clinic')}"),
                                ("Rolle", "speciallaegeipraksis")])
     return _ordered(r)
 
@@ -204,13 +205,15 @@ def diagnosis_card(*, recorded: str = "2026-11-20", assembled: str = "2026-11-21
         "author": [{"reference": f"Organization/{_id('clinic')}"}],
         "title": f"Diagnoseoversigt for {cpr}",
         "confidentiality": "N",
-        "section": [{"text": {"status": "generated", "div": '<div xmlns="http://www.w3.org/1999/xhtml">'
-                                                              "<p>DM545 Lændesmerter (aktuel, forløbsdiagnose)</p></div>"},
+        "section": [{"text": {"status": "generated",
+                              "div": '<div xmlns="http://www.w3.org/1999/xhtml">'
+                                     "<p>DM545 Lændesmerter (aktuel, forløbsdiagnose)</p></div>"},
                      "entry": [{"reference": f"Condition/{cond_id}"}]}],
     }
     comp["text"] = _narrative(comp, [("Titel", comp["title"]), ("Type", "http://loinc.org 11450-4"),
                                      ("Patient", f"Patient/{_id('patient')}"), ("Dato", comp["date"]),
-                                     ("Forfatter", f"Organization/{_id('clinic')}"), ("Diagnoser", f"Condition/{cond_id}")])
+                                     ("Forfatter", f"Organization/{_id('clinic')}"),
+                                     ("Diagnoser", f"Condition/{cond_id}")])
     patient_cl = patient()
     patient_cl["meta"] = {"profile": [f"{DOCUMENT}/medcom-document-patient"]}
     return {

@@ -7,10 +7,10 @@ import json
 from typing import Any
 
 import pytest
-
 from kroniker.validators import base
 from kroniker.validators.packages import PackageCache
 from kroniker.validators.validate import Validator
+
 from tests.builders import shared_note
 
 DOCUMENT_TYPES = ["Bundle", "Composition", "Observation", "Patient", "Organization", "Practitioner",
@@ -41,7 +41,8 @@ def test_base_elements_match_the_r4_snapshots(rtype: str, package_cache: Package
     assert struct is not None
     ours = {name: (el.min, "*" if el.base_is_list or el.max is None else str(el.max))
             for name, el in struct.root.children.items()}
-    assert set(ours) == set(r4), f"{rtype}: only R4B {sorted(set(ours) - set(r4))}, only R4 {sorted(set(r4) - set(ours))}"
+    assert set(ours) == set(r4), \
+        f"{rtype}: only R4B {sorted(set(ours) - set(r4))}, only R4 {sorted(set(r4) - set(ours))}"
     # The base cardinality (ElementDefinition.base) of every element is R4's.
     assert ours == r4
 

@@ -19,7 +19,7 @@ from kroniker.validators import Severity
 from kroniker.validators.findings import Finding, Report
 from kroniker.validators.packages import PackageCache
 from kroniker.validators.validate import Validator
-from pytest_bdd import given, parsers, scenario, scenarios, then, when
+from pytest_bdd import given, parsers, scenarios, then, when
 
 from tests.builders import CLINIC, PATIENT, SOR, clone, diagnosis_card, shared_note
 

@@ -10,11 +10,9 @@ choice elements take R4's type lists, and R4-only resources are reported as not 
 
 from __future__ import annotations
 
-import json
 import re
 import typing
 from functools import cache
-from importlib import resources
 from typing import Any
 
 from kroniker.validators.structure import Elem, Structure, TypeRef
@@ -260,10 +258,9 @@ def element_enum(base_path: str) -> tuple[str, ...] | None:
         if el is None:
             return None
         nxt = el.children.get(part)
-        if nxt is None:
+        if nxt is None and el.types and not el.children:
             # descend into a complex type's base structure
-            if el.types and not el.children:
-                sub = base_structure(el.types[0].code)
-                nxt = sub.root.children.get(part) if sub else None
+            sub = base_structure(el.types[0].code)
+            nxt = sub.root.children.get(part) if sub else None
         el = nxt
     return el.enum if el else None

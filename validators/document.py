@@ -45,7 +45,8 @@ def document_rules(walk: Walk, bundle: dict[str, Any], present: set[tuple[str, s
     first_res = first.get("resource") if first else None
     if not (isinstance(first_res, dict) and first_res.get("resourceType") == "Composition") \
             and new("DOC-FIRST-COMPOSITION", "Bundle"):
-        yield _f(Severity.ERROR, "DOC-FIRST-COMPOSITION", "Bundle.entry[0]", ("entry", 0),
+        yield _f(Severity.ERROR, "DOC-FIRST-COMPOSITION", "Bundle.entry[0]" if raw else "Bundle.entry",
+                 ("entry", 0) if raw else ("entry",),
                  found=first_res.get("resourceType") if isinstance(first_res, dict) else None)
     seen_urls: dict[str, int] = {}
     for i, e in enumerate(raw):

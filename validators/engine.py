@@ -221,8 +221,8 @@ class _State:
                                       expected="Element", found=_json_kind(pext))
             return
         if ext_struct is not None:
-            yield from self.children(ext_struct.root.children, pext, path[:-1] + (f"_{path[-1]}",) if path and
-                                     isinstance(path[-1], str) else path, loc, False)
+            ext_path = (*path[:-1], f"_{path[-1]}") if path and isinstance(path[-1], str) else path
+            yield from self.children(ext_struct.root.children, pext, ext_path, loc, False)
 
     def children(self, children: dict[str, Elem], obj: dict[str, Any], path: JsonPath, loc: str,
                  is_resource: bool) -> Iterator[Finding]:

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-
 from kroniker.validators.findings import PackageRef
 
 DEFAULT_REGISTRIES = ("https://packages.fhir.org", "https://packages2.fhir.org/packages")
@@ -203,7 +202,7 @@ class PackageCache:
         if len(data) > MAX_PACKAGE_BYTES:
             raise PackageError(f"{origin}: larger than {MAX_PACKAGE_BYTES} bytes")
         try:
-            tf = tarfile.open(fileobj=io.BytesIO(data), mode="r:*")
+            tf = tarfile.open(fileobj=io.BytesIO(data), mode="r:*")  # noqa: SIM115 (closed by the with below)
         except (tarfile.TarError, OSError, EOFError) as exc:
             raise PackageError(f"{origin}: not a package archive ({exc})") from None
         with tf:

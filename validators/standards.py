@@ -45,18 +45,21 @@ def composition_of(bundle: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
     return None
 
 
-def identify(bundle: dict[str, Any], cache: PackageCache) -> Identified:
-    """Pick the standard from the Composition's meta.profile (spec/findings.md, 'Which profile version')."""
-    found = composition_of(bundle) if bundle.get("resourceType") == "Bundle" else None
-    if found is None:
-        return Identified(None)
-    index, comp = found
-    loc = f"Bundle.entry[{index}].resource.meta.profile"
-    path = ("entry", index, "resource", "meta", "profile")
-    meta = comp.get("meta") if isinstance(comp.get("meta"), dict) else {}
-    profiles = [p for p in (meta.get("profile") or []) if isinstance(p, str)] if isinstance(
-        meta.get("profile"), list) else []
-    notes: list[Finding] = []
+def _profiles_of(resource: dict[str, Any]) -> list[str]:
+    meta = resource.get("meta") if isinstance(resource.get("meta"), dict) else {}
+    profiles = meta.get("profile")
+    return [p for p in profiles if isinstance(p, str)] if isinstance(profiles, list) else []
+
+
+@dataclass
+class _Pick:
+    package: InstalledPackage
+    profile: str
+    findings: list[Finding]
+
+
+def _pick(profiles: list[str], cache: PackageCache, loc: str, path: tuple[Any, ...]) -> _Pick | list[Finding] | None:
+    """The package for the first claimed profile an installed package defines, by the version rule."""
     for profile in profiles:
         url, _, version = profile.partition("|")
         defining = cache.find_defining(url)
@@ -65,24 +68,71 @@ def identify(bundle: dict[str, Any], cache: PackageCache) -> Identified:
         versions = [p.version for p in defining]
         chosen, note = choose_version(versions, version or None)
         if chosen is None:
-            notes.append(Finding(Severity.ERROR, "profile-unknown", loc, path,
-                                 {"profile": profile, "installed": ", ".join(f"{p.name}#{p.version}" for p in defining),
-                                  "package": defining[0].name}, message_key="profile-unknown-version"))
-            continue
+            # Nothing of that major version: an error naming what is installed; the document is still read
+            # with the newest installed version, so the rest of it gets checked too.
+            newest = max(defining, key=lambda p: version_key(p.version))
+            return _Pick(newest, profile, [Finding(
+                Severity.ERROR, "profile-unknown", loc, path,
+                {"profile": profile, "installed": ", ".join(f"{p.name}#{p.version}" for p in defining),
+                 "package": newest.name, "used": f"{newest.name}#{newest.version}"},
+                message_key="profile-unknown-version")])
         pkg = next(p for p in defining if p.version == chosen)
+        found: list[Finding] = []
         if note:
             sev = Severity.WARNING if note == "profile-version-other" else Severity.INFORMATION
-            notes.append(Finding(sev, "profile-version", loc, path,
+            found.append(Finding(sev, "profile-version", loc, path,
                                  {"profile": profile, "used": f"{pkg.name}#{pkg.version}"}, message_key=note))
-        return Identified(package_set(cache, pkg), profile, notes)
-    if notes:
-        return Identified(None, None, notes)
+        return _Pick(pkg, profile, found)
+    return None
+
+
+def _depends_on(cache: PackageCache, pkg: InstalledPackage, name: str) -> bool:
+    seen, stack = set(), [pkg]
+    while stack:
+        p = stack.pop()
+        for dep, ver in p.dependencies.items():
+            if dep == name:
+                return True
+            if (dep, ver) not in seen:
+                seen.add((dep, ver))
+                have = cache.get(dep, ver)
+                if have is not None:
+                    stack.append(have)
+    return False
+
+
+def identify(bundle: dict[str, Any], cache: PackageCache) -> Identified:
+    """Pick the standard from the Composition's meta.profile (spec/findings.md, 'Which profile version').
+
+    The Bundle's own meta.profile is heard too: when it names a standard built on the one the Composition
+    claims (a Shared Notes Bundle around a generic MedCom Document Composition), the Bundle's standard
+    applies, so its rules can say what is wrong with the Composition. With no Composition at all, the
+    Bundle's profile decides.
+    """
+    if bundle.get("resourceType") != "Bundle":
+        return Identified(None)
+    found = composition_of(bundle)
+    by_bundle = _pick(_profiles_of(bundle), cache, "Bundle.meta.profile", ("meta", "profile"))
+    if found is None:
+        if isinstance(by_bundle, _Pick):
+            return Identified(package_set(cache, by_bundle.package), None, by_bundle.findings)
+        return Identified(None)
+    index, comp = found
+    loc = f"Bundle.entry[{index}].resource.meta.profile"
+    path = ("entry", index, "resource", "meta", "profile")
+    profiles = _profiles_of(comp)
+    by_comp = _pick(profiles, cache, loc, path)
+    if isinstance(by_comp, _Pick):
+        if isinstance(by_bundle, _Pick) and by_bundle.package.name != by_comp.package.name and \
+                _depends_on(cache, by_bundle.package, by_comp.package.name):
+            return Identified(package_set(cache, by_bundle.package), None, by_bundle.findings)
+        return Identified(package_set(cache, by_comp.package), by_comp.profile, by_comp.findings)
     # No installed package defines the claimed profile: guess by the Composition's type, to still help.
     guess = _by_type(comp, cache)
     claimed = profiles[0] if profiles else None
-    notes.append(Finding(Severity.ERROR, "profile-unknown", loc, path,
-                         {"profile": claimed or "(none)", "package": guess.name if guess else "?"},
-                         message_key="profile-unknown" if claimed else "profile-none"))
+    notes = [Finding(Severity.ERROR, "profile-unknown", loc, path,
+                     {"profile": claimed or "(none)", "package": guess.name if guess else "?"},
+                     message_key="profile-unknown" if claimed else "profile-none")]
     if guess is not None and claimed is None:
         return Identified(package_set(cache, guess), None, notes)
     return Identified(None, None, notes)

@@ -12,7 +12,6 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-
 # Code systems defined by a grammar rather than a list: checked by their syntax.
 SYNTAX_SYSTEMS: dict[str, re.Pattern[str]] = {
     "urn:ietf:bcp:13": re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"

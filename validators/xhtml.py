@@ -109,19 +109,34 @@ def check_note(text: str) -> HtmlProblems:
     """The decoded note: a well-formed XML fragment of XHTML in MedCom's simplified HTML.
 
     MedCom's test notes use an undeclared `x:` prefix for XHTML elements; it is read as XHTML.
+    The note's MIME type is text/html, so a reader may well parse it as HTML rather than XML: active
+    content is looked for with both parsers (a CDATA section hides a script from XML, not from HTML).
     A fragment that is not well-formed XML is still inspected, leniently, for active content.
     """
     problems = HtmlProblems()
     wrapped = f'<div xmlns="{XHTML_NS}" xmlns:x="{XHTML_NS}">{text}</div>'
+    root = None
     try:
         root = etree.fromstring(wrapped.encode("utf-8"), _parser())
     except etree.XMLSyntaxError as exc:
         problems.syntax = str(exc).replace("line 1, column", "column")
-        try:
-            root = html.fragment_fromstring(text, create_parent="div",
-                                            parser=html.HTMLParser(no_network=True, remove_comments=False))
-        except (etree.ParserError, ValueError):
-            problems.text = text
-            return problems
-    _inspect(root, SIMPLE_ELEMENTS, problems)
+    as_html = _html_fragment(text)
+    if root is not None:
+        _inspect(root, SIMPLE_ELEMENTS, problems)
+        if as_html is not None:
+            seen_by_html = HtmlProblems()
+            _inspect(as_html, SIMPLE_ELEMENTS, seen_by_html)
+            problems.active.extend(a for a in seen_by_html.active if a not in problems.active)
+    elif as_html is not None:
+        _inspect(as_html, SIMPLE_ELEMENTS, problems)
+    else:
+        problems.text = text
     return problems
+
+
+def _html_fragment(text: str) -> etree._Element | None:
+    try:
+        return html.fragment_fromstring(text, create_parent="div",
+                                        parser=html.HTMLParser(no_network=True, remove_comments=False))
+    except (etree.ParserError, ValueError):
+        return None

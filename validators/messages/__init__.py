@@ -38,7 +38,7 @@ def render(key: str, params: Mapping[str, Any], lang: str = "en", *, location: s
         params = {"key": key.split(":", 1)[1], **params}
     if template is None:
         # A rule without its own text still says what was found where (never a KeyError).
-        template = cat["_generic"] if "_generic" in cat else "{code}: {found}"
+        template = cat.get("_generic", "{code}: {found}")
     # A parameter written "@key" is itself a catalogue text (a reason that has words in every language).
     values = _Params({k: cat.get(v[1:], v) if isinstance(v, str) and v.startswith("@") else _show(v)
                       for k, v in params.items()})

@@ -190,7 +190,8 @@ def date_order(doc: DocView, sev: Severity) -> Iterator[Finding]:
 
 def _attachments(obs: Entry) -> Iterator[tuple[dict[str, Any], tuple[tuple[Any, ...], str]]]:
     for i, ext in enumerate(obs.resource.get("extension") or []):
-        if isinstance(ext, dict) and ext.get("url") == VALUE_ATTACHMENT and isinstance(ext.get("valueAttachment"), dict):
+        if isinstance(ext, dict) and ext.get("url") == VALUE_ATTACHMENT \
+                and isinstance(ext.get("valueAttachment"), dict):
             yield ext["valueAttachment"], ((*obs.path, "extension", i, "valueAttachment"),
                                            f"{obs.loc}.extension[{i}].valueAttachment")
 
