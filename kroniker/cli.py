@@ -119,10 +119,18 @@ def cmd_packages_install(args: argparse.Namespace) -> int:
     for ref in report.already:
         print(f"present    {ref}")
     if report.missing:
-        print("package-missing: these dependencies are not installed (kroniker uses its substitutes where it has"
-              " them and says so in every report):")
+        from kroniker.validators.packages import SUBSTITUTES
+
+        print("package-missing: these dependencies are not installed:")
+        needed: dict[str, list[str]] = {}
         for name, version, needed_by in report.missing:
-            print(f"  {name}#{version}  (needed by {needed_by})")
+            needed.setdefault(f"{name}#{version}", []).append(needed_by)
+        for spec, by in sorted(needed.items()):
+            name = spec.split("#", 1)[0]
+            stand_in = {"base-structure": "; kroniker reads the base structure from fhir.resources",
+                        "base-codes": "; kroniker has the base code lists it needs"}.get(SUBSTITUTES.get(name) or "", "")
+            who = by[0] if len(by) == 1 else f"{by[0]} and {len(by) - 1} more"
+            print(f"  {spec}  (needed by {who}{stand_in})")
     return EXIT_OK
 
 

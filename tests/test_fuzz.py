@@ -30,7 +30,7 @@ from tests.builders import diagnosis_card, shared_note
 Json = Any
 Path_ = tuple[str | int, ...]
 
-FUZZ = settings(max_examples=1000, deadline=None, database=None,
+FUZZ = settings(max_examples=1000, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                        HealthCheck.large_base_example, HealthCheck.function_scoped_fixture])
 FEW = settings(FUZZ, max_examples=250)
@@ -233,6 +233,8 @@ KNOWN_CRASHES: dict[tuple[type[BaseException], str, str], str] = {
     (TypeError, "constraints.py", "binding"): "test_coding_not_a_list",
     (TypeError, "terminology.py", "check"): "test_coding_system_not_a_string",
     (TypeError, "standards.py", "_by_type"): "test_composition_type_system_not_a_string",
+    (TypeError, "catalogue.py", "relative_path"): "test_entry_resource_type_null",
+    (TypeError, "prose.py", "patient_cpr"): "test_patient_identifier_not_a_list",
     (UnicodeEncodeError, "xhtml.py", "check_narrative"): "test_lone_surrogate_in_narrative",
 }
 
@@ -510,6 +512,28 @@ def test_composition_type_system_not_a_string(validator: Validator) -> None:
     def change(doc: dict[str, Any]) -> None:
         del doc["entry"][0]["resource"]["meta"]
         doc["entry"][0]["resource"]["type"]["coding"][0]["system"] = []
+
+    _crash_case(validator, mutated_note(change))
+
+
+@pytest.mark.xfail(strict=True, raises=TypeError,
+                   reason="bug: an entry whose resourceType is null, with a finding that gets a second code, "
+                          "crashes catalogue.relative_path (joins None into the element path)")
+def test_entry_resource_type_null(validator: Validator) -> None:
+    def change(doc: dict[str, Any]) -> None:
+        doc["entry"][0]["resource"]["resourceType"] = None
+        doc["entry"][0]["resource"]["language"] = "0"
+
+    _crash_case(validator, mutated_note(change))
+
+
+@pytest.mark.xfail(strict=True, raises=TypeError,
+                   reason="bug: a Patient.identifier that is a number crashes the prose rules' CPR lookup "
+                          "(rules.prose.patient_cpr iterates it: 'int' object is not iterable)")
+def test_patient_identifier_not_a_list(validator: Validator) -> None:
+    def change(doc: dict[str, Any]) -> None:
+        assert doc["entry"][2]["resource"]["resourceType"] == "Patient"
+        doc["entry"][2]["resource"]["identifier"] = 1515
 
     _crash_case(validator, mutated_note(change))
 
