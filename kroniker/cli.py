@@ -127,8 +127,9 @@ def cmd_packages_install(args: argparse.Namespace) -> int:
             needed.setdefault(f"{name}#{version}", []).append(needed_by)
         for spec, by in sorted(needed.items()):
             name = spec.split("#", 1)[0]
-            stand_in = {"base-structure": "; kroniker reads the base structure from fhir.resources",
-                        "base-codes": "; kroniker has the base code lists it needs"}.get(SUBSTITUTES.get(name) or "", "")
+            stand_ins = {"base-structure": "; kroniker reads the base structure from fhir.resources",
+                         "base-codes": "; kroniker has the base code lists it needs"}
+            stand_in = stand_ins.get(SUBSTITUTES.get(name) or "", "")
             who = by[0] if len(by) == 1 else f"{by[0]} and {len(by) - 1} more"
             print(f"  {spec}  (needed by {who}{stand_in})")
     return EXIT_OK
@@ -163,6 +164,9 @@ def _msg(lang: str, key: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")  # never die half-way through the output
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

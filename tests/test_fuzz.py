@@ -225,17 +225,11 @@ def mutated(draw: st.DrawFn, base: str) -> bytes:
 
 
 # -- known crashes ------------------------------------------------------------------------------------------
-# Each is pinned by a strict xfail below (a one-change reproducer); the fuzz tests skip an example that hits
-# one of these exact places, so they keep looking for new crashes. When a bug is fixed its xfail passes
-# (and fails, being strict): then delete its line here as well.
+# A crash found and not yet fixed is pinned by a strict xfail (a one-change reproducer, as the tests at the end
+# of this file were) and listed here, so the fuzz tests skip examples that hit that exact place and keep looking
+# for new crashes. When the bug is fixed its xfail passes (and fails, being strict): then delete its line here.
 KNOWN_CRASHES: dict[tuple[type[BaseException], str, str], str] = {
-    (TypeError, "invariants.py", "bdl_7"): "test_fullurl_not_a_string",
-    (TypeError, "constraints.py", "binding"): "test_coding_not_a_list",
-    (TypeError, "terminology.py", "check"): "test_coding_system_not_a_string",
-    (TypeError, "standards.py", "_by_type"): "test_composition_type_system_not_a_string",
-    (TypeError, "catalogue.py", "relative_path"): "test_entry_resource_type_null",
-    (TypeError, "prose.py", "patient_cpr"): "test_patient_identifier_not_a_list",
-    (UnicodeEncodeError, "xhtml.py", "check_narrative"): "test_lone_surrogate_in_narrative",
+    # (exception type, file, function): the test that pins it — none open at present.
 }
 
 
@@ -475,9 +469,6 @@ def _crash_case(validator: Validator, raw: bytes) -> None:
     assert not report.valid
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="bug: an entry's fullUrl that is a JSON array/object crashes bdl-7 "
-                          "(invariants.bdl_7: unhashable type) instead of giving a datatype finding")
 def test_fullurl_not_a_string(validator: Validator) -> None:
     def change(doc: dict[str, Any]) -> None:
         doc["entry"][1]["fullUrl"] = []
@@ -485,9 +476,6 @@ def test_fullurl_not_a_string(validator: Validator) -> None:
     _crash_case(validator, mutated_note(change))
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="bug: CodeableConcept.coding that is a number crashes the binding check "
-                          "(constraints.binding iterates it: 'int' object is not iterable)")
 def test_coding_not_a_list(validator: Validator) -> None:
     def change(doc: dict[str, Any]) -> None:
         doc["entry"][0]["resource"]["type"]["coding"] = 5
@@ -495,9 +483,6 @@ def test_coding_not_a_list(validator: Validator) -> None:
     _crash_case(validator, mutated_note(change))
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="bug: a Coding.system that is a JSON array/object crashes the binding check "
-                          "(terminology.Expansion.check: unhashable type)")
 def test_coding_system_not_a_string(validator: Validator) -> None:
     def change(doc: dict[str, Any]) -> None:
         doc["entry"][0]["resource"]["type"]["coding"][0]["system"] = []
@@ -505,9 +490,6 @@ def test_coding_system_not_a_string(validator: Validator) -> None:
     _crash_case(validator, mutated_note(change))
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="bug: with no standard identified, a Composition.type.coding.system that is a JSON "
-                          "array crashes the guess by type (standards._by_type: unhashable type)")
 def test_composition_type_system_not_a_string(validator: Validator) -> None:
     def change(doc: dict[str, Any]) -> None:
         del doc["entry"][0]["resource"]["meta"]
@@ -516,9 +498,6 @@ def test_composition_type_system_not_a_string(validator: Validator) -> None:
     _crash_case(validator, mutated_note(change))
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="bug: an entry whose resourceType is null, with a finding that gets a second code, "
-                          "crashes catalogue.relative_path (joins None into the element path)")
 def test_entry_resource_type_null(validator: Validator) -> None:
     def change(doc: dict[str, Any]) -> None:
         doc["entry"][0]["resource"]["resourceType"] = None
@@ -527,9 +506,6 @@ def test_entry_resource_type_null(validator: Validator) -> None:
     _crash_case(validator, mutated_note(change))
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="bug: a Patient.identifier that is a number crashes the prose rules' CPR lookup "
-                          "(rules.prose.patient_cpr iterates it: 'int' object is not iterable)")
 def test_patient_identifier_not_a_list(validator: Validator) -> None:
     def change(doc: dict[str, Any]) -> None:
         assert doc["entry"][2]["resource"]["resourceType"] == "Patient"
@@ -538,9 +514,6 @@ def test_patient_identifier_not_a_list(validator: Validator) -> None:
     _crash_case(validator, mutated_note(change))
 
 
-@pytest.mark.xfail(strict=True, raises=UnicodeEncodeError,
-                   reason="bug: a lone surrogate (the JSON escape \\ud800) in a narrative div crashes "
-                          "validate() (xhtml.check_narrative encodes it as UTF-8)")
 def test_lone_surrogate_in_narrative(validator: Validator) -> None:
     def change(doc: dict[str, Any]) -> None:
         doc["entry"][2]["resource"]["text"]["div"] = f'<div xmlns="{XHTML}">\ud800</div>'

@@ -144,9 +144,6 @@ def test_active_content_is_found(note: str, hint: str) -> None:
     "<style>@import url(https://evil.example/a.css);</style><p>a</p>",
     "<style>p { background: url(https://evil.example/x.png) }</style><p>a</p>",
 ], ids=["import", "url"])
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="bug: a <style> element whose CSS loads external content (@import, url()) is only "
-                          "markup; xhtml._inspect checks CSS in style attributes only")
 def test_style_element_loading_external_content_is_active(note: str) -> None:
     p = check_note(note)
     assert p.active, p
@@ -327,9 +324,6 @@ def test_narrative_text_is_its_content() -> None:
     assert check_narrative(f"{DIV}<p>Bente</p><p>Test</p> Lænderyg</div>").text == "BenteTest Lænderyg"
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="bug: HtmlProblems.text puts an element's tail before its children's text "
-                          "(xhtml._inspect appends el.tail as it meets el in iter())")
 @pytest.mark.parametrize("check", [check_narrative, check_note], ids=["narrative", "note"])
 def test_text_content_is_in_document_order(check: Callable[[str], HtmlProblems]) -> None:
     assert check(f"{DIV}<p>Bente <b>Test</b></p> Lænderyg</div>").text == "Bente Test Lænderyg"

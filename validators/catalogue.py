@@ -63,6 +63,8 @@ def relative_path(bundle: dict[str, Any], path: tuple[Any, ...]) -> str:
         rest = path[3:]
     else:
         rtype, rest = bundle.get("resourceType", "Bundle"), path
+    if not isinstance(rtype, str) or not rtype:
+        rtype = "Resource"
     parts = [rtype]
     for p in rest:
         if isinstance(p, str):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import re
 from collections.abc import Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,7 @@ from kroniker.validators.terminology import Membership
 if TYPE_CHECKING:
     from kroniker.validators.engine import _State
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _SEVERITY = {"error": Severity.ERROR, "warning": Severity.WARNING, "information": Severity.INFORMATION,
              "fatal": Severity.FATAL}
 
@@ -64,6 +66,9 @@ def primitive(elem: Elem, type_code: str, value: Any, path: JsonPath, loc: str) 
         return
     if value == "":
         yield finding(Severity.ERROR, "datatype", loc, path, elem, message_key="empty-string", type=type_code)
+        return
+    if _SURROGATE.search(value):
+        yield finding(Severity.ERROR, "datatype", loc, path, elem, message_key="datatype-unicode", type=type_code)
         return
     if type_code in ("string", "markdown") and not value.strip():
         yield finding(Severity.ERROR, "datatype", loc, path, elem, message_key="blank-string", type=type_code,
@@ -161,11 +166,13 @@ def binding(state: _State, elem: Elem, type_code: str, value: Any, path: JsonPat
         verdict = exp.check_code(value) if isinstance(value, str) else Membership.NOT_IN
         found: Any = value
     else:
-        codings = [value] if type_code == "Coding" else (value.get("coding") or [])
+        raw_codings = value.get("coding") if type_code == "CodeableConcept" else [value]
+        codings = raw_codings if isinstance(raw_codings, list) else []
         for c in codings:
             if isinstance(c, dict) and isinstance(c.get("code"), str):
-                codes.append((c.get("system"), c["code"]))
-        found = [f"{s}|{c}" if s else c for s, c in codes] or value.get("text")
+                system = c.get("system")
+                codes.append((system if isinstance(system, str) else None, c["code"]))
+        found = [f"{s}|{c}" if s else c for s, c in codes] or value.get("text") or ""
         if not codes:
             if strength == "required" and type_code == "CodeableConcept":
                 yield finding(Severity.ERROR, "binding", loc, path, elem, message_key="binding-no-code",

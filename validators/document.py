@@ -16,8 +16,8 @@ def _f(severity: Severity, code: str, loc: str, path: tuple[Any, ...], *, second
 
 
 def entries_of(bundle: dict[str, Any]) -> list[Entry]:
-    out = [Entry(None, bundle, (), bundle.get("resourceType") if isinstance(bundle.get("resourceType"), str)
-                 else "Bundle")]
+    rtype = bundle.get("resourceType")
+    out = [Entry(None, bundle, (), rtype if isinstance(rtype, str) and rtype else "(document)")]
     raw = bundle.get("entry")
     if bundle.get("resourceType") == "Bundle" and isinstance(raw, list):
         for i, e in enumerate(raw):

@@ -128,7 +128,7 @@ def bdl_7(v: Any, ctx: EvalContext) -> bool:
             continue
         res = e.get("resource") if isinstance(e.get("resource"), dict) else {}
         meta = res.get("meta") if isinstance(res.get("meta"), dict) else {}
-        key = (e.get("fullUrl"), meta.get("versionId"))
+        key = (str(e.get("fullUrl")), str(meta.get("versionId")))
         if key in seen:
             return False
         seen.add(key)

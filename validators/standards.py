@@ -132,7 +132,8 @@ def identify(bundle: dict[str, Any], cache: PackageCache) -> Identified:
     claimed = profiles[0] if profiles else None
     notes = [Finding(Severity.ERROR, "profile-unknown", loc, path,
                      {"profile": claimed or "(none)", "package": guess.name if guess else "?"},
-                     message_key="profile-unknown" if claimed else "profile-none")]
+                     message_key=("profile-unknown" if guess else "profile-unknown-any") if claimed
+                     else "profile-none")]
     if guess is not None and claimed is None:
         return Identified(package_set(cache, guess), None, notes)
     return Identified(None, None, notes)
@@ -142,10 +143,11 @@ def _by_type(comp: dict[str, Any], cache: PackageCache) -> InstalledPackage | No
     """An installed standard whose Composition profile fixes the same Composition.type code."""
     codes = set()
     t = comp.get("type")
-    if isinstance(t, dict):
-        for c in t.get("coding") or []:
+    if isinstance(t, dict) and isinstance(t.get("coding"), list):
+        for c in t["coding"]:
             if isinstance(c, dict) and isinstance(c.get("code"), str):
-                codes.add((c.get("system"), c["code"]))
+                system = c.get("system")
+                codes.add((system if isinstance(system, str) else None, c["code"]))
     if not codes:
         return None
     matches = [pkg for pkg in cache.installed()

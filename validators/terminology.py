@@ -36,6 +36,8 @@ class Expansion:
     syntax: dict[str, re.Pattern[str]] = field(default_factory=dict)
 
     def check(self, system: str | None, code: str) -> Membership:
+        if not isinstance(system, str):
+            system = None
         if system in self.syntax:
             return Membership.IN if self.syntax[system].fullmatch(code) else Membership.NOT_IN
         if self.codes_only:

@@ -70,7 +70,8 @@ class Validator:
                                             message_key=note.key))
         entries = entries_of(doc)
         walk = Walk(profiles, doc, entries)
-        findings.extend(self._walk_all(walk, entries, pset is not None))
+        noted = {f.location for f in ident.findings}
+        findings.extend(self._walk_all(walk, entries, pset is not None, noted))
         findings = [catalogue.with_second_code(f, doc) for f in findings]
         present = {(f.rule, f.location) for f in findings} | {(f.rule, "*") for f in findings
                                                                if f.code.startswith("invariant:bdl")}
@@ -85,7 +86,8 @@ class Validator:
         standard = pset.root.ref if pset else None
         return findings, standard, pset.refs if pset else ()
 
-    def _walk_all(self, walk: Walk, entries: list[Entry], with_standard: bool) -> Iterator[Finding]:
+    def _walk_all(self, walk: Walk, entries: list[Entry], with_standard: bool,
+                  noted: set[str]) -> Iterator[Finding]:
         profiles = walk.profiles
         pset = profiles.packages
         for entry in entries:
@@ -102,7 +104,8 @@ class Validator:
                     if pset is not None and "|" in p:
                         have = pset.package_of(p)
                         want = p.split("|", 1)[1]
-                        if have is not None and not have.version.startswith(want) and entry.index is not None:
+                        if have is not None and not have.version.startswith(want) and entry.index is not None \
+                                and f"{entry.loc}.meta.profile" not in noted:
                             yield Finding(Severity.INFORMATION, "profile-version", f"{entry.loc}.meta.profile",
                                           (*entry.path, "meta", "profile"),
                                           {"profile": p, "used": f"{have.name}#{have.version}"},

@@ -53,7 +53,6 @@ def _local(tag: object) -> str:
 
 
 def _inspect(root: etree._Element, allowed: frozenset[str], problems: HtmlProblems) -> None:
-    texts: list[str] = []
     for el in root.iter():
         if not isinstance(el.tag, str):  # comments, processing instructions
             if isinstance(el, etree._ProcessingInstruction):
@@ -68,6 +67,8 @@ def _inspect(root: etree._Element, allowed: frozenset[str], problems: HtmlProble
             problems.has_image = True
         if name == "style":
             problems.markup.append("<style>")
+            if _CSS_EXTERNAL.search("".join(el.itertext())):
+                problems.active.append("<style>@import/url()")
         for attr, value in el.attrib.items():
             aname = _local(attr) if "}" in attr else attr.lower()
             if aname.startswith("on"):
@@ -84,18 +85,14 @@ def _inspect(root: etree._Element, allowed: frozenset[str], problems: HtmlProble
                     problems.active.append(f"{name}@style")
                 elif allowed is SIMPLE_ELEMENTS:
                     problems.markup.append(f"{name}@style")  # styling is outside MedCom's simplified HTML
-        if el.text:
-            texts.append(el.text)
-        if el.tail and el is not root:
-            texts.append(el.tail)
-    problems.text = "".join(texts)
+    problems.text = "".join(t for t in root.itertext() if isinstance(t, str))
 
 
 def check_narrative(div: str) -> HtmlProblems:
     """txt-1 and txt-2: a narrative div in the XHTML namespace with only basic HTML and some text."""
     problems = HtmlProblems()
     try:
-        root = etree.fromstring(div.encode("utf-8"), _parser())
+        root = etree.fromstring(div.encode("utf-8", "replace"), _parser())
     except etree.XMLSyntaxError as exc:
         problems.syntax = str(exc)
         return problems
@@ -117,7 +114,7 @@ def check_note(text: str) -> HtmlProblems:
     wrapped = f'<div xmlns="{XHTML_NS}" xmlns:x="{XHTML_NS}">{text}</div>'
     root = None
     try:
-        root = etree.fromstring(wrapped.encode("utf-8"), _parser())
+        root = etree.fromstring(wrapped.encode("utf-8", "replace"), _parser())
     except etree.XMLSyntaxError as exc:
         problems.syntax = str(exc).replace("line 1, column", "column")
     as_html = _html_fragment(text)
@@ -135,6 +132,7 @@ def check_note(text: str) -> HtmlProblems:
 
 
 def _html_fragment(text: str) -> etree._Element | None:
+    text = text.encode("utf-8", "replace").decode("utf-8")
     try:
         return html.fragment_fromstring(text, create_parent="div",
                                         parser=html.HTMLParser(no_network=True, remove_comments=False))

@@ -44,7 +44,9 @@ def render(key: str, params: Mapping[str, Any], lang: str = "en", *, location: s
                       for k, v in params.items()})
     values.setdefault("code", key)
     text = _FORMATTER.vformat(template, (), values)
-    return f"{location}: {text}" if location else text
+    text = f"{location}: {text}" if location else text
+    # A lone surrogate from a JSON escape cannot be written as UTF-8; show it as its escape instead.
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _show(value: Any) -> Any:
