@@ -43,6 +43,7 @@ PRIMITIVES: dict[str, str] = {
     "xhtml": r"(?s).*",
 }
 PRIMITIVE_RE = {k: re.compile(v) for k, v in PRIMITIVES.items()}
+PRIMITIVE_CODES = frozenset([*PRIMITIVES, "integer64"])
 NUMERIC = {"integer", "decimal", "unsignedInt", "positiveInt"}
 
 # fhir.resources' annotation markers → FHIR primitive type codes.

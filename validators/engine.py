@@ -14,7 +14,7 @@ from kroniker.validators import base, constraints
 from kroniker.validators.findings import Finding, JsonPath, Severity
 from kroniker.validators.invariants import EvalContext
 from kroniker.validators.profiles import ProfileSet
-from kroniker.validators.structure import Elem, Structure
+from kroniker.validators.structure import MISSING, Elem, Structure
 
 # Capitalised type name as it appears in a choice element's JSON key → FHIR type code.
 _CHOICE_SUFFIX: dict[str, str] = {}
@@ -176,12 +176,16 @@ class _State:
 
     def item(self, elem: Elem, type_code: str, value: Any, pext: Any, path: JsonPath, loc: str) -> Iterator[Finding]:
         """One value of an element: its own constraints, then its children."""
-        if base.is_primitive(type_code):
+        # Each kind of constraint is looked at only where the element carries one (the hot path).
+        if type_code in base.PRIMITIVE_CODES:
             if value is not None:
                 yield from constraints.primitive(elem, type_code, value, path, loc)
-                yield from constraints.fixed_pattern(elem, value, path, loc)
-                yield from constraints.binding(self, elem, type_code, value, path, loc)
-                yield from constraints.invariants(self, elem, type_code, value, path, loc)
+                if elem.fixed is not MISSING or elem.pattern is not MISSING:
+                    yield from constraints.fixed_pattern(elem, value, path, loc)
+                if elem.binding is not None or elem.enum:
+                    yield from constraints.binding(self, elem, type_code, value, path, loc)
+                if elem.constraints:
+                    yield from constraints.invariants(self, elem, type_code, value, path, loc)
             if pext is not None:
                 yield from self.primitive_extension(pext, path, loc)
             return
@@ -190,9 +194,12 @@ class _State:
                                       expected=type_code, found=_json_kind(value))
             return
         yield from constraints.element_has_content(elem, value, path, loc)
-        yield from constraints.fixed_pattern(elem, value, path, loc)
-        yield from constraints.binding(self, elem, type_code, value, path, loc)
-        yield from constraints.invariants(self, elem, type_code, value, path, loc)
+        if elem.fixed is not MISSING or elem.pattern is not MISSING:
+            yield from constraints.fixed_pattern(elem, value, path, loc)
+        if elem.binding is not None:
+            yield from constraints.binding(self, elem, type_code, value, path, loc)
+        if elem.constraints or type_code in constraints.TYPE_INVARIANTS:
+            yield from constraints.invariants(self, elem, type_code, value, path, loc)
         if type_code == "Reference":
             yield from constraints.reference(self, elem, value, path, loc)
         children = self.children_of(elem, type_code)
@@ -226,81 +233,64 @@ class _State:
 
     def children(self, children: dict[str, Elem], obj: dict[str, Any], path: JsonPath, loc: str,
                  is_resource: bool) -> Iterator[Finding]:
-        consumed: set[str] = set(IGNORED_KEYS)
-        if is_resource:
-            consumed.add("resourceType")
-        for name, child in children.items():
-            if child.choice:
-                yield from self.choice_element(child, obj, path, loc, consumed)
+        """Every member of a JSON object against the element definitions of its children."""
+        idx = _child_index(children)
+        seen: set[str] = set()
+        choices: dict[str, int] = {}
+        for key, raw in obj.items():
+            if key in IGNORED_KEYS or (is_resource and key == "resourceType"):
                 continue
-            consumed.add(name)
-            consumed.add("_" + name)
-            raw = obj.get(name)
-            pext = obj.get("_" + name)
-            type_code = child.types[0].code if child.types else "BackboneElement"
-            if raw is None and pext is None:
+            if key[:1] == "_":
+                name = key[1:]
                 if name in obj:
-                    yield constraints.finding(Severity.ERROR, "datatype", f"{loc}.{name}", (*path, name), child,
-                                              message_key="null-value")
-                if child.min > 0:
-                    yield constraints.finding(Severity.ERROR, "card-min", f"{loc}.{name}", (*path, name), child,
-                                              min=child.min, count=0, element=child.path)
-                yield from self.empty_slices(child, path, loc, name)
+                    continue  # read together with its value
+                raw, pext = None, obj[key]
+            else:
+                name = key
+                pext = obj.get("_" + key)
+            hit = idx.by_key.get(name)
+            if hit is None:
+                yield self.unknown_member(idx, name, key, path, loc)
                 continue
+            child, type_code = hit
+            seen.add(child.name)
+            if raw is None and pext is None:
+                yield constraints.finding(Severity.ERROR, "datatype", f"{loc}.{name}", (*path, name), child,
+                                          message_key="null-value")
+                continue
+            if child.choice:
+                n = choices[child.name] = choices.get(child.name, 0) + 1
+                if n == 2:
+                    yield constraints.finding(Severity.ERROR, "card-max", f"{loc}.{name}", (*path, name), child,
+                                              max=1, count=2, element=child.path)
+                for s in child.slices:  # a choice may be sliced by type (value[x]:valueQuantity)
+                    if type_code in s.type_codes:
+                        child = s
+                        break
             yield from self.element_values(child, name, type_code, raw, pext, path, loc)
-        for key in obj:
-            if key in consumed:
+        for child in idx.required:
+            if child.name in seen:
                 continue
-            if key.startswith("_") and key[1:] in consumed:
-                continue
-            yield constraints.finding(Severity.ERROR, "unknown-element", f"{loc}.{key}", (*path, key), None,
-                                      name=key, parent=loc.rsplit(".", 1)[-1])
+            name = child.name[:-3] if child.choice else child.name
+            if child.min > 0:
+                yield constraints.finding(Severity.ERROR, "card-min", f"{loc}.{name}", (*path, name), child,
+                                          min=child.min, count=0, element=child.path)
+            yield from self.empty_slices(child, path, loc, name)
+
+    def unknown_member(self, idx: _ChildIndex, name: str, key: str, path: JsonPath, loc: str) -> Finding:
+        for stem, child in idx.stems.items():  # valueString where only valueQuantity is allowed
+            if name.startswith(stem) and name[len(stem):] in _CHOICE_SUFFIX:
+                return constraints.finding(
+                    Severity.ERROR, "type", f"{loc}.{name}", (*path, key), child, message_key="type-choice",
+                    found=name, expected=", ".join(stem + c[0].upper() + c[1:] for c in child.type_codes))
+        return constraints.finding(Severity.ERROR, "unknown-element", f"{loc}.{key}", (*path, key), None,
+                                   name=key, parent=loc.rsplit(".", 1)[-1])
 
     def empty_slices(self, child: Elem, path: JsonPath, loc: str, name: str) -> Iterator[Finding]:
         for s in child.slices:
             if s.min > 0:
                 yield constraints.finding(Severity.ERROR, "slice-card-min", f"{loc}.{name}", (*path, name), s,
                                           slice=s.slice_name, min=s.min, count=0, element=child.path)
-
-    def choice_element(self, child: Elem, obj: dict[str, Any], path: JsonPath, loc: str,
-                       consumed: set[str]) -> Iterator[Finding]:
-        stem = child.name[:-3]
-        allowed = set(child.type_codes)
-        present: list[tuple[str, str]] = []  # (key, type code)
-        for key in obj:
-            k = key[1:] if key.startswith("_") else key
-            if not k.startswith(stem) or len(k) == len(stem):
-                continue
-            suffix = k[len(stem):]
-            code = _CHOICE_SUFFIX.get(suffix)
-            if code is None or not suffix[0].isupper():
-                continue
-            consumed.add(key)
-            if key.startswith("_"):
-                if k not in obj:
-                    present.append((k, code))
-                continue
-            present.append((key, code))
-        if not present:
-            if child.min > 0:
-                yield constraints.finding(Severity.ERROR, "card-min", f"{loc}.{stem}", (*path, stem), child,
-                                          min=child.min, count=0, element=child.path)
-            return
-        if len(present) > 1:
-            yield constraints.finding(Severity.ERROR, "card-max", f"{loc}.{present[1][0]}", (*path, present[1][0]),
-                                      child, max=1, count=len(present), element=child.path)
-        for key, code in present:
-            if code not in allowed:
-                yield constraints.finding(Severity.ERROR, "type", f"{loc}.{key}", (*path, key), child,
-                                          message_key="type-choice", found=key,
-                                          expected=", ".join(stem + c[0].upper() + c[1:] for c in child.type_codes))
-                continue
-            target = child
-            for s in child.slices:  # a choice may be sliced by type (value[x]:valueQuantity)
-                if code in s.type_codes:
-                    target = s
-                    break
-            yield from self.element_values(target, key, code, obj.get(key), obj.get("_" + key), path, loc)
 
     def element_values(self, child: Elem, name: str, type_code: str, raw: Any, pext: Any, path: JsonPath,
                        loc: str) -> Iterator[Finding]:
@@ -386,6 +376,40 @@ class _State:
                                       message_key="base-unavailable", found=rtype)
             return
         yield from self.item(struct.root, rtype, value, None, path, loc)
+
+
+@dataclass
+class _ChildIndex:
+    """The children of an element definition, looked up by the JSON key they appear under."""
+
+    by_key: dict[str, tuple[Elem, str]]  # "valueQuantity" → (value[x], "Quantity"); "status" → (status, "code")
+    stems: dict[str, Elem]  # choice stems, to tell a disallowed type from an unknown element
+    required: list[Elem]  # children (or their slices) that must be there
+
+
+_INDEXES: dict[int, tuple[dict[str, Elem], _ChildIndex]] = {}
+
+
+def _child_index(children: dict[str, Elem]) -> _ChildIndex:
+    hit = _INDEXES.get(id(children))
+    if hit is not None and hit[0] is children:
+        return hit[1]
+    by_key: dict[str, tuple[Elem, str]] = {}
+    stems: dict[str, Elem] = {}
+    required: list[Elem] = []
+    for name, child in children.items():
+        if child.choice:
+            stem = name[:-3]
+            stems[stem] = child
+            for code in child.type_codes:
+                by_key[stem + code[0].upper() + code[1:]] = (child, code)
+        else:
+            by_key[name] = (child, child.types[0].code if child.types else "BackboneElement")
+        if child.min > 0 or any(s.min > 0 for s in child.slices):
+            required.append(child)
+    idx = _ChildIndex(by_key, stems, required)
+    _INDEXES[id(children)] = (children, idx)  # the dict is kept alive with its index
+    return idx
 
 
 def _type_from_value(elem: Elem, value: Any) -> str | None:

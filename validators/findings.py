@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kroniker.validators import messages
+from kroniker.validators.excerpt import Snippet, snippets
 
 JsonPath = tuple[str | int, ...]
 
@@ -131,8 +132,14 @@ class Report:
     source_name: str = "<document>"
     standard: PackageRef | None = None
     packages: tuple[PackageRef, ...] = ()
+    # "Composition/3f2a…" for each Bundle entry, in order: reports group findings by resource.
+    entries: tuple[str, ...] = ()
+    seconds: float | None = field(default=None, compare=False)
     _locate: Callable[[JsonPath], tuple[int, int] | None] | None = field(default=None, repr=False)
     _positioned: bool = field(default=False, repr=False)
+    # The input's text while it is at hand; detached() keeps only the snippets around the findings.
+    _text: str | None = field(default=None, repr=False, compare=False)
+    _snippets: dict[tuple[int, int], Snippet] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.findings = sorted(self.findings, key=_finding_order)
@@ -165,6 +172,30 @@ class Report:
                 self.findings = out
             self._positioned = True
         return self.findings
+
+    def snippet(self, finding: Finding) -> Snippet | None:
+        """The input around the finding's line:column, when the input had positions and is at hand."""
+        if finding.line is None or finding.column is None:
+            return None
+        if self._snippets is None:
+            self._snippets = self._cut_snippets()
+        return self._snippets.get((finding.line, finding.column))
+
+    def _cut_snippets(self) -> dict[tuple[int, int], Snippet]:
+        if self._text is None:
+            return {}
+        return snippets(self._text, ((f.line, f.column) for f in self.positioned()
+                                     if f.line is not None and f.column is not None))
+
+    def detached(self) -> Report:
+        """This report made small and picklable: positions and snippets computed, the input and the
+        locator (which holds the parsed document) let go. For reports sent between processes."""
+        self.positioned()
+        if self._snippets is None:
+            self._snippets = self._cut_snippets()
+        self._text = None
+        self._locate = None
+        return self
 
     def __iter__(self) -> Iterator[Finding]:
         return iter(self.positioned())

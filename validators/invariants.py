@@ -30,6 +30,11 @@ class NotEvaluable(Exception):
 
 # -- Python base invariants --------------------------------------------------------------------------
 
+def _items(v: Any) -> list[Any]:
+    """A JSON array as a list; anything else (absent, or the wrong JSON type) as no items."""
+    return v if isinstance(v, list) else []
+
+
 def _has_value(v: Any) -> bool:
     return v is not None and v != "" and v != [] and v != {}
 
@@ -43,11 +48,11 @@ def ext_1(value: Any, ctx: EvalContext) -> bool:
 
 
 def dom_2(value: Any, ctx: EvalContext) -> bool:
-    return not any(isinstance(c, dict) and c.get("contained") for c in value.get("contained") or [])
+    return not any(isinstance(c, dict) and c.get("contained") for c in _items(value.get("contained")))
 
 
 def dom_3(value: Any, ctx: EvalContext) -> bool:
-    contained = [c for c in value.get("contained") or [] if isinstance(c, dict)]
+    contained = [c for c in _items(value.get("contained")) if isinstance(c, dict)]
     if not contained:
         return True
     refs: set[str] = set()
@@ -73,7 +78,7 @@ def _collect_strings(node: Any, out: set[str]) -> None:
 
 
 def dom_4(value: Any, ctx: EvalContext) -> bool:
-    for c in value.get("contained") or []:
+    for c in _items(value.get("contained")):
         meta = c.get("meta") if isinstance(c, dict) else None
         if isinstance(meta, dict) and ("versionId" in meta or "lastUpdated" in meta):
             return False
@@ -81,7 +86,7 @@ def dom_4(value: Any, ctx: EvalContext) -> bool:
 
 
 def dom_5(value: Any, ctx: EvalContext) -> bool:
-    for c in value.get("contained") or []:
+    for c in _items(value.get("contained")):
         meta = c.get("meta") if isinstance(c, dict) else None
         if isinstance(meta, dict) and meta.get("security"):
             return False
@@ -215,25 +220,24 @@ WALK_INVARIANTS = frozenset({"ele-1"})
 # -- FHIRPath through fhirpathpy ------------------------------------------------------------------------
 
 class FhirPath:
-    """Parses each expression once; evaluates it with resolve(), hasValue() and htmlChecks() supplied."""
+    """Evaluates invariants: Python for the base ones, compiled FHIRPath for the rest, fhirpathpy as fallback."""
 
     def __init__(self) -> None:
+        self._compiled: dict[str, Any] = {}
         self._parsed: dict[str, Any] = {}
-        self.fallbacks: set[str] = set()  # keys evaluated by fhirpathpy (reported by the benchmark)
+        self.fallbacks: set[str] = set()  # keys evaluated by fhirpathpy (the benchmark reports them)
+        self.compiled_keys: set[str] = set()
 
-    def _parse(self, expression: str) -> Any:
-        hit = self._parsed.get(expression)
+    def _compile(self, c: Constraint) -> Any:
+        hit = self._compiled.get(c.expression or "")
         if hit is None:
-            from fhirpathpy.parser import parse
+            from kroniker.validators.fhirpath import Unsupported, compile_expression
 
-            # fhirpathpy does not bind $this at the top level; there it is the focus anyway.
-            expr = expression.strip()
-            expr = expr[len("$this."):] if expr.startswith("$this.") else expr
             try:
-                hit = parse(expr)
-            except Exception as exc:  # fhirpathpy's parser raises bare Exceptions
-                hit = NotEvaluable(f"cannot parse: {exc}")
-            self._parsed[expression] = hit
+                hit = compile_expression(c.expression or "")
+            except Unsupported as exc:
+                hit = exc
+            self._compiled[c.expression or ""] = hit
         return hit
 
     def evaluate(self, c: Constraint, value: Any, base_path: str, ctx: EvalContext) -> bool:
@@ -243,7 +247,21 @@ class FhirPath:
             return fn(value, ctx)
         if not c.expression:
             raise NotEvaluable("no expression")
-        parsed = self._parse(c.expression)
+        compiled = self._compile(c)
+        if not isinstance(compiled, Exception):
+            from kroniker.validators.fhirpath import Env, EvalError
+
+            try:
+                result = compiled(value, Env(value, ctx.resource, ctx.root, ctx.resolve, _html_ok))
+            except EvalError:
+                result = None  # let fhirpathpy have its say on an unusual instance
+            if result is not None:
+                self.compiled_keys.add(c.key)
+                return _verdict(result)
+        return self._fhirpathpy(c, value, base_path, ctx)
+
+    def _fhirpathpy(self, c: Constraint, value: Any, base_path: str, ctx: EvalContext) -> bool:
+        parsed = self._parse(c.expression or "")
         if isinstance(parsed, NotEvaluable):
             raise parsed
         self.fallbacks.add(c.key)
@@ -280,6 +298,30 @@ class FhirPath:
             raise NotEvaluable("expression too deep") from None
         except Exception as exc:  # fhirpathpy raises plain Exceptions for unsupported functions
             raise NotEvaluable(f"{type(exc).__name__}: {exc}") from None
-        if not result:
-            return True  # an empty result does not violate the constraint
-        return all(r is True for r in result) if all(isinstance(r, bool) for r in result) else bool(result)
+        return _verdict(result)
+
+    def _parse(self, expression: str) -> Any:
+        hit = self._parsed.get(expression)
+        if hit is None:
+            from fhirpathpy.parser import parse
+
+            # fhirpathpy does not bind $this at the top level; there it is the focus anyway.
+            expr = expression.strip()
+            expr = expr[len("$this."):] if expr.startswith("$this.") else expr
+            try:
+                hit = parse(expr)
+            except Exception as exc:  # fhirpathpy's parser raises bare Exceptions
+                hit = NotEvaluable(f"cannot parse: {exc}")
+            self._parsed[expression] = hit
+        return hit
+
+
+def _html_ok(div: Any) -> bool:
+    return txt_1(div, None)  # type: ignore[arg-type]
+
+
+def _verdict(result: Any) -> bool:
+    """An invariant holds when its expression is true; an empty result does not violate it."""
+    if not result:
+        return True
+    return all(r is True for r in result) if all(isinstance(r, bool) for r in result) else bool(result)

@@ -61,10 +61,6 @@ class Elem:
     owner: Structure | None = field(default=None, repr=False)
 
     @property
-    def choice(self) -> bool:
-        return self.name.endswith("[x]")
-
-    @property
     def type_codes(self) -> tuple[str, ...]:
         return tuple(t.code for t in self.types)
 
@@ -77,6 +73,10 @@ class Elem:
         return self.max is None or self.max > 1 or self.base_is_list
 
     base_is_list: bool = False
+    choice: bool = False
+
+    def __post_init__(self) -> None:
+        self.choice = self.name.endswith("[x]")
 
 
 @dataclass(eq=False, slots=True)
@@ -151,7 +151,7 @@ def compile_structure(sd: dict[str, Any], *, base_is_list: Any = None) -> Struct
             binding=bnd,
             constraints=tuple(Constraint(c["key"], c.get("severity", "error"), c.get("human", ""),
                                          c.get("expression"), c.get("source"))
-                              for c in e.get("constraint", [])),
+                              for c in e.get("constraint", []) if c["key"] != "ele-1"),  # the walk checks ele-1
             slicing=_slicing(e.get("slicing")),
             slice_name=e.get("sliceName") or (slice_name or None),
             content_ref=(e.get("contentReference") or None),

@@ -3,8 +3,11 @@ and prose rules, and collect the findings."""
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from kroniker.validators import catalogue
 from kroniker.validators.document import document_rules, entries_of
@@ -32,15 +35,19 @@ class Validator:
         self.limits = limits or Limits.from_env()
 
     def validate(self, source: Source, name: str | None = None) -> Report:
+        started = time.perf_counter()
         try:
             parsed = parse(source, self.limits)
         except Unreadable as exc:
-            return Report([exc.finding], source_name=name or _name_of(source))
+            text = _text_for_snippet(source, self.limits) if exc.finding.line is not None else None
+            return Report([exc.finding], source_name=name or _name_of(source),
+                          seconds=time.perf_counter() - started, _text=text)
         if name:
             parsed.name = name
         findings, standard, packages = self._run(parsed)
         return Report(findings, source_name=parsed.name, standard=standard, packages=packages,
-                      _locate=parsed.locate)
+                      entries=_entry_labels(parsed.data), seconds=time.perf_counter() - started,
+                      _locate=parsed.locate, _text=parsed.text)
 
     def iter_findings(self, source: Source) -> Iterator[Finding]:
         """The findings one by one (positions not filled in); nothing raises on bad input."""
@@ -179,9 +186,38 @@ def _prose_params(package: str) -> dict[str, str]:
     return {k: v for k, v in cfg.items() if k != "rules"}
 
 
-def _name_of(source: Source) -> str:
-    import os
+def _entry_labels(doc: Any) -> tuple[str, ...]:
+    """"Composition/<id>" for each entry of a Bundle (the resource type alone when it has no id)."""
+    entries = doc.get("entry") if isinstance(doc, dict) else None
+    if not isinstance(entries, list):
+        return ()
+    labels = []
+    for entry in entries:
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        rtype = resource.get("resourceType") if isinstance(resource, dict) else None
+        rid = resource.get("id") if isinstance(resource, dict) else None
+        rtype = rtype if isinstance(rtype, str) else "?"
+        labels.append(f"{rtype}/{rid}" if isinstance(rid, str) else rtype)
+    return tuple(labels)
 
+
+def _text_for_snippet(source: Source, limits: Limits) -> str | None:
+    """The input's text for showing where it could not be read (a JSON syntax error has a line:column);
+    best effort, never raising: bytes that are not UTF-8 are shown replaced."""
+    try:
+        if isinstance(source, str):
+            return source
+        if isinstance(source, os.PathLike):
+            with open(source, "rb") as fh:
+                raw = fh.read(limits.max_bytes)
+        else:
+            raw = bytes(source[:limits.max_bytes])
+    except (OSError, TypeError):
+        return None
+    return raw.decode("utf-8", "replace").removeprefix("\ufeff")
+
+
+def _name_of(source: Source) -> str:
     return os.fspath(source) if isinstance(source, os.PathLike) else "<bytes>" if isinstance(
         source, (bytes, bytearray, memoryview)) else "<text>"
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from lxml import etree, html
 
@@ -88,6 +89,7 @@ def _inspect(root: etree._Element, allowed: frozenset[str], problems: HtmlProble
     problems.text = "".join(t for t in root.itertext() if isinstance(t, str))
 
 
+@lru_cache(maxsize=512)
 def check_narrative(div: str) -> HtmlProblems:
     """txt-1 and txt-2: a narrative div in the XHTML namespace with only basic HTML and some text."""
     problems = HtmlProblems()
@@ -102,6 +104,7 @@ def check_narrative(div: str) -> HtmlProblems:
     return problems
 
 
+@lru_cache(maxsize=64)
 def check_note(text: str) -> HtmlProblems:
     """The decoded note: a well-formed XML fragment of XHTML in MedCom's simplified HTML.
 

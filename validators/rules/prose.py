@@ -67,6 +67,11 @@ def rule(rule_id: str) -> Callable[[Rule], Rule]:
     return register
 
 
+def _items(v: Any) -> list[Any]:
+    """A JSON array as a list; anything else (absent, or the wrong JSON type) as no items."""
+    return v if isinstance(v, list) else []
+
+
 def _f(sev: Severity, code: str, loc: str, path: tuple[Any, ...], key: str | None = None, **params: Any) -> Finding:
     return Finding(sev, code, loc, path, params, None, None, key)
 
@@ -190,7 +195,7 @@ def date_order(doc: DocView, sev: Severity) -> Iterator[Finding]:
 # -- the note (Observation) -------------------------------------------------------------------------------
 
 def _attachments(obs: Entry) -> Iterator[tuple[dict[str, Any], tuple[tuple[Any, ...], str]]]:
-    for i, ext in enumerate(obs.resource.get("extension") or []):
+    for i, ext in enumerate(_items(obs.resource.get("extension"))):
         if isinstance(ext, dict) and ext.get("url") == VALUE_ATTACHMENT \
                 and isinstance(ext.get("valueAttachment"), dict):
             yield ext["valueAttachment"], ((*obs.path, "extension", i, "valueAttachment"),
@@ -310,9 +315,9 @@ def condition_note(doc: DocView, sev: Severity) -> Iterator[Finding]:
 @rule("CL-COND-CLINICALSTATUS-PLI")
 def clinical_status_pli(doc: DocView, sev: Severity) -> Iterator[Finding]:
     for c in doc.of_type("Condition"):
-        cats = c.resource.get("category") or []
+        cats = _items(c.resource.get("category"))
         pli = any(isinstance(cat, dict) and any(isinstance(cd, dict) and cd.get("code") == "problem-list-item"
-                                                for cd in cat.get("coding") or []) for cat in cats)
+                                                for cd in _items(cat.get("coding"))) for cat in cats)
         if pli and not c.resource.get("clinicalStatus"):
             yield _f(sev, "CL-COND-CLINICALSTATUS-PLI", f"{c.loc}.clinicalStatus", (*c.path, "clinicalStatus"))
 

@@ -1,0 +1,427 @@
+"""FHIR XML read into the JSON shape by FHIR's XML rules (http://hl7.org/fhir/R4/xml.html), with line:column.
+
+The engine only knows the JSON shape, so an XML document is converted into exactly what its JSON form
+would parse to: primitives from their `value` attributes typed by their FHIR type, `id` attributes and a
+primitive's extensions into `_name`, repeating elements into arrays (from the base structure's
+cardinality), resources in `contained`/`entry.resource` unwrapped, the narrative's `div` as its XHTML
+text. What XML adds — namespace, element order, elements and attributes with no place — is checked
+against an XSD generated from the same structures (`xsd.py`) and reported as `xml-structure`.
+
+lxml reads it with entities, DTDs and network access off; a DOCTYPE is refused before the parser sees it,
+so nothing is expanded, fetched or read from disk.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from bisect import bisect_right
+from collections.abc import Iterator
+from typing import Any
+
+from lxml import etree
+
+from kroniker.validators import base, xsd
+from kroniker.validators.findings import Finding, JsonPath, Severity
+from kroniker.validators.source import Limits, Parsed, _depth, _fatal, decode
+from kroniker.validators.structure import Elem
+
+FHIR_NS = xsd.FHIR_NS
+XHTML_NS = xsd.XHTML_NS
+
+# Markup that is not a start tag is skipped whole, so every remaining "<name" is an element, in document order.
+_MARKUP = re.compile(r"<(?:!--.*?-->|!\[CDATA\[.*?\]\]>|\?.*?\?>|![^>]*>|/[^>]*>|(?=[^\s/>!?]))", re.DOTALL)
+_PROLOG_DOCTYPE = re.compile(r"(?:\s|<\?.*?\?>|<!--.*?-->)*(<!DOCTYPE)", re.DOTALL)
+_DECLARED_ENCODING = re.compile(r"""\s*<\?xml[^>]*?\sencoding\s*=\s*["']([^"']*)["']""")
+_LIBXML_POSITION = re.compile(r",? line \d+, column \d+\s*$")
+
+# `valueString` → string: the capitalised type names a choice element's name ends with.
+_CHOICE_SUFFIX = {code[0].upper() + code[1:]: code for code in (*base.PRIMITIVES, *base.DATATYPES_COMPLEX)}
+
+
+def parse_xml(name: str, raw: bytes, limits: Limits) -> Parsed:
+    """Read FHIR XML into the JSON shape; raise Unreadable with a finding when it cannot be read at all."""
+    text = decode(raw)
+    _refuse_doctype(text)
+    _refuse_other_encoding(text)
+    root = _parse_tree(raw, limits)
+    if _xml_depth(root, limits.max_depth * 2 + 8) > limits.max_depth * 2 + 8:
+        raise _fatal("too-deep", limit=limits.max_depth)
+    positions = _Positions(text, root)
+    reader = _Reader(_namespace(root.tag), positions)
+    data = reader.resource(root, ())
+    if _depth(data, limits.max_depth) > limits.max_depth:
+        raise _fatal("too-deep", limit=limits.max_depth)
+    findings = reader.findings
+    if reader.ns == FHIR_NS:
+        findings.extend(structure_findings(root, reader))
+    else:
+        line, column = positions.of(root)
+        findings.insert(0, Finding(Severity.ERROR, "xml-structure", _local(root.tag), ("resourceType",),
+                                   {"expected": FHIR_NS, "found": reader.ns or "-"}, message_key="xml-namespace",
+                                   line=line, column=column))
+    return Parsed(name, data, text, format="xml", locator=reader.locate, findings=findings)
+
+
+# -- reading safely ---------------------------------------------------------------------------------------
+
+
+def _refuse_doctype(text: str) -> None:
+    """A DOCTYPE is how entity bombs and external entities get in; FHIR XML never needs one."""
+    m = _PROLOG_DOCTYPE.match(text)
+    if m:
+        line, column = _line_col(text, m.start(1))
+        raise _fatal("xml-syntax", key="xml-doctype", line=line, column=column)
+
+
+def _refuse_other_encoding(text: str) -> None:
+    # FHIR XML is always UTF-8 (and the bytes were just read as UTF-8): a declaration saying otherwise is wrong.
+    m = _DECLARED_ENCODING.match(text)
+    if m and m.group(1).lower().replace("_", "-") not in ("utf-8", "utf8"):
+        raise _fatal("encoding", key="xml-encoding", found=m.group(1))
+
+
+def _parser() -> etree.XMLParser:
+    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False,
+                           huge_tree=False, remove_comments=True, remove_pis=True, encoding="utf-8",
+                           collect_ids=False)
+
+
+def _parse_tree(raw: bytes, limits: Limits) -> etree._Element:
+    try:
+        root = etree.fromstring(raw, _parser())
+    except etree.XMLSyntaxError as exc:
+        msg = exc.msg or str(exc)
+        if "Excessive depth" in msg:
+            raise _fatal("too-deep", limit=limits.max_depth) from None
+        line, column = exc.position if exc.position else (None, None)
+        detail = _LIBXML_POSITION.sub("", msg).replace("\n", " ").strip()
+        raise _fatal("xml-syntax", line=line, column=column, detail=detail) from None
+    if root.getroottree().docinfo.doctype:  # refused above already; kept in case the prolog scan is fooled
+        raise _fatal("xml-syntax", key="xml-doctype", line=1, column=1)
+    return root
+
+
+def _xml_depth(root: etree._Element, limit: int) -> int:
+    """Element nesting, without recursion, stopping once past the limit (the converter recurses)."""
+    deepest = 0
+    stack = [(root, 1)]
+    while stack:
+        el, d = stack.pop()
+        deepest = max(deepest, d)
+        if deepest > limit:
+            break
+        stack.extend((c, d + 1) for c in el if isinstance(c.tag, str))
+    return deepest
+
+
+# -- positions --------------------------------------------------------------------------------------------
+
+
+def _line_col(text: str, offset: int) -> tuple[int, int]:
+    line = text.count("\n", 0, offset) + 1
+    return line, offset - (text.rfind("\n", 0, offset) + 1) + 1
+
+
+class _Positions:
+    """Line:column of each element's start tag. lxml gives only a line (where the tag ends), so the start
+    tags are found in the text, in document order, which is the order of `root.iter()`."""
+
+    def __init__(self, text: str, root: etree._Element) -> None:
+        self._text = text
+        self._root = root
+        self._index: dict[etree._Element, tuple[int, int]] | None = None
+
+    def of(self, el: etree._Element) -> tuple[int, int]:
+        if self._index is None:
+            self._index = self._scan()
+        return self._index.get(el) or (el.sourceline or 1, 1)
+
+    def _scan(self) -> dict[etree._Element, tuple[int, int]]:
+        text = self._text
+        starts = [0, *(m.end() for m in re.finditer("\n", text))]
+        tags = (m.start() for m in _MARKUP.finditer(text) if m.end() == m.start() + 1)
+        out: dict[etree._Element, tuple[int, int]] = {}
+        for el, offset in zip(self._root.iter(etree.Element), tags, strict=False):
+            line = bisect_right(starts, offset)
+            if el.sourceline is not None and line > el.sourceline:
+                return out  # out of step with the parser (should not happen): lines only from here on
+            out[el] = (line, offset - starts[line - 1] + 1)
+        return out
+
+
+# -- conversion -------------------------------------------------------------------------------------------
+
+
+def _namespace(tag: Any) -> str | None:
+    return tag[1:].split("}", 1)[0] if isinstance(tag, str) and tag.startswith("{") else None
+
+
+def _local(tag: Any) -> str:
+    return tag.rsplit("}", 1)[-1] if isinstance(tag, str) else ""
+
+
+def fhirpath(path: JsonPath, root: str) -> str:
+    """("entry", 0, "resource", "title") → Bundle.entry[0].resource.title."""
+    out = root
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else f".{p}"
+    return out
+
+
+class _Reader:
+    """Converts one document, remembering which element each JSON path came from."""
+
+    def __init__(self, ns: str | None, positions: _Positions) -> None:
+        self.ns = ns
+        self.positions = positions
+        self.at: dict[JsonPath, etree._Element] = {}
+        self.path_of: dict[etree._Element, JsonPath] = {}
+        self.findings: list[Finding] = []
+        self.resource_types: set[str] = set()
+        self.root_type = "(document)"
+
+    def locate(self, path: JsonPath) -> tuple[int, int] | None:
+        p = tuple(path)
+        while p not in self.at:
+            if not p:
+                return None
+            p = p[:-1]
+        return self.positions.of(self.at[p])
+
+    def mark(self, path: JsonPath, el: etree._Element) -> None:
+        self.at.setdefault(path, el)
+        self.path_of.setdefault(el, path)
+
+    def elements(self, el: etree._Element) -> Iterator[etree._Element]:
+        return (c for c in el if isinstance(c.tag, str))
+
+    # resources
+    def resource(self, el: etree._Element, path: JsonPath) -> dict[str, Any]:
+        rtype = _local(el.tag)
+        if not path:
+            self.root_type = rtype
+        self.mark(path, el)
+        self.mark((*path, "resourceType"), el)
+        obj: dict[str, Any] = {"resourceType": rtype}
+        struct = base.base_structure(rtype) if rtype in base.resource_types() else None
+        if rtype in base.resource_types():
+            self.resource_types.add(rtype)
+        if struct is None:
+            obj.update(self.loose_children(el, path))  # the engine reports the type as unknown or unavailable
+            return obj
+        self.children(el, struct.root.children, obj, path)
+        return obj
+
+    def contained(self, el: etree._Element, path: JsonPath) -> dict[str, Any]:
+        """A Resource-typed element holds one element named after the resource's type."""
+        self.mark(path, el)
+        inner = next((c for c in self.elements(el) if _namespace(c.tag) == self.ns), None)
+        if inner is None:
+            return {}
+        return self.resource(inner, path) | {}
+
+    # elements
+    def children(self, el: etree._Element, defs: dict[str, Elem], obj: dict[str, Any], path: JsonPath) -> None:
+        groups: dict[str, list[etree._Element]] = {}
+        for child in self.elements(el):
+            ns, name = _namespace(child.tag), _local(child.tag)
+            if ns == XHTML_NS and name == "div" and "div" in defs:
+                self.mark((*path, "div"), child)
+                obj.setdefault("div", etree.tostring(child, encoding="unicode", with_tail=False))
+            elif ns == self.ns:
+                groups.setdefault(name, []).append(child)
+            # anything in another namespace has no place in FHIR: the schema says so
+        for name, els in groups.items():
+            found = _definition(defs, name)
+            if found is None:
+                self.put_loose(obj, name, els, path)
+                continue
+            elem, code = found
+            self.put(obj, name, els if elem.is_list else els[:1], elem, code, path)
+
+    def put(self, obj: dict[str, Any], name: str, els: list[etree._Element], elem: Elem, code: str,
+            path: JsonPath) -> None:
+        if base.is_primitive(code):
+            els = [e for e in els if self.has_content(e, path, name)]
+            if not els:
+                return
+        values: list[Any] = []
+        extras: list[Any] = []
+        for i, e in enumerate(els):
+            ipath = (*path, name, i) if elem.is_list else (*path, name)
+            self.mark((*path, name), e)
+            self.mark(ipath, e)
+            if base.is_primitive(code):
+                self.mark((*path, f"_{name}"), e)
+                self.mark((*path, f"_{name}", i) if elem.is_list else (*path, f"_{name}"), e)
+                value, extra = self.primitive(e, code, ipath)
+            elif code == "Resource" or code in base.resource_types():
+                value, extra = self.contained(e, ipath), None
+            else:
+                value, extra = self.complex(e, elem, code, ipath), None
+            values.append(value)
+            extras.append(extra)
+        if elem.is_list:
+            if any(v is not None for v in values):
+                obj[name] = values
+            if any(x is not None for x in extras):
+                obj[f"_{name}"] = extras
+            return
+        if values[0] is not None:
+            obj[name] = values[0]
+        if extras[0] is not None:
+            obj[f"_{name}"] = extras[0]
+
+    def has_content(self, e: etree._Element, path: JsonPath, name: str) -> bool:
+        if "value" in e.attrib or "id" in e.attrib or any(True for _ in self.elements(e)):
+            return True
+        line, column = self.positions.of(e)
+        self.findings.append(Finding(Severity.ERROR, "xml-structure", fhirpath((*path, name), self.root_type),
+                                     (*path, name), {"element": name}, message_key="xml-empty",
+                                     line=line, column=column))
+        return False
+
+    def primitive(self, e: etree._Element, code: str, path: JsonPath) -> tuple[Any, dict[str, Any] | None]:
+        raw = e.get("value")
+        value = None if raw is None else self.typed(raw, code, e, path)
+        extra: dict[str, Any] = {}
+        if "id" in e.attrib:
+            extra["id"] = e.get("id")
+        ext_path = (*path[:-1], f"_{path[-1]}") if isinstance(path[-1], str) else \
+            (*path[:-2], f"_{path[-2]}", path[-1])
+        self.children(e, _ELEMENT_CHILDREN, extra, ext_path)
+        extra.pop("id", None) if "id" not in e.attrib else None
+        return value, (extra or None)
+
+    def typed(self, raw: str, code: str, e: etree._Element, path: JsonPath) -> Any:
+        """The JSON value FHIR's JSON form has for this XML value: numbers and booleans unquoted."""
+        if code == "boolean" and raw in ("true", "false"):
+            return raw == "true"
+        if code in base.NUMERIC or code == "integer64":
+            if base.PRIMITIVE_RE["decimal"].fullmatch(raw):
+                # A FHIR decimal is exactly a JSON number: read it the way json.loads reads the JSON form.
+                return json.loads(raw) if code == "decimal" or re.fullmatch(r"-?\d+", raw) else raw
+        elif code != "boolean":
+            return raw
+        # Not a valid literal for its type: kept as text, said here in XML's terms (the engine would speak
+        # of JSON types); a finding at the same place from the engine is then a repeat and dropped.
+        line, column = self.positions.of(e)
+        self.findings.append(Finding(Severity.ERROR, "datatype", fhirpath(path, self.root_type), path,
+                                     {"type": code, "found": raw}, line=line, column=column))
+        return raw
+
+    def complex(self, e: etree._Element, elem: Elem, code: str, path: JsonPath) -> dict[str, Any]:
+        obj: dict[str, Any] = {}
+        if "id" in e.attrib:
+            obj["id"] = e.get("id")
+            self.mark((*path, "id"), e)
+        for attr in xsd.ATTRIBUTES.get(code, ()):
+            if attr in e.attrib:
+                obj[attr] = e.get(attr)
+                self.mark((*path, attr), e)
+        self.children(e, _children_of(elem, code), obj, path)
+        return obj
+
+    # elements with no definition: kept under their own name, so the engine reports them as unknown
+    def put_loose(self, obj: dict[str, Any], name: str, els: list[etree._Element], path: JsonPath) -> None:
+        if name in obj:
+            return
+        values = []
+        for i, e in enumerate(els):
+            ipath = (*path, name, i) if len(els) > 1 else (*path, name)
+            self.mark((*path, name), e)
+            self.mark(ipath, e)
+            values.append(self.loose(e, ipath))
+        obj[name] = values if len(values) > 1 else values[0]
+
+    def loose(self, e: etree._Element, path: JsonPath) -> Any:
+        kids = [c for c in self.elements(e) if _namespace(c.tag) == self.ns]
+        if not kids and set(e.attrib) <= {"value"}:
+            return e.get("value", "")
+        obj: dict[str, Any] = {k: v for k, v in e.attrib.items() if isinstance(k, str) and not k.startswith("{")}
+        obj.update(self.loose_children(e, path))
+        return obj
+
+    def loose_children(self, e: etree._Element, path: JsonPath) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        groups: dict[str, list[etree._Element]] = {}
+        for c in self.elements(e):
+            if _namespace(c.tag) == self.ns:
+                groups.setdefault(_local(c.tag), []).append(c)
+        for name, els in groups.items():
+            self.put_loose(out, name, els, path)
+        return out
+
+
+def _definition(defs: dict[str, Elem], name: str) -> tuple[Elem, str] | None:
+    """The element definition an XML element name stands for, and its type (`valueString` → value[x], string)."""
+    elem = defs.get(name)
+    if elem is not None and not elem.choice:
+        return elem, elem.types[0].code if elem.types else "BackboneElement"
+    for elem in defs.values():
+        stem = elem.name[:-3]
+        if elem.choice and name.startswith(stem) and name[len(stem):] in _CHOICE_SUFFIX:
+            return elem, _CHOICE_SUFFIX[name[len(stem):]]
+    return None
+
+
+def _children_of(elem: Elem, code: str) -> dict[str, Elem]:
+    if elem.children:
+        return elem.children
+    if elem.content_ref and elem.owner is not None:
+        target = elem.owner.by_id.get(elem.content_ref.split("#", 1)[-1])
+        if target is not None:
+            return target.children
+    struct = base.base_structure(code)
+    return struct.root.children if struct else {}
+
+
+def _element_children() -> dict[str, Elem]:
+    struct = base.base_structure("Element")
+    assert struct is not None
+    return {k: v for k, v in struct.root.children.items() if k != "id"}
+
+
+_ELEMENT_CHILDREN = _element_children()
+
+
+# -- the structure check ----------------------------------------------------------------------------------
+
+
+def structure_findings(root: etree._Element, reader: _Reader) -> Iterator[Finding]:
+    """Element order, elements and attributes with no place, checked against the generated XSD."""
+    types = frozenset(reader.resource_types)
+    if _local(root.tag) not in types:
+        return  # not a resource kroniker knows: the engine reports the type
+    schema = xsd.schema_for(types)
+    for err in schema.iter_errors(root, use_location_hints=False):
+        yield _structure_finding(err, reader)
+
+
+def _structure_finding(err: Any, reader: _Reader) -> Finding:
+    child = getattr(err, "invalid_child", None)
+    el = child if child is not None else err.elem
+    params: dict[str, Any] = {}
+    key = "xml-schema"
+    if child is not None:
+        expected = [_local(t) for t in (err.expected_tags or [])]
+        params = {"name": _local(child.tag), "parent": _local(err.elem.tag),
+                  "expected": ", ".join(expected) if expected else "-"}
+        key = "xml-unexpected" if expected else "xml-unexpected-end"
+    else:
+        params = {"detail": err.reason or err.message, "element": _local(getattr(el, "tag", ""))}
+    path, loc = _where(el, reader)
+    line, column = reader.positions.of(el) if isinstance(getattr(el, "tag", None), str) else (None, None)
+    return Finding(Severity.ERROR, "xml-structure", loc, path, params, message_key=key, line=line, column=column)
+
+
+def _where(el: Any, reader: _Reader) -> tuple[JsonPath, str]:
+    """The JSON path and FHIRPath of an element: its own if it was converted, else below its nearest ancestor."""
+    tail: list[str] = []
+    node = el
+    while node is not None and node not in reader.path_of:
+        tail.insert(0, _local(node.tag))
+        node = node.getparent()
+    path = reader.path_of.get(node, ()) if node is not None else ()
+    return path, ".".join([fhirpath(path, reader.root_type), *tail])
