@@ -56,6 +56,7 @@ class Walk:
     _done: set[tuple[int, str]] = field(default_factory=set)
     _conforms: dict[tuple[int, str], bool] = field(default_factory=dict)
     _in_progress: set[tuple[int, str]] = field(default_factory=set)
+    _results: dict[tuple[int, str], list[Finding]] = field(default_factory=dict)
     _by_full_url: dict[str, Entry] = field(default_factory=dict)
     _by_type_id: dict[tuple[str, str], Entry] = field(default_factory=dict)
 
@@ -108,7 +109,11 @@ class Walk:
         self.required.append((entry, profile, why))
 
     def conforms(self, entry: Entry, profile: str) -> bool:
-        """Does a resource conform to a profile (no errors)? Cached; cycles count as conforming."""
+        """Does a resource conform to a profile (no errors)? Cached; cycles count as conforming.
+
+        The answer comes from the resource's full check against that profile, which is kept: the
+        document's own walk reuses it, so no resource is walked twice against one profile.
+        """
         key = (id(entry), profile.split("|", 1)[0])
         if key in self._conforms:
             return self._conforms[key]
@@ -120,14 +125,22 @@ class Walk:
         if entry.resource.get("resourceType") != struct.type:
             self._conforms[key] = False
             return False
-        self._in_progress.add(key)
-        try:
-            ok = not any(f.severity >= Severity.ERROR
-                         for f in self.check_resource(entry, struct, silent=True))
-        finally:
-            self._in_progress.discard(key)
+        ok = not any(f.severity >= Severity.ERROR for f in self.full(entry, struct))
         self._conforms[key] = ok
         return ok
+
+    def full(self, entry: Entry, struct: Structure) -> list[Finding]:
+        """Every finding for a resource against a profile, computed once per document."""
+        key = (id(entry), struct.url)
+        hit = self._results.get(key)
+        if hit is None:
+            self._in_progress.add(key)
+            try:
+                hit = list(self.check_resource(entry, struct))
+            finally:
+                self._in_progress.discard(key)
+            self._results[key] = hit
+        return hit
 
     # -- the walk -------------------------------------------------------------------------------------
     def check_resource(self, entry: Entry, struct: Structure, *, silent: bool = False) -> Iterator[Finding]:
@@ -295,6 +308,12 @@ class _State:
     def element_values(self, child: Elem, name: str, type_code: str, raw: Any, pext: Any, path: JsonPath,
                        loc: str) -> Iterator[Finding]:
         is_list = child.is_list
+        if raw.__class__ is not list and pext.__class__ is not list and not is_list and raw is not None \
+                and child.min <= 1 and child.slicing is None and not child.slices:
+            # The common case, one value of a single-valued element: straight to the value.
+            if type_code in base.PRIMITIVE_CODES or raw.__class__ is not dict or "resourceType" not in raw:
+                yield from self.item(child, type_code, raw, pext, (*path, name), f"{loc}.{name}")
+                return
         items: list[Any]
         exts: list[Any]
         if isinstance(raw, list) or (raw is None and isinstance(pext, list)):

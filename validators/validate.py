@@ -154,7 +154,7 @@ class Validator:
                           {"expected": struct.type, "found": entry.resource.get("resourceType"), "profile": profile},
                           message_key="type-profile")
             return
-        yield from walk.check_resource(entry, struct)
+        yield from walk.full(entry, struct)
 
 
 def _declared_profiles(entry: Entry) -> list[str]:
