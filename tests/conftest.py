@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from kroniker.validators.packages import Installer, PackageCache
 from kroniker.validators.validate import Validator
 

@@ -7,10 +7,10 @@ import json
 from typing import Any
 
 import pytest
+
 from kroniker.validators import base
 from kroniker.validators.packages import PackageCache
 from kroniker.validators.validate import Validator
-
 from tests.builders import shared_note
 
 DOCUMENT_TYPES = ["Bundle", "Composition", "Observation", "Patient", "Organization", "Practitioner",

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kroniker.validators.packages import PackageCache
 
 from kroniker.cli import main
+from kroniker.validators.packages import PackageCache
 from tests.builders import shared_note
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -15,12 +15,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from pytest_bdd import given, parsers, scenarios, then, when
+
 from kroniker.validators import Severity
 from kroniker.validators.findings import Finding, Report
 from kroniker.validators.packages import PackageCache
 from kroniker.validators.validate import Validator
-from pytest_bdd import given, parsers, scenarios, then, when
-
 from tests.builders import CLINIC, PATIENT, SOR, clone, diagnosis_card, shared_note
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -19,12 +19,12 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+
 from kroniker.validators.findings import Finding, Report, Severity
 from kroniker.validators.packages import PackageCache
 from kroniker.validators.render import operation_outcome, text
 from kroniker.validators.source import DEFAULT_MAX_DEPTH, Limits
 from kroniker.validators.validate import Validator
-
 from tests.builders import diagnosis_card, shared_note
 
 Json = Any

@@ -11,9 +11,9 @@ import re
 from pathlib import Path
 
 import pytest
+
 from kroniker.validators import Severity
 from kroniker.validators.validate import Validator
-
 from tests.conftest import SHARED
 from tests.medcom_examples import package_document_examples, package_validation_outcomes
 

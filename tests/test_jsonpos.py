@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from kroniker.validators.findings import Report, Severity
 from kroniker.validators.jsonpos import PositionIndex
 from kroniker.validators.render import operation_outcome
 from kroniker.validators.validate import Validator
-
 from tests.builders import shared_note
 
 JsonPath = tuple[str | int, ...]

@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from kroniker.validators import Severity
 from kroniker.validators.validate import Validator
-
 from tests.conftest import SHARED
 from tests.medcom_examples import (
     Expectation,

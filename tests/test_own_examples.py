@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from kroniker.validators import Severity
 from kroniker.validators.validate import Validator
-
 from tests.builders import EXAMPLES
 from tests.conftest import ROOT
 

@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from kroniker.cli import main
 from kroniker.validators.findings import Severity
 from kroniker.validators.packages import (
     Installer,
@@ -33,8 +35,6 @@ from kroniker.validators.packages import (
 )
 from kroniker.validators.standards import package_set
 from kroniker.validators.validate import Validator
-
-from kroniker.cli import main
 from tests.builders import diagnosis_card, shared_note
 
 NOTES = ("medcom.fhir.dk.notes", "1.0.0")

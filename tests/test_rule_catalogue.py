@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from kroniker.validators.findings import Finding, Report, Severity
 from kroniker.validators.validate import Validator
-
 from tests.builders import BASE, clone, diagnosis_card, practitioner, shared_note
 from tests.conftest import shared_path
 

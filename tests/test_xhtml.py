@@ -11,9 +11,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
 from kroniker.validators.validate import Validator
 from kroniker.validators.xhtml import HtmlProblems, check_narrative, check_note
-
 from tests.builders import NOTE_HTML, shared_note
 
 XHTML = "http://www.w3.org/1999/xhtml"

@@ -73,11 +73,22 @@ def _r4_model() -> dict[str, Any]:
     return models["r4"]
 
 
-@cache
+_RESOURCE_TYPES: list[frozenset[str]] = []
+
+
 def resource_types() -> frozenset[str]:
     """The R4 resource types (from fhirpathpy's R4 model, not fhir.resources' R4B list)."""
-    t2p = _r4_model()["type2Parent"]
-    return frozenset(k for k, v in t2p.items() if v in ("DomainResource", "Resource") and k[0].isupper())
+    if not _RESOURCE_TYPES:
+        t2p = _r4_model()["type2Parent"]
+        _RESOURCE_TYPES.append(frozenset(k for k, v in t2p.items()
+                                         if v in ("DomainResource", "Resource") and k[0].isupper()))
+    return _RESOURCE_TYPES[0]
+
+
+def preload_resource_types(types: frozenset[str]) -> None:
+    """From a compiled plan: saves importing fhirpathpy's R4 model in a fresh process."""
+    if not _RESOURCE_TYPES:
+        _RESOURCE_TYPES.append(frozenset(types))
 
 
 @cache

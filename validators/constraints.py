@@ -159,7 +159,7 @@ def binding(state: _State, elem: Elem, type_code: str, value: Any, path: JsonPat
         return
     if type_code not in ("code", "Coding", "CodeableConcept"):
         return
-    enum = elem.enum or base.element_enum(elem.base_path)
+    enum = elem.enum or state.profiles.element_enum(elem.base_path)
     exp = state.profiles.terminology.expand(vs_url, enum if type_code == "code" else None)
     codes: list[tuple[str | None, str]] = []
     if type_code == "code":

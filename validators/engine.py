@@ -309,11 +309,11 @@ class _State:
                        loc: str) -> Iterator[Finding]:
         is_list = child.is_list
         if raw.__class__ is not list and pext.__class__ is not list and not is_list and raw is not None \
-                and child.min <= 1 and child.slicing is None and not child.slices:
+                and child.min <= 1 and child.slicing is None and not child.slices \
+                and (type_code in base.PRIMITIVE_CODES or raw.__class__ is not dict or "resourceType" not in raw):
             # The common case, one value of a single-valued element: straight to the value.
-            if type_code in base.PRIMITIVE_CODES or raw.__class__ is not dict or "resourceType" not in raw:
-                yield from self.item(child, type_code, raw, pext, (*path, name), f"{loc}.{name}")
-                return
+            yield from self.item(child, type_code, raw, pext, (*path, name), f"{loc}.{name}")
+            return
         items: list[Any]
         exts: list[Any]
         if isinstance(raw, list) or (raw is None and isinstance(pext, list)):

@@ -22,7 +22,6 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import httpx
 from kroniker.validators.findings import PackageRef
 
 DEFAULT_REGISTRIES = ("https://packages.fhir.org", "https://packages2.fhir.org/packages")
@@ -398,6 +397,8 @@ class Installer:
                            f" nor in the registries ({'; '.join(errors) or 'none configured'})")
 
     def _download(self, registry: str, name: str, version: str) -> bytes:
+        import httpx  # only an install by name needs the network client
+
         try:
             with httpx.Client(timeout=self.timeout, follow_redirects=True) as client:
                 url = f"{registry}/{name}/{version}"

@@ -1,7 +1,17 @@
-"""Compiled profiles for one package set: each StructureDefinition compiled once and reused."""
+"""Compiled profiles for one package set: each StructureDefinition compiled once and reused.
+
+The compiled plan (profiles, base structures, value set expansions) is kept on disk between runs, keyed
+by the package set's content hashes and the versions of kroniker and fhir.resources, so a fresh process
+validates its first document without compiling anything or importing fhir.resources' models.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import pickle
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from kroniker.validators import base
@@ -14,11 +24,15 @@ from kroniker.validators.terminology import Terminology
 class ProfileSet:
     """The compiled view of a package set (or of base FHIR alone when no standard is known)."""
 
-    def __init__(self, packages: PackageSet | None) -> None:
+    def __init__(self, packages: PackageSet | None, plan_dir: Path | None = None) -> None:
         self.packages = packages
         self._structures: dict[str, Structure | None] = {}
+        self._base: dict[str, Structure | None] = {}
         self.terminology = Terminology(self.resolve)
         self.fhirpath = FhirPath()
+        self._dirty = False
+        self.plan_path = _plan_path(packages, plan_dir)
+        self.loaded_from_disk = self._load()
 
     def resolve(self, canonical: str) -> dict[str, Any] | None:
         return self.packages.resolve(canonical) if self.packages else None
@@ -38,10 +52,67 @@ class ProfileSet:
         elif url.startswith(BASE_SD):
             struct = base.base_structure(url[len(BASE_SD):])
         self._structures[url] = struct
+        self._dirty = True
         return struct
 
     def base(self, type_name: str) -> Structure | None:
-        return base.base_structure(type_name)
+        hit = self._base.get(type_name, _MISS)
+        if hit is _MISS:
+            hit = self._base[type_name] = base.base_structure(type_name)
+            self._dirty = True
+        return hit  # type: ignore[return-value]
+
+    def element_enum(self, base_path: str) -> tuple[str, ...] | None:
+        """The base code list of an element by its base path (`Composition.status`), via the plan."""
+        type_name, _, rest = base_path.partition(".")
+        struct = self.base(type_name) if rest else None
+        el = struct.root if struct else None
+        for part in rest.split(".") if rest else ():
+            if el is None:
+                return None
+            nxt = el.children.get(part)
+            if nxt is None and el.types and not el.children:
+                sub = self.base(el.types[0].code)
+                nxt = sub.root.children.get(part) if sub else None
+            el = nxt
+        return el.enum if el else None
+
+    # -- the plan on disk ------------------------------------------------------------------------------
+    def _load(self) -> bool:
+        if self.plan_path is None or not self.plan_path.is_file():
+            return False
+        try:
+            with open(self.plan_path, "rb") as fh:
+                plan = pickle.load(fh)
+        except (OSError, pickle.PickleError, EOFError, AttributeError, ImportError, TypeError, ValueError):
+            return False  # a stale or broken plan is simply rebuilt
+        self._structures.update(plan.get("structures", {}))
+        self._base.update(plan.get("base", {}))
+        self.terminology.preload(plan.get("expansions", {}))
+        if plan.get("resource_types"):
+            base.preload_resource_types(plan["resource_types"])
+        return True
+
+    def save(self) -> None:
+        """Write the plan if this process compiled something new (atomically: readers never see half)."""
+        if self.plan_path is None or not (self._dirty or self.terminology.dirty):
+            return
+        plan = {"structures": self._structures, "base": self._base, "expansions": self.terminology.expansions(),
+                "resource_types": base.resource_types()}
+        tmp = None
+        try:
+            self.plan_path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".plan-", dir=self.plan_path.parent)
+            with os.fdopen(fd, "wb") as fh:
+                pickle.dump(plan, fh, protocol=pickle.HIGHEST_PROTOCOL)
+            os.replace(tmp, self.plan_path)
+        except (OSError, pickle.PickleError, RecursionError):
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+            return
+        self._dirty = False
+        self.terminology.dirty = False
 
     def type_of(self, canonical: str) -> str | None:
         """The resource or datatype a profile constrains."""
@@ -55,3 +126,38 @@ class ProfileSet:
 
     def knows(self, canonical: str) -> bool:
         return self.packages is not None and self.packages.has(canonical)
+
+
+_MISS = object()
+
+
+def default_plan_dir() -> Path:
+    home = os.environ.get("KRONIKER_HOME")
+    return (Path(home).expanduser() if home else Path.home() / ".kroniker") / "plans"
+
+
+def _plan_path(packages: PackageSet | None, plan_dir: Path | None) -> Path | None:
+    if os.environ.get("KRONIKER_NO_PLAN_CACHE"):
+        return None
+    from importlib.metadata import PackageNotFoundError, version
+
+    from kroniker import __version__
+
+    try:
+        fr = version("fhir.resources")
+    except PackageNotFoundError:
+        fr = "?"
+    key = packages.key if packages is not None else "base"
+    return (plan_dir or default_plan_dir()) / f"{key}-k{__version__}-fr{fr}-{_code_fingerprint()}.pickle"
+
+
+def _code_fingerprint() -> str:
+    """The compiled plan depends on the code that compiles it, not only on kroniker's version number."""
+    import hashlib
+
+    h = hashlib.sha256()
+    here = Path(__file__).parent
+    for name in ("structure.py", "base.py", "terminology.py", "profiles.py"):
+        with contextlib.suppress(OSError):
+            h.update((here / name).read_bytes())
+    return h.hexdigest()[:12]

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from typing import Any
 
-MISSING: Any = object()
+
+class _Missing(enum.Enum):
+    """No fixed or pattern value (an enum member, so it keeps its identity through pickling)."""
+
+    MISSING = 0
+
+
+MISSING: Any = _Missing.MISSING
 
 FHIR_TYPE_EXT = "http://hl7.org/fhir/StructureDefinition/structuredefinition-fhir-type"
 BASE_SD = "http://hl7.org/fhir/StructureDefinition/"

@@ -82,6 +82,13 @@ class Terminology:
     def __init__(self, resolve: Callable[[str], dict[str, Any] | None]) -> None:
         self._resolve = resolve
         self._cache: dict[str, Expansion] = {}
+        self.dirty = False
+
+    def preload(self, expansions: dict[str, Expansion]) -> None:
+        self._cache.update(expansions)
+
+    def expansions(self) -> dict[str, Expansion]:
+        return dict(self._cache)
 
     def expand(self, canonical: str, base_enum: tuple[str, ...] | None = None) -> Expansion:
         url = canonical.split("|", 1)[0]
@@ -90,6 +97,7 @@ class Terminology:
         if hit is None:
             hit = self._expand(url, base_enum, set())
             self._cache[key] = hit
+            self.dirty = True
         return hit
 
     def _lookup_vs(self, url: str) -> dict[str, Any] | None:

@@ -20,7 +20,7 @@ from kroniker.validators.source import Limits, Parsed, Source, Unreadable, parse
 from kroniker.validators.standards import identify
 
 _PROFILE_SETS: dict[PackageSet, ProfileSet] = {}
-_BASE_ONLY = ProfileSet(None)
+_BASE_ONLY: list[ProfileSet] = []  # made on first use (it reads the plan cache)
 
 
 @dataclass
@@ -45,6 +45,7 @@ class Validator:
         if name:
             parsed.name = name
         findings, standard, packages = self._run(parsed)
+        _save_plans()
         return Report(findings, source_name=parsed.name, standard=standard, packages=packages,
                       entries=_entry_labels(parsed.data), seconds=time.perf_counter() - started,
                       _locate=parsed.locate, _text=parsed.text)
@@ -157,6 +158,13 @@ class Validator:
         yield from walk.full(entry, struct)
 
 
+def _save_plans() -> None:
+    for ps in _PROFILE_SETS.values():
+        ps.save()
+    for ps in _BASE_ONLY:
+        ps.save()
+
+
 def _declared_profiles(entry: Entry) -> list[str]:
     meta = entry.resource.get("meta")
     profiles = meta.get("profile") if isinstance(meta, dict) else None
@@ -171,7 +179,9 @@ def _resource_types() -> frozenset[str]:
 
 def _profile_set(pset: PackageSet | None) -> ProfileSet:
     if pset is None:
-        return _BASE_ONLY
+        if not _BASE_ONLY:
+            _BASE_ONLY.append(ProfileSet(None))
+        return _BASE_ONLY[0]
     hit = _PROFILE_SETS.get(pset)
     if hit is None:
         hit = ProfileSet(pset)
