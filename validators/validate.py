@@ -88,7 +88,7 @@ class Validator:
             comp_profile = next((sd["url"] for sd in pset.structure_definitions(pset.root)
                                  if sd.get("type") == "Composition" and sd.get("derivation") == "constraint"), None)
             view = DocView(walk, doc, entries, pset.root.name, comp_profile,
-                           _prose_params(pset.root.name))
+                           _prose_params(pset.root.name), self.limits.max_note_bytes)
             findings.extend(prose_rules(view))
         findings = dedupe(findings)
         standard = pset.root.ref if pset else None

@@ -12,7 +12,7 @@ import json
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
 
@@ -40,6 +40,7 @@ class DocView:
     standard: str  # the root package name
     composition_profile: str | None  # the standard's Composition profile URL
     params: dict[str, Any]
+    max_note_bytes: int = 2 * 1024 * 1024
 
     @property
     def composition(self) -> Entry | None:
@@ -222,6 +223,7 @@ class DecodedNote:
     problem: str | None  # why it could not be decoded
 
 
+@lru_cache(maxsize=16)
 def decode_note(data: Any) -> DecodedNote:
     if not isinstance(data, str):
         return DecodedNote(None, None)
@@ -238,7 +240,21 @@ def decode_note(data: Any) -> DecodedNote:
 def _notes(doc: DocView) -> Iterator[tuple[DecodedNote, tuple[Any, ...], str]]:
     for obs in doc.of_type("Observation"):
         for att, (path, loc) in _attachments(obs):
-            yield decode_note(att.get("data")), (*path, "data"), f"{loc}.data"
+            data = att.get("data")
+            if isinstance(data, str) and len(data) * 3 // 4 > doc.max_note_bytes:
+                continue  # too large to inspect: NOTE-SIZE says so once
+            yield decode_note(data), (*path, "data"), f"{loc}.data"
+
+
+@rule("NOTE-SIZE")
+def note_size(doc: DocView, sev: Severity) -> Iterator[Finding]:
+    """kroniker's own limit: a journal note's HTML is parsed only up to a size (hostile input stays cheap)."""
+    for obs in doc.of_type("Observation"):
+        for att, (path, loc) in _attachments(obs):
+            data = att.get("data")
+            if isinstance(data, str) and len(data) * 3 // 4 > doc.max_note_bytes:
+                yield _f(sev, "too-large", f"{loc}.data", (*path, "data"), "note-too-large",
+                         size=len(data) * 3 // 4, limit=doc.max_note_bytes)
 
 
 @rule("NOTES-OBS-ATTACHMENT-BASE64")
