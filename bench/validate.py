@@ -68,6 +68,7 @@ def main() -> int:
         return 2
 
     from fhir.resources.R4B.bundle import Bundle
+
     from kroniker.validators.packages import Installer, PackageCache
     from kroniker.validators.validate import Validator
 

@@ -7,12 +7,18 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from kroniker import __version__
 
+if TYPE_CHECKING:
+    from kroniker.validators.findings import Report
+
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
+FORMATS = ("text", "json", "junit", "html")
 
 
 def _default_lang() -> str:
@@ -29,12 +35,17 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("validate", help="validate documents (FHIR JSON) against the installed MedCom packages",
                        description="Validate documents. Exit status: 0 no errors, 1 errors found, "
                                    "2 usage error or unreadable input.")
-    v.add_argument("paths", nargs="+", metavar="PATH", help="a document, or a folder searched for *.json")
+    v.add_argument("paths", nargs="+", metavar="PATH",
+                   help="a document; a folder (every *.json and *.xml below it); a glob pattern, ** for any depth "
+                        "(quote it); - for standard input")
     v.add_argument("--lang", choices=["da", "en"], default=_default_lang(), help="language of the messages")
-    v.add_argument("--format", choices=["text", "json"], default="text",
-                   help="text for people; json: one OperationOutcome per document (a Bundle of them for several)")
+    v.add_argument("--format", choices=FORMATS, default="text",
+                   help="text for people; json: one OperationOutcome per document (a Bundle of them for several); "
+                        "junit: JUnit XML for CI; html: one self-contained page to read and forward")
     v.add_argument("--verbose", "-v", action="store_true", help="show information messages and profile elements")
     v.add_argument("--cache", type=Path, help="FHIR package cache (default ~/.fhir/packages)")
+    v.add_argument("--jobs", "-j", type=_jobs, default=1, metavar="N",
+                   help="validate in N processes (0: one per CPU; default 1)")
     v.set_defaults(func=cmd_validate)
 
     pk = sub.add_parser("packages", help="install and list FHIR packages in the package cache")
@@ -60,46 +71,114 @@ def _usage(parser: argparse.ArgumentParser) -> int:
     return EXIT_USAGE
 
 
+def _jobs(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more: {n}")
+    return n
+
+
 # -- validate ------------------------------------------------------------------------------------------
 
-def _expand(paths: Sequence[str]) -> Iterator[Path]:
-    for raw in paths:
-        p = Path(raw)
-        if p.is_dir():
-            yield from sorted(x for x in p.rglob("*.json") if x.is_file())
-        else:
-            yield p
-
-
 def cmd_validate(args: argparse.Namespace) -> int:
-    from kroniker.validators import Severity
+    from kroniker import batch
+    from kroniker.validators import Severity, messages
     from kroniker.validators.packages import PackageCache
-    from kroniker.validators.render import operation_outcome, outcome_bundle, text
-    from kroniker.validators.validate import Validator
+    from kroniker.validators.source import Limits
 
-    validator = Validator(PackageCache(args.cache) if args.cache else None)
-    started = time.perf_counter()
-    reports = [validator.validate(path) for path in _expand(args.paths)]
-    if not reports:
-        print(_msg(args.lang, "no-input"), file=sys.stderr)
+    limits = Limits.from_env()
+    try:
+        inputs = batch.expand(args.paths, batch.stdin_bytes() if batch.STDIN in args.paths else None, limits)
+    except batch.UsageError as exc:
+        print(f"kroniker validate: {messages.text(str(exc), args.lang)}", file=sys.stderr)
         return EXIT_USAGE
-    if args.format == "json":
-        doc = operation_outcome(reports[0], args.lang) if len(reports) == 1 else outcome_bundle(reports, args.lang)
-        json.dump(doc, sys.stdout, ensure_ascii=False, indent=2)
-        sys.stdout.write("\n")
-    else:
-        for r in reports:
-            print(text(r, args.lang, verbose=args.verbose))
-        if len(reports) > 1:
-            from kroniker.validators import messages
-
-            print(messages.text("summary", args.lang, documents=len(reports), valid=sum(r.valid for r in reports),
-                                errors=sum(not r.valid for r in reports),
-                                warnings=sum(any(f.severity == Severity.WARNING for f in r.findings) for r in reports),
-                                seconds=time.perf_counter() - started))
+    if not inputs:
+        print(messages.text("no-input", args.lang), file=sys.stderr)
+        return EXIT_USAGE
+    started_at, started = datetime.now().astimezone(), time.perf_counter()
+    bar = _ProgressBar(args.lang)
+    try:
+        reports = batch.run(inputs, PackageCache(args.cache).root, limits,
+                            jobs=args.jobs or batch.default_jobs(), progress=bar.start if bar.wanted() else None)
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - started
+    _print_reports(args, reports, started_at, seconds)
     if any(f.severity == Severity.FATAL for r in reports for f in r.findings):
         return EXIT_USAGE
     return EXIT_FINDINGS if any(not r.valid for r in reports) else EXIT_OK
+
+
+def _print_reports(args: argparse.Namespace, reports: list[Report], started_at: datetime, seconds: float) -> None:
+    """The reports on stdout in the chosen format; the summary line after them (on stderr for the formats a
+    program reads, so that stdout stays one JSON, XML or HTML document)."""
+    from kroniker.validators import render
+
+    lang, verbose = args.lang, args.verbose
+    if args.format == "text":
+        for r in reports:
+            print(render.text(r, lang, verbose=verbose))
+        print(render.validated_against(reports, lang))
+    elif args.format == "json":
+        doc = render.operation_outcome(reports[0], lang) if len(reports) == 1 else render.outcome_bundle(reports, lang)
+        json.dump(doc, sys.stdout, ensure_ascii=False, indent=2)
+        sys.stdout.write("\n")
+    elif args.format == "junit":
+        from kroniker.validators.junit import junit
+
+        _write_utf8(junit(reports, lang, verbose=verbose, started=started_at, seconds=seconds))
+    else:
+        from kroniker.validators.html_report import html_report
+
+        _write_utf8(html_report(reports, lang, verbose=verbose, made=started_at, seconds=seconds))
+    if len(reports) > 1:
+        print(render.summary(reports, lang, seconds), file=sys.stdout if args.format == "text" else sys.stderr)
+
+
+def _write_utf8(document: str) -> None:
+    # The XML declaration and the page's <meta charset> say UTF-8, whatever the terminal's encoding is.
+    out = getattr(sys.stdout, "buffer", None)
+    if out is None:
+        sys.stdout.write(document)
+        return
+    sys.stdout.flush()
+    out.write(document.encode("utf-8"))
+    out.flush()
+
+
+class _ProgressBar:
+    """A progress bar on stderr, only when a person watches both stdout and stderr in a terminal."""
+
+    def __init__(self, lang: str) -> None:
+        self.lang = lang
+        self.bar: Any = None
+
+    @staticmethod
+    def wanted() -> bool:
+        return all(_is_tty(s) for s in (sys.stdout, sys.stderr))
+
+    def start(self, total: int) -> Callable[[], None]:
+        from tqdm import tqdm
+
+        from kroniker.validators import messages
+
+        self.bar = tqdm(total=total, file=sys.stderr, leave=False, dynamic_ncols=True,
+                        desc=messages.text("progress-desc", self.lang), unit=messages.text("progress-unit", self.lang))
+        return self.bar.update
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _is_tty(stream: Any) -> bool:
+    try:
+        return bool(stream is not None and stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
 
 
 # -- packages ------------------------------------------------------------------------------------------
@@ -156,11 +235,6 @@ def cmd_packages_list(args: argparse.Namespace) -> int:
         note = f"   missing: {', '.join(missing)}" if missing else ""
         print(f"  {p.name}#{p.version}  sha256:{p.sha256[:12]}{note}")
     return EXIT_OK
-
-
-def _msg(lang: str, key: str) -> str:
-    texts = {"no-input": {"da": "ingen dokumenter fundet", "en": "no documents found"}}
-    return texts[key][lang]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

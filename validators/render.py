@@ -90,6 +90,14 @@ def package_line(p: PackageRef) -> str:
     return f"{p} sha256:{p.sha256}" if p.sha256 else str(p)
 
 
+def summary(reports: Sequence[Report], lang: str, seconds: float) -> str:
+    """The batch's summary line: documents, valid, with errors, with warnings, and the time it took."""
+    return messages.text("summary", lang, documents=len(reports), valid=sum(r.valid for r in reports),
+                         errors=sum(not r.valid for r in reports),
+                         warnings=sum(any(f.severity == Severity.WARNING for f in r.findings) for r in reports),
+                         seconds=seconds)
+
+
 def validated_against(reports: Sequence[Report], lang: str = "en") -> str:
     """The text report's closing block: kroniker's version and every package used, with its sha256."""
     packages = all_packages(reports)

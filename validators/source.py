@@ -6,17 +6,19 @@ import codecs
 import errno
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from kroniker.validators.findings import Finding, Severity
-from kroniker.validators.jsonpos import PositionIndex
+from kroniker.validators.jsonpos import JsonPath, PositionIndex
 
 Source = bytes | bytearray | memoryview | str | os.PathLike
 
 
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_DEPTH = 64
+DEFAULT_MAX_NOTE_BYTES = 2 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +27,7 @@ class Limits:
 
     max_bytes: int = DEFAULT_MAX_BYTES
     max_depth: int = DEFAULT_MAX_DEPTH
+    max_note_bytes: int = DEFAULT_MAX_NOTE_BYTES  # a decoded journal note; beyond it its HTML is not parsed
 
     @classmethod
     def from_env(cls) -> Limits:
@@ -35,20 +38,29 @@ class Limits:
         return cls(
             max_bytes=num("KRONIKER_MAX_BYTES", DEFAULT_MAX_BYTES),
             max_depth=num("KRONIKER_MAX_DEPTH", DEFAULT_MAX_DEPTH),
+            max_note_bytes=num("KRONIKER_MAX_NOTE_BYTES", DEFAULT_MAX_NOTE_BYTES),
         )
 
 
 @dataclass(slots=True)
 class Parsed:
-    """A document read into the JSON shape, with a way back to line:column."""
+    """A document read into the JSON shape, with a way back to line:column.
+
+    JSON is located by its own text; another format brings its `locator` (JSON path → line:column) and
+    the `findings` reading it gave (e.g. XML element order), which come before the engine's.
+    """
 
     name: str
     data: Any
     text: str
     format: str = "json"
     positions: PositionIndex | None = field(default=None, repr=False)
+    locator: Callable[[JsonPath], tuple[int, int] | None] | None = field(default=None, repr=False)
+    findings: list[Finding] = field(default_factory=list)
 
-    def locate(self, path: tuple[str | int, ...]) -> tuple[int, int] | None:
+    def locate(self, path: JsonPath) -> tuple[int, int] | None:
+        if self.locator is not None:
+            return self.locator(path)
         if self.positions is None:
             self.positions = PositionIndex(self.text)
         return self.positions.locate(path)
@@ -135,7 +147,9 @@ def parse(source: Source, limits: Limits | None = None) -> Parsed:
     if not stripped:
         raise _fatal("json-syntax", key="empty-input")
     if stripped.startswith("<"):
-        raise _fatal("xml-structure", key="xml-unsupported")
+        from kroniker.validators.xmlreader import parse_xml  # lxml and the XSD only when XML arrives
+
+        return parse_xml(name, raw, limits)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -152,17 +166,19 @@ def parse(source: Source, limits: Limits | None = None) -> Parsed:
 
 
 def _depth(data: Any, limit: int) -> int:
-    """Nesting depth, without recursion, stopping as soon as it passes the limit."""
-    stack: list[tuple[Any, int]] = [(data, 1)]
-    deepest = 0
-    while stack:
-        node, d = stack.pop()
-        if d > deepest:
-            deepest = d
-            if deepest > limit:
-                return deepest
-        if isinstance(node, dict):
-            stack.extend((v, d + 1) for v in node.values() if isinstance(v, (dict, list)))
-        elif isinstance(node, list):
-            stack.extend((v, d + 1) for v in node if isinstance(v, (dict, list)))
-    return deepest
+    """Nesting depth, level by level without recursion, stopping as soon as it passes the limit."""
+    if data.__class__ is not dict and data.__class__ is not list:
+        return 0
+    level = [data]
+    depth = 0
+    while level:
+        depth += 1
+        if depth > limit:
+            return depth
+        below = []
+        for node in level:
+            for v in (node.values() if node.__class__ is dict else node):
+                if v.__class__ is dict or v.__class__ is list:
+                    below.append(v)
+        level = below
+    return depth

@@ -62,7 +62,7 @@ class Validator:
 
     def _run(self, parsed: Parsed) -> tuple[list[Finding], PackageRef | None, tuple[PackageRef, ...]]:
         doc = parsed.data
-        findings: list[Finding] = []
+        findings: list[Finding] = list(parsed.findings)  # what reading found (XML structure) comes first
         rtype = doc.get("resourceType")
         if not isinstance(rtype, str):
             return [Finding(Severity.FATAL, "unknown-resource-type", "(document)", (), {"found": rtype},

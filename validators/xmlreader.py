@@ -17,9 +17,12 @@ import json
 import re
 from bisect import bisect_right
 from collections.abc import Iterator
+from copy import deepcopy
+from functools import cache
 from typing import Any
 
 from lxml import etree
+from xmlschema.validators.exceptions import XMLSchemaChildrenValidationError
 
 from kroniker.validators import base, xsd
 from kroniker.validators.findings import Finding, JsonPath, Severity
@@ -33,8 +36,21 @@ XHTML_NS = xsd.XHTML_NS
 _MARKUP = re.compile(r"<(?:!--.*?-->|!\[CDATA\[.*?\]\]>|\?.*?\?>|![^>]*>|/[^>]*>|(?=[^\s/>!?]))", re.DOTALL)
 _PROLOG_DOCTYPE = re.compile(r"(?:\s|<\?.*?\?>|<!--.*?-->)*(<!DOCTYPE)", re.DOTALL)
 _DECLARED_ENCODING = re.compile(r"""\s*<\?xml[^>]*?\sencoding\s*=\s*["']([^"']*)["']""")
+_NOT_ALLOWED_ATTRIBUTE = re.compile(r"'([^']+)' attribute not allowed")
 _LIBXML_POSITION = re.compile(r",? line \d+, column \d+\s*$")
+# libxml2's messages for the usual mistakes → catalogue texts (in both languages); others are shown as they are.
+_LIBXML_DETAILS = [
+    (re.compile(r"Premature end of data|Couldn't find end of Start Tag|EndTag: '</' not found"), "@xml-unfinished"),
+    (re.compile(r"Opening and ending tag mismatch"), "@xml-tag-mismatch"),
+    (re.compile(r"Extra content at the end of the document"), "@json-extra-data"),
+    (re.compile(r"Entity '[^']*' not defined"), "@xml-undefined-entity"),
+    (re.compile(r"Start tag expected"), "@xml-no-element"),
+    (re.compile(r"Resource limit exceeded"), "@xml-too-long"),
+    (re.compile(r"invalid (xml)?Char value"), "@xml-bad-char"),
+]
 
+_INTEGERS = {code: base.PRIMITIVE_RE["integer" if code == "integer64" else code]
+             for code in ("integer", "unsignedInt", "positiveInt", "integer64")}
 # `valueString` → string: the capitalised type names a choice element's name ends with.
 _CHOICE_SUFFIX = {code[0].upper() + code[1:]: code for code in (*base.PRIMITIVES, *base.DATATYPES_COMPLEX)}
 
@@ -95,7 +111,8 @@ def _parse_tree(raw: bytes, limits: Limits) -> etree._Element:
         if "Excessive depth" in msg:
             raise _fatal("too-deep", limit=limits.max_depth) from None
         line, column = exc.position if exc.position else (None, None)
-        detail = _LIBXML_POSITION.sub("", msg).replace("\n", " ").strip()
+        detail = next((key for rx, key in _LIBXML_DETAILS if rx.search(msg)),
+                      _LIBXML_POSITION.sub("", msg).replace("\n", " ").strip())
         raise _fatal("xml-syntax", line=line, column=column, detail=detail) from None
     if root.getroottree().docinfo.doctype:  # refused above already; kept in case the prolog scan is fooled
         raise _fatal("xml-syntax", key="xml-doctype", line=1, column=1)
@@ -165,103 +182,148 @@ def fhirpath(path: JsonPath, root: str) -> str:
     """("entry", 0, "resource", "title") → Bundle.entry[0].resource.title."""
     out = root
     for p in path:
-        out += f"[{p}]" if isinstance(p, int) else f".{p}"
+        # a primitive's `_name` (its id and extensions) is `name` in FHIRPath
+        out += f"[{p}]" if isinstance(p, int) else f".{p.removeprefix('_')}"
     return out
 
 
 class _Reader:
-    """Converts one document, remembering which element each JSON path came from."""
+    """Converts one document, remembering where each JSON path came from and what had no place in it."""
 
     def __init__(self, ns: str | None, positions: _Positions) -> None:
         self.ns = ns
         self.positions = positions
         self.at: dict[JsonPath, etree._Element] = {}
         self.path_of: dict[etree._Element, JsonPath] = {}
+        self.defs_of: dict[etree._Element, dict[str, Elem]] = {}  # the definitions an element's children meet
+        # Why an element has no place, where reading it already told (message key, parameters); the schema
+        # finds the same elements and this says it in FHIR's terms.
+        self.misplaced: dict[etree._Element, tuple[str, dict[str, Any]]] = {}
+        self.containers: set[etree._Element] = set()  # Resource-typed elements (entry.resource, contained)
         self.findings: list[Finding] = []
         self.resource_types: set[str] = set()
         self.root_type = "(document)"
 
     def locate(self, path: JsonPath) -> tuple[int, int] | None:
+        """Line:column of a JSON path; a path that is not there (a missing element) at its nearest ancestor."""
         p = tuple(path)
         while p not in self.at:
             if not p:
                 return None
             p = p[:-1]
+        if len(p) < len(path) and (*p, "resourceType") in self.at:
+            p = (*p, "resourceType")  # a resource's missing child: at the resource's element, not its wrapper
         return self.positions.of(self.at[p])
 
-    def mark(self, path: JsonPath, el: etree._Element) -> None:
-        self.at.setdefault(path, el)
+    def mark(self, el: etree._Element, path: JsonPath, *also: JsonPath) -> None:
         self.path_of.setdefault(el, path)
+        for p in (path, *also):
+            self.at.setdefault(p, el)
 
-    def elements(self, el: etree._Element) -> Iterator[etree._Element]:
-        return (c for c in el if isinstance(c.tag, str))
+    def elements(self, el: etree._Element) -> list[etree._Element]:
+        return [c for c in el if isinstance(c.tag, str)]
+
+    def finding(self, el: etree._Element, code: str, path: JsonPath, key: str | None, **params: Any) -> None:
+        line, column = self.positions.of(el)
+        self.findings.append(Finding(Severity.ERROR, code, fhirpath(path, self.root_type), path, params,
+                                     message_key=key, line=line, column=column))
 
     # resources
     def resource(self, el: etree._Element, path: JsonPath) -> dict[str, Any]:
         rtype = _local(el.tag)
         if not path:
             self.root_type = rtype
-        self.mark(path, el)
-        self.mark((*path, "resourceType"), el)
+        self.mark(el, path, (*path, "resourceType"))
         obj: dict[str, Any] = {"resourceType": rtype}
-        struct = base.base_structure(rtype) if rtype in base.resource_types() else None
-        if rtype in base.resource_types():
+        if rtype not in base.resource_types():
+            self.misplaced[el] = ("xml-unknown", {})
+        else:
             self.resource_types.add(rtype)
+        struct = base.base_structure(rtype) if rtype in base.resource_types() else None
         if struct is None:
             obj.update(self.loose_children(el, path))  # the engine reports the type as unknown or unavailable
             return obj
-        self.children(el, struct.root.children, obj, path)
+        self.children(el, struct.root.children, obj, path, attributes=())  # a resource's id is an element
         return obj
 
     def contained(self, el: etree._Element, path: JsonPath) -> dict[str, Any]:
         """A Resource-typed element holds one element named after the resource's type."""
-        self.mark(path, el)
-        inner = next((c for c in self.elements(el) if _namespace(c.tag) == self.ns), None)
-        if inner is None:
-            return {}
-        return self.resource(inner, path) | {}
+        self.mark(el, path)
+        self.containers.add(el)
+        inner, *more = [c for c in self.elements(el) if _namespace(c.tag) == self.ns] or [None]
+        for extra in more:
+            self.misplaced[extra] = ("xml-repeat", {})
+        return {} if inner is None else self.resource(inner, path)
 
     # elements
-    def children(self, el: etree._Element, defs: dict[str, Elem], obj: dict[str, Any], path: JsonPath) -> None:
+    def children(self, el: etree._Element, defs: dict[str, Elem], obj: dict[str, Any], path: JsonPath,
+                 attributes: tuple[str, ...] = ("id",)) -> None:
+        """The child elements of `el` into `obj`, each by its definition in `defs`; `attributes` are the
+        definitions that XML writes as attributes of `el`, not as elements."""
+        self.defs_of[el] = defs
         groups: dict[str, list[etree._Element]] = {}
         for child in self.elements(el):
             ns, name = _namespace(child.tag), _local(child.tag)
-            if ns == XHTML_NS and name == "div" and "div" in defs:
-                self.mark((*path, "div"), child)
-                obj.setdefault("div", etree.tostring(child, encoding="unicode", with_tail=False))
+            if name == "div" and "div" in defs:
+                if ns != XHTML_NS:  # the narrative is XHTML, in XHTML's namespace, not FHIR's
+                    self.misplaced[child] = ("xml-element-namespace", {"found": ns or "-", "expected": XHTML_NS})
+                elif "div" not in obj:
+                    self.mark(child, (*path, "div"))
+                    obj["div"] = _xhtml_text(child)
             elif ns == self.ns:
                 groups.setdefault(name, []).append(child)
-            # anything in another namespace has no place in FHIR: the schema says so
+            # any other namespace has no place in FHIR: the schema says so
+        chosen: dict[str, str] = {}  # choice element → the name it was given first
         for name, els in groups.items():
+            if name in attributes:
+                self.attribute_as_element(obj, name, els, path)
+                continue
             found = _definition(defs, name)
             if found is None:
+                self.misplaced.update((e, ("xml-unknown", {})) for e in els)
                 self.put_loose(obj, name, els, path)
                 continue
             elem, code = found
-            self.put(obj, name, els if elem.is_list else els[:1], elem, code, path)
+            if elem.choice and chosen.setdefault(elem.name, name) != name:
+                # JSON would hold both names too: the engine counts them (card-max); the schema reports the order
+                self.misplaced.update((e, ("xml-choice-repeat", {"choice": elem.name})) for e in els)
+            if not elem.is_list and len(els) > 1:
+                self.misplaced.update((e, ("xml-repeat", {})) for e in els[1:])  # the first is read
+                els = els[:1]
+            if base.is_primitive(code):
+                els = [e for e in els if self.has_content(e, (*path, name))]
+            if els:
+                self.put(obj, name, els, elem, code, path)
+
+    def attribute_as_element(self, obj: dict[str, Any], name: str, els: list[etree._Element],
+                             path: JsonPath) -> None:
+        """`<url value="…"/>` where XML has `url="…"`: reported, and read (unless the attribute is there too)."""
+        self.misplaced.update((e, ("xml-attribute-as-element", {})) for e in els)
+        value = els[0].get("value")
+        if value is not None and name not in obj:
+            obj[name] = value
+            self.mark(els[0], (*path, name))
 
     def put(self, obj: dict[str, Any], name: str, els: list[etree._Element], elem: Elem, code: str,
             path: JsonPath) -> None:
-        if base.is_primitive(code):
-            els = [e for e in els if self.has_content(e, path, name)]
-            if not els:
-                return
         values: list[Any] = []
         extras: list[Any] = []
         for i, e in enumerate(els):
-            ipath = (*path, name, i) if elem.is_list else (*path, name)
-            self.mark((*path, name), e)
-            self.mark(ipath, e)
+            if elem.is_list:
+                ipath, xpath = (*path, name, i), (*path, f"_{name}", i)
+                self.mark(e, ipath, (*path, name), xpath, (*path, f"_{name}"))
+            else:
+                ipath, xpath = (*path, name), (*path, f"_{name}")
+                self.mark(e, ipath, xpath)
             if base.is_primitive(code):
-                self.mark((*path, f"_{name}"), e)
-                self.mark((*path, f"_{name}", i) if elem.is_list else (*path, f"_{name}"), e)
-                value, extra = self.primitive(e, code, ipath)
+                value, extra = self.primitive(e, code, ipath, xpath)
             elif code == "Resource" or code in base.resource_types():
                 value, extra = self.contained(e, ipath), None
             else:
                 value, extra = self.complex(e, elem, code, ipath), None
             values.append(value)
             extras.append(extra)
+        # A primitive with only an id or extensions has no value: JSON leaves the value (or all-null array) out.
         if elem.is_list:
             if any(v is not None for v in values):
                 obj[name] = values
@@ -273,54 +335,49 @@ class _Reader:
         if extras[0] is not None:
             obj[f"_{name}"] = extras[0]
 
-    def has_content(self, e: etree._Element, path: JsonPath, name: str) -> bool:
-        if "value" in e.attrib or "id" in e.attrib or any(True for _ in self.elements(e)):
+    def has_content(self, e: etree._Element, path: JsonPath) -> bool:
+        if "value" in e.attrib or "id" in e.attrib or self.elements(e):
             return True
-        line, column = self.positions.of(e)
-        self.findings.append(Finding(Severity.ERROR, "xml-structure", fhirpath((*path, name), self.root_type),
-                                     (*path, name), {"element": name}, message_key="xml-empty",
-                                     line=line, column=column))
+        if not (e.text or "").strip():  # text instead of a value attribute is the schema's to report
+            self.finding(e, "xml-structure", path, "xml-empty", element=_local(e.tag))  # no JSON form to give it
         return False
 
-    def primitive(self, e: etree._Element, code: str, path: JsonPath) -> tuple[Any, dict[str, Any] | None]:
+    def primitive(self, e: etree._Element, code: str, path: JsonPath,
+                  ext_path: JsonPath) -> tuple[Any, dict[str, Any] | None]:
         raw = e.get("value")
         value = None if raw is None else self.typed(raw, code, e, path)
         extra: dict[str, Any] = {}
         if "id" in e.attrib:
             extra["id"] = e.get("id")
-        ext_path = (*path[:-1], f"_{path[-1]}") if isinstance(path[-1], str) else \
-            (*path[:-2], f"_{path[-2]}", path[-1])
-        self.children(e, _ELEMENT_CHILDREN, extra, ext_path)
-        extra.pop("id", None) if "id" not in e.attrib else None
+        self.children(e, _element_children(), extra, ext_path, attributes=("id",))
         return value, (extra or None)
 
     def typed(self, raw: str, code: str, e: etree._Element, path: JsonPath) -> Any:
         """The JSON value FHIR's JSON form has for this XML value: numbers and booleans unquoted."""
-        if code == "boolean" and raw in ("true", "false"):
-            return raw == "true"
-        if code in base.NUMERIC or code == "integer64":
+        if code == "boolean":
+            if raw in ("true", "false"):
+                return raw == "true"
+        elif code == "decimal":
             if base.PRIMITIVE_RE["decimal"].fullmatch(raw):
-                # A FHIR decimal is exactly a JSON number: read it the way json.loads reads the JSON form.
-                return json.loads(raw) if code == "decimal" or re.fullmatch(r"-?\d+", raw) else raw
-        elif code != "boolean":
+                # FHIR's decimal syntax is JSON's number syntax: read it as json.loads reads the JSON form.
+                return json.loads(raw)
+        elif code in _INTEGERS:
+            if _INTEGERS[code].fullmatch(raw):
+                return int(raw)
+        else:
             return raw
-        # Not a valid literal for its type: kept as text, said here in XML's terms (the engine would speak
-        # of JSON types); a finding at the same place from the engine is then a repeat and dropped.
-        line, column = self.positions.of(e)
-        self.findings.append(Finding(Severity.ERROR, "datatype", fhirpath(path, self.root_type), path,
-                                     {"type": code, "found": raw}, line=line, column=column))
+        # Not a literal of its type: kept as text and said here in XML's terms (the engine would speak of JSON
+        # types); the engine's finding at the same place is then a repeat, and dropped.
+        self.finding(e, "datatype", path, None, type=code, found=raw)
         return raw
 
     def complex(self, e: etree._Element, elem: Elem, code: str, path: JsonPath) -> dict[str, Any]:
         obj: dict[str, Any] = {}
-        if "id" in e.attrib:
-            obj["id"] = e.get("id")
-            self.mark((*path, "id"), e)
-        for attr in xsd.ATTRIBUTES.get(code, ()):
+        for attr in ("id", *xsd.ATTRIBUTES.get(code, ())):
             if attr in e.attrib:
                 obj[attr] = e.get(attr)
-                self.mark((*path, attr), e)
-        self.children(e, _children_of(elem, code), obj, path)
+                self.mark(e, (*path, attr))
+        self.children(e, _children_of(elem, code), obj, path, attributes=("id", *xsd.ATTRIBUTES.get(code, ())))
         return obj
 
     # elements with no definition: kept under their own name, so the engine reports them as unknown
@@ -330,8 +387,7 @@ class _Reader:
         values = []
         for i, e in enumerate(els):
             ipath = (*path, name, i) if len(els) > 1 else (*path, name)
-            self.mark((*path, name), e)
-            self.mark(ipath, e)
+            self.mark(e, ipath, (*path, name))
             values.append(self.loose(e, ipath))
         obj[name] = values if len(values) > 1 else values[0]
 
@@ -352,6 +408,26 @@ class _Reader:
         for name, els in groups.items():
             self.put_loose(out, name, els, path)
         return out
+
+
+def _xhtml_text(div: etree._Element) -> str:
+    """The narrative's div as its JSON form has it: XHTML as the default namespace, declaring only what it uses."""
+    copy = deepcopy(div) if div.prefix is None else _unprefixed(div, None)
+    copy.tail = None
+    etree.cleanup_namespaces(copy)  # the document's own declarations (xmlns:xsi, ...) are in scope, not used
+    return etree.tostring(copy, encoding="unicode")
+
+
+def _unprefixed(el: etree._Element, parent: etree._Element | None) -> etree._Element:
+    """A copy of `<h:div xmlns:h="…xhtml">` as `<div xmlns="…xhtml">`: FHIR JSON's div has XHTML as its default."""
+    attrib = dict(el.attrib)
+    new = etree.Element(el.tag, attrib, nsmap={None: XHTML_NS}) if parent is None else \
+        etree.SubElement(parent, el.tag, attrib)
+    new.text, new.tail = el.text, el.tail
+    for child in el:
+        if isinstance(child.tag, str):
+            _unprefixed(child, new)
+    return new
 
 
 def _definition(defs: dict[str, Elem], name: str) -> tuple[Elem, str] | None:
@@ -377,13 +453,12 @@ def _children_of(elem: Elem, code: str) -> dict[str, Elem]:
     return struct.root.children if struct else {}
 
 
+@cache
 def _element_children() -> dict[str, Elem]:
+    """What a primitive holds besides its value: extensions (its id is an attribute)."""
     struct = base.base_structure("Element")
     assert struct is not None
     return {k: v for k, v in struct.root.children.items() if k != "id"}
-
-
-_ELEMENT_CHILDREN = _element_children()
 
 
 # -- the structure check ----------------------------------------------------------------------------------
@@ -402,26 +477,64 @@ def structure_findings(root: etree._Element, reader: _Reader) -> Iterator[Findin
 def _structure_finding(err: Any, reader: _Reader) -> Finding:
     child = getattr(err, "invalid_child", None)
     el = child if child is not None else err.elem
-    params: dict[str, Any] = {}
-    key = "xml-schema"
     if child is not None:
-        expected = [_local(t) for t in (err.expected_tags or [])]
-        params = {"name": _local(child.tag), "parent": _local(err.elem.tag),
-                  "expected": ", ".join(expected) if expected else "-"}
-        key = "xml-unexpected" if expected else "xml-unexpected-end"
+        key, params = _child_problem(err.elem, child, reader)
+    elif el in reader.containers and isinstance(err, XMLSchemaChildrenValidationError):
+        key, params = "xml-no-resource", {"element": _local(el.tag)}
     else:
-        params = {"detail": err.reason or err.message, "element": _local(getattr(el, "tag", ""))}
+        reason = str(err.reason or err.message)
+        attribute = _NOT_ALLOWED_ATTRIBUTE.search(reason)
+        if attribute:
+            key, params = "xml-attribute", {"name": attribute.group(1)}
+        elif "character data" in reason:
+            key, params = "xml-text", {}
+        else:
+            key, params = "xml-schema", {"detail": reason}  # xmlschema's own words (English)
+        params["element"] = _local(el.tag)
     path, loc = _where(el, reader)
-    line, column = reader.positions.of(el) if isinstance(getattr(el, "tag", None), str) else (None, None)
+    line, column = reader.positions.of(el)
     return Finding(Severity.ERROR, "xml-structure", loc, path, params, message_key=key, line=line, column=column)
 
 
-def _where(el: Any, reader: _Reader) -> tuple[JsonPath, str]:
+def _child_problem(parent: etree._Element, child: etree._Element, reader: _Reader) -> tuple[str, dict[str, Any]]:
+    """Why a child element has no place where it stands: as reading found, else namespace or order."""
+    params: dict[str, Any] = {"name": _local(child.tag), "parent": _local(parent.tag)}
+    if child in reader.misplaced:
+        key, more = reader.misplaced[child]
+        return key, params | more
+    ns = _namespace(child.tag)
+    if ns != FHIR_NS:
+        return "xml-element-namespace", params | {"found": ns or "-", "expected": FHIR_NS}
+    before = _belongs_before(parent, child, reader.defs_of.get(parent, {}))
+    return ("xml-order", params | {"before": before}) if before else ("xml-order-plain", params)
+
+
+def _belongs_before(parent: etree._Element, child: etree._Element, defs: dict[str, Elem]) -> str | None:
+    """The first earlier sibling that FHIR's order puts after `child`, if any."""
+    order = {elem.name: i for i, elem in enumerate(defs.values())}
+
+    def rank(el: etree._Element) -> int | None:
+        found = _definition(defs, _local(el.tag))
+        return order.get(found[0].name) if found else None
+
+    mine = rank(child)
+    if mine is None:
+        return None
+    for sibling in parent:
+        if sibling is child:
+            return None
+        theirs = rank(sibling) if isinstance(sibling.tag, str) else None
+        if theirs is not None and theirs > mine:
+            return _local(sibling.tag)
+    return None
+
+
+def _where(el: etree._Element, reader: _Reader) -> tuple[JsonPath, str]:
     """The JSON path and FHIRPath of an element: its own if it was converted, else below its nearest ancestor."""
     tail: list[str] = []
-    node = el
+    node: etree._Element | None = el
     while node is not None and node not in reader.path_of:
         tail.insert(0, _local(node.tag))
         node = node.getparent()
     path = reader.path_of.get(node, ()) if node is not None else ()
-    return path, ".".join([fhirpath(path, reader.root_type), *tail])
+    return (*path, *tail), ".".join([fhirpath(path, reader.root_type), *tail])

@@ -23,8 +23,11 @@ FHIR_NS = "http://hl7.org/fhir"
 XHTML_NS = "http://www.w3.org/1999/xhtml"
 CONTAINER = "ResourceContainer"
 
-# The XML attribute each element of these types has instead of a child element.
+# The XML attribute each element of these types has instead of a child element (besides Element.id).
 ATTRIBUTES = {"Extension": ("url",)}
+# Content of a type whose structure is not available offline: anything; the engine says it was not checked.
+_ANY_CONTENT = ('<xs:sequence><xs:any namespace="##any" processContents="skip" minOccurs="0" '
+                'maxOccurs="unbounded"/></xs:sequence><xs:anyAttribute processContents="skip"/>')
 
 
 def choice_name(stem: str, code: str) -> str:
@@ -78,10 +81,8 @@ class _Writer:
         return f'<xs:complexType name="{CONTAINER}">{body}</xs:complexType>'
 
     def opaque_types(self) -> list[str]:
-        # R4 resources whose structure is not available offline: anything inside, the engine says so.
-        return [f'<xs:complexType name="{_opaque(r)}"><xs:sequence><xs:any namespace="##any" processContents="skip" '
-                f'minOccurs="0" maxOccurs="unbounded"/></xs:sequence><xs:anyAttribute processContents="skip"/>'
-                f"</xs:complexType>" for r in self.opaque]
+        # R4 resources whose structure is not available offline (docs/r4b-vs-r4.md).
+        return [f'<xs:complexType name="{_opaque(r)}">{_ANY_CONTENT}</xs:complexType>' for r in self.opaque]
 
     def complex_type(self, name: str, code: str, backbone: Elem | None) -> str:
         if base.is_primitive(code):
@@ -94,7 +95,7 @@ class _Writer:
         else:
             struct = base.base_structure(code)
             if struct is None:
-                return f'<xs:complexType name="{name}" mixed="true">{_ANY_CONTENT}</xs:complexType>'
+                return f'<xs:complexType name="{name}">{_ANY_CONTENT}</xs:complexType>'
             children, is_resource = struct.root.children, struct.kind == "resource"
         particles: list[str] = []
         attributes: list[str] = []
@@ -128,10 +129,6 @@ class _Writer:
             target = _backbone_target(child)
             return self.want(target.path, "BackboneElement", target)
         return self.want(code, code)
-
-
-_ANY_CONTENT = ('<xs:sequence><xs:any namespace="##any" processContents="skip" minOccurs="0" '
-                'maxOccurs="unbounded"/></xs:sequence><xs:anyAttribute processContents="skip"/>')
 
 
 def _opaque(resource_type: str) -> str:

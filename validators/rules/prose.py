@@ -223,10 +223,14 @@ class DecodedNote:
     problem: str | None  # why it could not be decoded
 
 
-@lru_cache(maxsize=16)
 def decode_note(data: Any) -> DecodedNote:
     if not isinstance(data, str):
         return DecodedNote(None, None)
+    return _decode(data)
+
+
+@lru_cache(maxsize=16)
+def _decode(data: str) -> DecodedNote:
     try:
         raw = base64.b64decode("".join(data.split()), validate=True)
     except (binascii.Error, ValueError) as exc:
