@@ -221,7 +221,7 @@ class _State:
             if ext_children is not None:
                 children = ext_children
         is_resource = type_code in base.resource_types() or type_code == "Resource"
-        yield from self.children(children, value, path, loc, is_resource)
+        yield from self.children(children, value, path, loc, is_resource, elem.path or type_code)
 
     def extension_definition(self, value: dict[str, Any], path: JsonPath, loc: str):  # type: ignore[no-untyped-def]
         """An extension with no profile from its slice: find its definition by url (or say we cannot)."""
@@ -245,7 +245,7 @@ class _State:
             yield from self.children(ext_struct.root.children, pext, ext_path, loc, False)
 
     def children(self, children: dict[str, Elem], obj: dict[str, Any], path: JsonPath, loc: str,
-                 is_resource: bool) -> Iterator[Finding]:
+                 is_resource: bool, owner: str = "") -> Iterator[Finding]:
         """Every member of a JSON object against the element definitions of its children."""
         idx = _child_index(children)
         seen: set[str] = set()
@@ -263,7 +263,7 @@ class _State:
                 pext = obj.get("_" + key)
             hit = idx.by_key.get(name)
             if hit is None:
-                yield self.unknown_member(idx, name, key, path, loc)
+                yield self.unknown_member(idx, name, key, path, loc, owner)
                 continue
             child, type_code = hit
             seen.add(child.name)
@@ -290,14 +290,15 @@ class _State:
                                           min=child.min, count=0, element=child.path)
             yield from self.empty_slices(child, path, loc, name)
 
-    def unknown_member(self, idx: _ChildIndex, name: str, key: str, path: JsonPath, loc: str) -> Finding:
+    def unknown_member(self, idx: _ChildIndex, name: str, key: str, path: JsonPath, loc: str,
+                       owner: str) -> Finding:
         for stem, child in idx.stems.items():  # valueString where only valueQuantity is allowed
             if name.startswith(stem) and name[len(stem):] in _CHOICE_SUFFIX:
                 return constraints.finding(
                     Severity.ERROR, "type", f"{loc}.{name}", (*path, key), child, message_key="type-choice",
                     found=name, expected=", ".join(stem + c[0].upper() + c[1:] for c in child.type_codes))
         return constraints.finding(Severity.ERROR, "unknown-element", f"{loc}.{key}", (*path, key), None,
-                                   name=key, parent=loc.rsplit(".", 1)[-1])
+                                   name=key, parent=owner or loc.rsplit(".", 1)[-1])
 
     def empty_slices(self, child: Elem, path: JsonPath, loc: str, name: str) -> Iterator[Finding]:
         for s in child.slices:
