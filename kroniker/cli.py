@@ -63,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--format", choices=["text", "json"], default="text")
     ls.set_defaults(func=cmd_packages_list)
     pk.set_defaults(func=lambda a: _usage(pk))
+    # The other parts bring their own sub-commands (no part imports this module).
+    from kroniker.dpia.cli import add_parser as add_dpia
+    from kroniker.reference_server.cli import add_parsers as add_server
+
+    add_server(sub)
+    add_dpia(sub)
     return p
 
 

@@ -62,3 +62,69 @@ def empty_cache(tmp_path: Path) -> Iterator[PackageCache]:
 
 def load(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+# -- databases: SQLite always, PostgreSQL where it runs (in CI it must) -----------------------------------
+
+PG_URL = os.environ.get("KRONIKER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _pg_reachable() -> str | None:
+    """None when PostgreSQL answers; else why not."""
+    try:
+        import psycopg
+    except ImportError:
+        return "psycopg is not installed"
+    try:
+        with psycopg.connect(PG_URL, connect_timeout=3) as conn:
+            conn.execute("SELECT 1")
+    except Exception as exc:  # any failure to connect means: not here
+        return f"PostgreSQL at {PG_URL} is not reachable ({type(exc).__name__})"
+    return None
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh schema in the test database, dropped afterwards; skips (fails in CI) without PostgreSQL."""
+    why = _pg_reachable()
+    if why:
+        if IN_CI:
+            pytest.fail(why + " (CI=true: PostgreSQL must be there)")
+        pytest.skip(why)
+    import uuid
+
+    import psycopg
+
+    schema = f"kroniker_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Each test that takes this runs on SQLite and on PostgreSQL (a fresh database for each test)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path_factory.mktemp('db') / 'kroniker.db'}"
+    base = request.getfixturevalue("postgres_url")
+    import uuid
+
+    import psycopg
+
+    schema = f"k_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    request.addfinalizer(lambda: _drop_schema(schema))
+    del base
+    return f"{PG_URL}?options=-csearch_path%3D{schema}"
+
+
+def _drop_schema(schema: str) -> None:
+    import psycopg
+
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA "{schema}" CASCADE')

@@ -57,6 +57,7 @@ class Walk:
     _conforms: dict[tuple[int, str], bool] = field(default_factory=dict)
     _in_progress: set[tuple[int, str]] = field(default_factory=set)
     _results: dict[tuple[int, str], list[Finding]] = field(default_factory=dict)
+    _contained_entries: dict[tuple[int, str], Entry] = field(default_factory=dict)
     _by_full_url: dict[str, Entry] = field(default_factory=dict)
     _by_type_id: dict[tuple[str, str], Entry] = field(default_factory=dict)
 
@@ -76,7 +77,7 @@ class Walk:
         if not isinstance(ref, str) or not ref:
             return None
         if ref.startswith("#"):
-            return None
+            return self._contained(source, ref[1:])
         hit = self._by_full_url.get(ref)
         if hit is not None:
             return hit
@@ -95,6 +96,20 @@ class Walk:
                 hit = self._by_full_url.get(ref)
                 if hit is not None:
                     return hit
+        return None
+
+    def _contained(self, source: Entry, rid: str) -> Entry | None:
+        """A contained resource of `source` as an entry of its own (same object each time it is asked for)."""
+        key = (id(source), rid)
+        hit = self._contained_entries.get(key)
+        if hit is not None:
+            return hit
+        contained = source.resource.get("contained")
+        for i, r in enumerate(contained if isinstance(contained, list) else []):
+            if isinstance(r, dict) and r.get("id") == rid:
+                hit = Entry(None, r, (*source.path, "contained", i), f"{source.loc}.contained[{i}]")
+                self._contained_entries[key] = hit
+                return hit
         return None
 
     def context(self, entry: Entry) -> EvalContext:

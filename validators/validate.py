@@ -50,6 +50,32 @@ class Validator:
                       entries=_entry_labels(parsed.data), seconds=time.perf_counter() - started,
                       _locate=parsed.locate, _text=parsed.text)
 
+    def validate_resource(self, resource: dict[str, Any], profile: str, standard: PackageRef) -> Report:
+        """One resource (not a document) against a profile, read within a standard's package set.
+
+        The reference server checks the DocumentReference it derives from a document this way.
+        """
+        from kroniker.validators.standards import package_set
+
+        pkg = self.cache.get(standard.name, standard.version)
+        if pkg is None:
+            return Report([Finding(Severity.ERROR, "profile-unknown", str(resource.get("resourceType", "?")), (),
+                                   {"profile": profile, "package": standard.name})])
+        pset = package_set(self.cache, pkg)
+        profiles = _profile_set(pset)
+        rtype = resource.get("resourceType")
+        entry = Entry(None, resource, (), rtype if isinstance(rtype, str) else "(resource)")
+        walk = Walk(profiles, resource, [entry])
+        findings = list(self._check(walk, entry, profile))
+        i = 0
+        while i < len(walk.required):
+            target, p, _why = walk.required[i]
+            i += 1
+            findings.extend(self._check(walk, target, p))
+        findings = dedupe(findings)
+        _save_plans()
+        return Report(findings, source_name=entry.loc, standard=pset.root.ref, packages=pset.refs)
+
     def iter_findings(self, source: Source) -> Iterator[Finding]:
         """The findings one by one (positions not filled in); nothing raises on bad input."""
         try:

@@ -1,0 +1,99 @@
+"""`kroniker serve`, `kroniker token`, `kroniker audit verify`: the reference server's sub-commands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from kroniker.reference_server.tokens import ROLES
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    s = sub.add_parser("serve", help="run the DDS-like reference server (SQLite by default, PostgreSQL by URL)")
+    s.add_argument("--database", help="database URL (default: SQLite in $KRONIKER_HOME)")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8080)
+    s.add_argument("--workers", type=int, default=1)
+    s.add_argument("--cache", type=Path, help="FHIR package cache (default ~/.fhir/packages)")
+    s.set_defaults(func=cmd_serve)
+
+    t = sub.add_parser("token", help="print a bearer token for a role, signed with this data directory's key")
+    t.add_argument("--role", required=True, choices=ROLES)
+    t.add_argument("--cpr")
+    t.add_argument("--sor")
+    t.add_argument("--ydernummer")
+    t.add_argument("--auth-id", dest="auth_id")
+    t.add_argument("--org-name", dest="org_name")
+    t.add_argument("--name")
+    t.add_argument("--hours", type=float, default=12.0, help="how long the token is valid")
+    t.set_defaults(func=cmd_token)
+
+    a = sub.add_parser("audit", help="the audit log")
+    acts = a.add_subparsers(dest="audit_command", metavar="ACTION")
+    v = acts.add_parser("verify", help="check the audit log's hash chain for tampering")
+    v.add_argument("--database", help="database URL (default: SQLite in $KRONIKER_HOME)")
+    v.set_defaults(func=cmd_audit_verify)
+    a.set_defaults(func=lambda args: (a.print_help(sys.stderr), 2)[1])
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import os
+
+    import uvicorn
+
+    from kroniker.reference_server.db import make_engine, migrate
+    from kroniker.reference_server.settings import Settings
+    from kroniker.reference_server.tokens import load_or_create_key
+
+    settings = Settings.from_env(database_url=args.database, package_cache=args.cache)
+    migrate(make_engine(settings.database))  # once, before any worker starts
+    load_or_create_key(settings.key_file)
+    if args.database:
+        os.environ["KRONIKER_DATABASE"] = args.database
+    if args.cache:
+        os.environ["KRONIKER_FHIR_PACKAGES"] = str(args.cache)
+    os.environ["KRONIKER_HOME"] = str(settings.home)
+    print(f"kroniker reference server on http://{args.host}:{args.port} — database {_safe(settings.database)}",
+          file=sys.stderr)
+    uvicorn.run("kroniker.reference_server.serve:app_from_env", factory=True, host=args.host, port=args.port,
+                workers=args.workers, log_level="warning", access_log=False)
+    return 0
+
+
+def _safe(url: str) -> str:
+    """A database URL without its password, for the console."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        return f"{scheme}://{creds.split(':', 1)[0]}@{host}"
+    return url
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from kroniker.reference_server.settings import Settings
+    from kroniker.reference_server.tokens import Principal, issue, load_or_create_key, missing_identity
+
+    p = Principal(args.role, args.cpr, args.sor, args.ydernummer, args.auth_id, args.org_name, args.name)
+    problem = missing_identity(p)
+    if problem:
+        print(f"kroniker token: {problem}", file=sys.stderr)
+        return 2
+    key = load_or_create_key(Settings.from_env().key_file)
+    print(issue(key, p, int(args.hours * 3600)))
+    return 0
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from kroniker.reference_server import audit
+    from kroniker.reference_server.db import make_engine
+    from kroniker.reference_server.settings import Settings
+
+    settings = Settings.from_env(database_url=args.database)
+    problems = audit.verify(make_engine(settings.database))
+    if not problems:
+        print("the audit log is intact: every record chains to the one before it")
+        return 0
+    for p in problems:
+        print(f"record {p.seq}: {p.problem}")
+    return 1

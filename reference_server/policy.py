@@ -1,0 +1,198 @@
+"""The access rules, as pure functions: may this caller do this to this patient's data, and if not, why not?
+
+They follow DDS as spec/sharing-and-clinical.md §2 and §4 describe it:
+- a GP system (`source`) submits and replaces only documents its own organisation authored;
+- a citizen reads only their own documents and own access log, and sets and lifts blocks (spærring);
+- a clinician reads a patient's documents only during an active treatment relation; a block on that clinician
+  or a general block answers with nothing (not in MinLog); blocks on an author organisation or a period filter
+  documents out, with a warning; værdispring (consent override) with a reason lifts blocks and is shown to the
+  citizen as such;
+- an admin has the admin endpoints and the full audit log.
+Routes never decide access themselves; every route names its rule (ROUTE_RULES in app.py).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from kroniker.reference_server.tokens import Principal
+
+OVERRIDE_REASONS = ("consent", "not-contactable", "vital-interest")
+BLOCK_KINDS = ("professional", "organisation", "period", "general")
+
+
+@dataclass(frozen=True)
+class Relation:
+    patient_cpr: str
+    clinician_auth_id: str | None
+    org_sor: str | None
+    start: dt.datetime
+    end: dt.datetime | None
+    evidence: str = ""
+
+
+@dataclass(frozen=True)
+class Block:
+    id: str
+    patient_cpr: str
+    kind: str
+    clinician_auth_id: str | None = None
+    org_sor: str | None = None
+    period_start: dt.datetime | None = None
+    period_end: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class DocInfo:
+    """What the rules need to know of a stored document."""
+
+    id: str
+    patient_cpr: str
+    author_org_sor: str
+    status: str
+    when: dt.datetime | None  # service start (or registration) time
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Allowed or not, why, and what the audit log and MinLog make of it."""
+
+    allowed: bool
+    reason: str = ""  # a message key (for the OperationOutcome and the audit log)
+    status: int = 200
+    minlog: bool = False  # a professional's look-up, shown in the citizen's MinLog
+    override: str | None = None  # the værdispring reason when blocks were lifted
+    nothing: bool = False  # a general block: answered with nothing
+    hidden: tuple[Block, ...] = field(default_factory=tuple)  # data-specific blocks that filter documents
+
+    def visible(self, doc: DocInfo) -> bool:
+        return not any(_block_hides(b, doc) for b in self.hidden)
+
+
+def deny(reason: str, status: int = 403) -> Decision:
+    return Decision(False, reason, status)
+
+
+# -- submitting --------------------------------------------------------------------------------------
+
+def may_submit(p: Principal, author_org_sor: str) -> Decision:
+    if p.role != "source":
+        return deny("only-sources-submit")
+    if p.sor != author_org_sor:
+        return deny("not-own-organisation")
+    return Decision(True)
+
+
+def may_replace(p: Principal, old: DocInfo | None, new_patient: str, new_author_sor: str) -> Decision:
+    first = may_submit(p, new_author_sor)
+    if not first.allowed:
+        return first
+    if old is None:
+        return deny("replaced-not-found", 404)
+    if old.patient_cpr != new_patient:
+        return deny("replace-other-patient", 422)
+    if old.status != "current":
+        return deny("replace-not-current", 422)
+    if old.author_org_sor != p.sor:
+        return deny("replace-other-organisation")
+    return Decision(True)
+
+
+# -- reading ---------------------------------------------------------------------------------------------
+
+def may_read(p: Principal, patient_cpr: str, relations: Sequence[Relation], blocks: Sequence[Block],
+             override: str | None, now: dt.datetime) -> Decision:
+    """Searching a patient's documents or retrieving one (the same rules for both)."""
+    if p.role == "citizen":
+        if p.cpr != patient_cpr:
+            return deny("citizen-other-patient")
+        return Decision(True)  # blocks do not apply to the patient; not a professional look-up
+    if p.role != "clinician":
+        return deny("role-may-not-read")
+    if not any(_relation_covers(r, p, now) for r in relations):
+        return deny("no-treatment-relation")
+    if override is not None:
+        if override not in OVERRIDE_REASONS:
+            return deny("override-reason", 400)
+        return Decision(True, minlog=True, override=override)
+    active = [b for b in blocks if _block_active(b, now)]
+    if any(b.kind == "general" or (b.kind == "professional" and b.clinician_auth_id == p.auth_id)
+           for b in active):
+        # DDS: a negative consent for this user answers with nothing, and MinLog shows nothing.
+        return Decision(True, "blocked", nothing=True)
+    hiding = tuple(b for b in active if b.kind in ("organisation", "period"))
+    return Decision(True, minlog=True, hidden=hiding)
+
+
+def _relation_covers(r: Relation, p: Principal, now: dt.datetime) -> bool:
+    if r.start > now or (r.end is not None and r.end <= now):
+        return False
+    if r.clinician_auth_id:
+        return r.clinician_auth_id == p.auth_id
+    return r.org_sor is not None and r.org_sor == p.sor
+
+
+def _block_active(b: Block, now: dt.datetime) -> bool:
+    # An organisation or professional block may carry a validity period; a period block names the data's period.
+    if b.kind in ("organisation", "professional", "general"):
+        if b.period_start and b.period_start > now:
+            return False
+        if b.period_end and b.period_end <= now:
+            return False
+    return True
+
+
+def _block_hides(b: Block, doc: DocInfo) -> bool:
+    if b.kind == "organisation":
+        return doc.author_org_sor == b.org_sor
+    if b.kind == "period":
+        if doc.when is None:
+            return False
+        return (b.period_start is None or doc.when >= b.period_start) and \
+            (b.period_end is None or doc.when < b.period_end)
+    return False
+
+
+# -- the access log, blocks and administration ---------------------------------------------------------
+
+def may_read_audit(p: Principal, patient_cpr: str | None) -> Decision:
+    if p.role == "admin":
+        return Decision(True)
+    if p.role == "citizen":
+        if patient_cpr is None or patient_cpr == p.cpr:
+            return Decision(True)
+        return deny("citizen-other-patient")
+    return deny("role-may-not-read-audit")
+
+
+def may_manage_blocks(p: Principal, patient_cpr: str) -> Decision:
+    if p.role == "admin":
+        return Decision(True)  # on the citizen's behalf (tests, support)
+    if p.role == "citizen" and p.cpr == patient_cpr:
+        return Decision(True)
+    return deny("only-the-citizen-blocks")
+
+
+def may_administer(p: Principal) -> Decision:
+    return Decision(True) if p.role == "admin" else deny("admin-only")
+
+
+def may_see_metadata(p: Principal) -> Decision:
+    return Decision(True)  # the CapabilityStatement is public, as on any FHIR server
+
+
+def validate_block(body: dict[str, Any]) -> str | None:
+    """What is wrong with a block request (a message key), or None."""
+    kind = body.get("kind")
+    if kind not in BLOCK_KINDS:
+        return "block-kind"
+    if kind == "professional" and not body.get("clinician"):
+        return "block-needs-clinician"
+    if kind == "organisation" and not body.get("organisation"):
+        return "block-needs-organisation"
+    if kind == "period" and not (body.get("start") or body.get("end")):
+        return "block-needs-period"
+    return None

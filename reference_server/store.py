@@ -1,0 +1,227 @@
+"""The store: documents (immutable bytes plus derived metadata rows), treatment relations, blocks; each
+submission one transaction with its audit record, committed before it is acknowledged."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+
+from kroniker.reference_server import audit
+from kroniker.reference_server.db import blocks, document_events, documents, treatment_relations
+from kroniker.reference_server.metadata import DocumentMeta
+from kroniker.reference_server.policy import Block, DocInfo, Relation
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+@dataclass
+class Stored:
+    """A stored document's row, as the routes use it."""
+
+    row: dict[str, Any]
+
+    @property
+    def id(self) -> str:
+        return self.row["id"]
+
+    @property
+    def info(self) -> DocInfo:
+        r = self.row
+        return DocInfo(r["id"], r["patient_cpr"], r["author_org_sor"], r["status"], r["service_start"] or r["created"])
+
+    def docref(self, base_url: str) -> dict[str, Any]:
+        """The DocumentReference as served: the derived one plus what the server keeps (status, links)."""
+        d = json.loads(self.row["docref"])
+        d["status"] = self.row["status"]
+        d.setdefault("meta", {})["lastUpdated"] = self.row["created"].replace(tzinfo=dt.UTC).isoformat()
+        for c in d.get("content", []):
+            c["attachment"]["url"] = f"{base_url}/fhir/Bundle/{self.id}"
+        if self.row.get("replaces"):
+            target = {"reference": f"DocumentReference/{self.row['replaces']}"}
+            d["relatesTo"] = [{"code": "replaces", "target": target}]
+        if self.row["status"] == "entered-in-error" and self.row.get("status_reason"):
+            d["description"] = self.row["status_reason"]
+        return d
+
+
+class Conflict(Exception):
+    """The same identifier for a different document (XDS: XDSDuplicateUniqueIdInRegistry)."""
+
+
+class StaleReplacement(Exception):
+    """The document to replace stopped being current before this submission committed."""
+
+
+@dataclass
+class SearchQuery:
+    patient_cpr: str
+    statuses: Sequence[str]
+    types: Sequence[tuple[str | None, str]] = ()
+    categories: Sequence[str] = ()
+    authors: Sequence[str] = ()
+    events: Sequence[tuple[str | None, str]] = ()
+    created_from: dt.datetime | None = None  # ge
+    created_to: dt.datetime | None = None  # lt
+    limit: int = 50
+    offset: int = 0
+
+
+class Store:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # -- documents -----------------------------------------------------------------------------------
+    def submit(self, meta: DocumentMeta, content: bytes, content_type: str, standard: str, submitter_sor: str,
+               rec: audit.AuditRecord, replaces: str | None = None) -> tuple[Stored, bool]:
+        """Store a document and its audit record in one transaction: (stored, newly created).
+
+        Resubmitting the identical document (same identifier, same bytes) returns the stored one.
+        """
+        sha = hashlib.sha256(content).hexdigest()
+        now = utcnow()
+        try:
+            with self.engine.begin() as conn:
+                existing = conn.execute(sa.select(documents).where(
+                    documents.c.master_identifier == meta.master_identifier)).mappings().first()
+                if existing is not None:
+                    if existing["content_sha256"] == sha:
+                        rec.documents = [existing["id"]]
+                        rec.detail = {**rec.detail, "idempotent": True}
+                        audit.append(conn, rec)
+                        return Stored(dict(existing)), False
+                    raise Conflict(meta.master_identifier)
+                if replaces is not None:
+                    updated = conn.execute(documents.update().where(
+                        (documents.c.id == replaces) & (documents.c.status == "current")).values(status="superseded"))
+                    if updated.rowcount != 1:
+                        raise StaleReplacement(replaces)
+                row = {
+                    "id": meta.id, "master_identifier": meta.master_identifier, "content_sha256": sha,
+                    "content": content, "content_type": content_type, "standard": standard,
+                    "patient_cpr": meta.patient_cpr, "status": "current", "type_system": meta.type_system,
+                    "type_code": meta.type_code, "category_code": meta.category_code, "format_code": meta.format_code,
+                    "facility_code": meta.facility_code, "practice_code": meta.practice_code,
+                    "confidentiality": meta.confidentiality, "language": meta.language,
+                    "author_org_sor": meta.author_org_sor, "author_org_name": meta.author_org_name,
+                    "author_person": meta.author_person, "title": meta.title, "service_start": meta.service_start,
+                    "service_end": meta.service_end, "doc_date": meta.doc_date, "created": now,
+                    "replaces": replaces, "status_reason": None, "submitter_sor": submitter_sor,
+                    "docref": json.dumps(meta.docref, ensure_ascii=False),
+                }
+                conn.execute(documents.insert().values(**row))
+                if meta.events:
+                    conn.execute(document_events.insert(), [{"document_id": meta.id, "system": s, "code": c}
+                                                            for s, c in meta.events])
+                rec.documents = [meta.id] + ([replaces] if replaces else [])
+                audit.append(conn, rec)
+        except IntegrityError:
+            # A concurrent submission of the same document won the race; answer as for a resubmission.
+            with self.engine.connect() as conn:
+                existing = conn.execute(sa.select(documents).where(
+                    documents.c.master_identifier == meta.master_identifier)).mappings().first()
+            if existing is not None and existing["content_sha256"] == sha:
+                rec.documents = [existing["id"]]
+                audit.record(self.engine, rec)
+                return Stored(dict(existing)), False
+            raise Conflict(meta.master_identifier) from None
+        return Stored(row), True
+
+    def get(self, doc_id: str) -> Stored | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(documents).where(documents.c.id == doc_id)).mappings().first()
+        return Stored(dict(row)) if row else None
+
+    def search(self, q: SearchQuery) -> list[Stored]:
+        """Documents matching a query, newest first (paging is the caller's, after access filtering)."""
+        cols = [c for c in documents.c if c.name != "content"]  # the bytes stay in the table
+        where = [documents.c.patient_cpr == q.patient_cpr, documents.c.status.in_(list(q.statuses))]
+        if q.types:
+            where.append(sa.or_(*[(documents.c.type_code == code) & (
+                sa.true() if system is None else documents.c.type_system == system) for system, code in q.types]))
+        if q.categories:
+            where.append(documents.c.category_code.in_(list(q.categories)))
+        if q.authors:
+            where.append(documents.c.author_org_sor.in_(list(q.authors)))
+        if q.created_from is not None:
+            where.append(documents.c.created >= q.created_from)
+        if q.created_to is not None:
+            where.append(documents.c.created < q.created_to)
+        if q.events:
+            ev = sa.select(document_events.c.document_id).where(sa.or_(*[
+                (document_events.c.code == code) & (sa.true() if system is None else document_events.c.system == system)
+                for system, code in q.events]))
+            where.append(documents.c.id.in_(ev))
+        stmt = sa.select(*cols).where(*where).order_by(documents.c.created.desc(), documents.c.id)
+        with self.engine.connect() as conn:
+            return [Stored(dict(r)) for r in conn.execute(stmt).mappings()]
+
+    def set_status(self, doc_id: str, status: str, reason: str, rec: audit.AuditRecord) -> Stored | None:
+        with self.engine.begin() as conn:
+            done = conn.execute(documents.update().where(documents.c.id == doc_id)
+                                .values(status=status, status_reason=reason))
+            if done.rowcount != 1:
+                return None
+            audit.append(conn, rec)
+        return self.get(doc_id)
+
+    # -- treatment relations and blocks -------------------------------------------------------------------
+    def add_relation(self, patient_cpr: str, clinician: str | None, org_sor: str | None, evidence: str,
+                     start: dt.datetime, end: dt.datetime | None, rec: audit.AuditRecord) -> str:
+        rid = str(uuid.uuid4())
+        with self.engine.begin() as conn:
+            conn.execute(treatment_relations.insert().values(
+                id=rid, patient_cpr=patient_cpr, clinician_auth_id=clinician, org_sor=org_sor, evidence=evidence,
+                start=start, end=end, created=utcnow()))
+            audit.append(conn, rec)
+        return rid
+
+    def relations(self, patient_cpr: str) -> list[Relation]:
+        with self.engine.connect() as conn:
+            return [Relation(r.patient_cpr, r.clinician_auth_id, r.org_sor, r.start, r.end, r.evidence)
+                    for r in conn.execute(sa.select(treatment_relations)
+                                          .where(treatment_relations.c.patient_cpr == patient_cpr))]
+
+    def add_block(self, patient_cpr: str, kind: str, clinician: str | None, org_sor: str | None,
+                  start: dt.datetime | None, end: dt.datetime | None, by: str, rec: audit.AuditRecord) -> str:
+        bid = str(uuid.uuid4())
+        with self.engine.begin() as conn:
+            conn.execute(blocks.insert().values(
+                id=bid, patient_cpr=patient_cpr, kind=kind, clinician_auth_id=clinician, org_sor=org_sor,
+                period_start=start, period_end=end, created=utcnow(), created_by=by))
+            audit.append(conn, rec)
+        return bid
+
+    def lift_block(self, block_id: str, by: str, rec: audit.AuditRecord) -> bool:
+        with self.engine.begin() as conn:
+            done = conn.execute(blocks.update().where((blocks.c.id == block_id) & blocks.c.lifted.is_(None))
+                                .values(lifted=utcnow(), lifted_by=by))
+            audit.append(conn, rec)
+            return done.rowcount == 1
+
+    def block_row(self, block_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(blocks).where(blocks.c.id == block_id)).mappings().first()
+        return dict(row) if row else None
+
+    def blocks(self, patient_cpr: str, *, include_lifted: bool = False) -> list[dict[str, Any]]:
+        where = [blocks.c.patient_cpr == patient_cpr]
+        if not include_lifted:
+            where.append(blocks.c.lifted.is_(None))
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(sa.select(blocks).where(*where).order_by(blocks.c.created))
+                    .mappings()]
+
+    def active_blocks(self, patient_cpr: str) -> list[Block]:
+        return [Block(b["id"], b["patient_cpr"], b["kind"], b["clinician_auth_id"], b["org_sor"], b["period_start"],
+                      b["period_end"]) for b in self.blocks(patient_cpr)]

@@ -1,0 +1,103 @@
+"""Who is calling: bearer tokens (JWT, HS256) signed with a key kept in the data directory.
+
+A token stands in for DDS's DGWS/IDWS security token plus the HSUID header: the role and the identifiers
+that matter for the access rules (a citizen's CPR; a clinician's authorisation id and organisation SOR;
+a GP system's SOR and ydernummer).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jwt
+
+ROLES = ("source", "citizen", "clinician", "admin", "dpo")
+ISSUER = "kroniker"
+DEFAULT_LIFETIME = 12 * 3600
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The caller, as the access rules see it."""
+
+    role: str
+    cpr: str | None = None
+    sor: str | None = None
+    ydernummer: str | None = None
+    auth_id: str | None = None
+    org_name: str | None = None
+    name: str | None = None
+    token_id: str | None = None
+
+    @property
+    def actor(self) -> str:
+        """How the audit log names the caller."""
+        if self.role == "citizen":
+            return f"cpr:{self.cpr}"
+        if self.role == "clinician":
+            return f"autorisation:{self.auth_id}"
+        if self.role == "source":
+            return f"sor:{self.sor}"
+        return f"{self.role}:{self.name or self.token_id or '?'}"
+
+
+class TokenError(Exception):
+    """The token is missing, malformed, expired or not signed with this server's key."""
+
+
+def load_or_create_key(path: Path) -> bytes:
+    """The signing key; generated (0600) on first start."""
+    if path.exists():
+        return path.read_bytes().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_hex(32).encode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, key)
+    finally:
+        os.close(fd)
+    return key
+
+
+def issue(key: bytes, principal: Principal, lifetime: int = DEFAULT_LIFETIME) -> str:
+    now = int(time.time())
+    claims: dict[str, Any] = {"iss": ISSUER, "iat": now, "exp": now + lifetime, "jti": uuid.uuid4().hex,
+                              "role": principal.role}
+    for field in ("cpr", "sor", "ydernummer", "auth_id", "org_name", "name"):
+        value = getattr(principal, field)
+        if value:
+            claims[field] = value
+    return jwt.encode(claims, key, algorithm="HS256")
+
+
+def verify(key: bytes, token: str) -> Principal:
+    try:
+        claims = jwt.decode(token, key, algorithms=["HS256"], issuer=ISSUER, options={"require": ["exp", "role"]})
+    except jwt.PyJWTError as exc:
+        raise TokenError(str(exc)) from None
+    role = claims.get("role")
+    if role not in ROLES:
+        raise TokenError(f"unknown role {role!r}")
+    principal = Principal(role, claims.get("cpr"), claims.get("sor"), claims.get("ydernummer"),
+                          claims.get("auth_id"), claims.get("org_name"), claims.get("name"), claims.get("jti"))
+    problem = missing_identity(principal)
+    if problem:
+        raise TokenError(problem)
+    return principal
+
+
+def missing_identity(p: Principal) -> str | None:
+    """What a role must carry to be usable by the access rules."""
+    if p.role == "citizen" and not p.cpr:
+        return "a citizen token needs a CPR number"
+    if p.role == "clinician" and not (p.auth_id and p.sor):
+        return "a clinician token needs an authorisation id and the SOR of the organisation"
+    if p.role == "source" and not p.sor:
+        return "a GP system (source) token needs the SOR of its organisation"
+    return None
