@@ -405,10 +405,25 @@ class _State:
         if not isinstance(rtype, str) or rtype not in base.resource_types():
             yield constraints.finding(Severity.ERROR, "unknown-resource-type", loc, path, elem, found=rtype)
             return
-        struct = self.profiles.base(rtype)
+        # A contained resource is checked against the profile it declares (else its base definition), once:
+        # a reference to it that demands the same profile reuses that check.
+        declared = value.get("meta", {}).get("profile") if isinstance(value.get("meta"), dict) else None
+        struct = None
+        for p in declared if isinstance(declared, list) else []:
+            if isinstance(p, str) and self.profiles.knows(p):
+                struct = self.profiles.structure(p)
+                if struct is not None and struct.type == rtype:
+                    break
+                struct = None
+        struct = struct or self.profiles.base(rtype)
         if struct is None:
             yield constraints.finding(Severity.WARNING, "profile-unknown", loc, path, elem,
                                       message_key="base-unavailable", found=rtype)
+            return
+        contained = self.walk._contained(self.entry, value["id"]) if isinstance(value.get("id"), str) and \
+            path[-2:-1] == ("contained",) else None
+        if contained is not None and contained.path == path and not self.silent:
+            yield from self.walk.full(contained, struct)
             return
         yield from self.item(struct.root, rtype, value, None, path, loc)
 
