@@ -29,9 +29,10 @@ from kroniker.reference_server.settings import Settings
 from kroniker.reference_server.store import Conflict, SearchQuery, StaleReplacement, Store, utcnow
 from kroniker.reference_server.tokens import Principal, TokenError, load_or_create_key, verify
 from kroniker.validators import messages
-from kroniker.validators.findings import Severity
+from kroniker.validators.findings import Report, Severity
 from kroniker.validators.packages import PackageCache
 from kroniker.validators.render import operation_outcome
+from kroniker.validators.source import Unreadable, parse
 from kroniker.validators.validate import Validator
 
 log = logging.getLogger("kroniker.reference_server")
@@ -231,16 +232,19 @@ async def submit(request: Request, ctx: Context, principal: Principal | None) ->
 def _submit(request: Request, ctx: Context, principal: Principal, body: bytes, content_type: str,
             replaces: str | None) -> Response:
     lang = lang_of(request)
-    report = ctx.validator.validate(body)
+    try:
+        parsed = parse(body, ctx.validator.limits)
+    except Unreadable as exc:
+        report = Report([exc.finding], source_name="<request>")
+    else:
+        report = ctx.validator.validate_parsed(parsed)
     if not report.valid or report.standard is None:
         oo = operation_outcome(report, lang)
         _record(ctx, AuditRecord("refused", principal, outcome="4", reason="invalid-document",
                                  detail={"path": "/fhir/Bundle", "status": 422,
                                          "errors": sorted(report.rules(Severity.ERROR))}))
         return fhir(oo, 422)
-    from kroniker.validators.source import parse
-
-    data = parse(body).data
+    data = parsed.data
     try:
         meta = derive(data, report.standard.name, report.standard.version, content_type, body)
     except MetadataError as exc:

@@ -44,6 +44,11 @@ class Validator:
                           seconds=time.perf_counter() - started, _text=text)
         if name:
             parsed.name = name
+        return self.validate_parsed(parsed, started)
+
+    def validate_parsed(self, parsed: Parsed, started: float | None = None) -> Report:
+        """A document already read by `source.parse` (the server keeps the parsed document for its metadata)."""
+        started = time.perf_counter() if started is None else started
         findings, standard, packages = self._run(parsed)
         _save_plans()
         return Report(findings, source_name=parsed.name, standard=standard, packages=packages,
