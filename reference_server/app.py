@@ -125,6 +125,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
                                finding=exc.finding, **exc.params)
             except Exception:  # never a stack trace to the caller; the log keeps it
                 log.exception("unexpected error in %s %s", request.method, request.url.path)
+                await run_in_threadpool(_audit_refusal, ctx, request, principal, ApiError(500, "internal"))
                 return outcome(500, "internal", lang, code="exception")
         return endpoint
 
@@ -149,11 +150,23 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:
+    await run_in_threadpool(_audit_unrouted, request, 404, "no-route")
     return outcome(404, "no-route", lang_of(request), code="not-found", path=request.url.path)
 
 
 async def _not_allowed(request: Request, exc: Exception) -> Response:
+    await run_in_threadpool(_audit_unrouted, request, 405, "method")
     return outcome(405, "method", lang_of(request), code="not-supported", method=request.method)
+
+
+def _audit_unrouted(request: Request, status: int, key: str) -> None:
+    """Requests no route answers are in the audit log too (with the caller, when the token says who)."""
+    ctx: Context = request.app.state.ctx
+    try:
+        principal: Principal | None = authenticate(request, ctx)
+    except ApiError:
+        principal = None
+    _audit_refusal(ctx, request, principal, ApiError(status, key))
 
 
 def authenticate(request: Request, ctx: Context) -> Principal:
@@ -196,7 +209,8 @@ async def read_body(request: Request, ctx: Context) -> bytes:
 async def capability(request: Request, ctx: Context, principal: Principal | None) -> Response:
     return fhir({
         "resourceType": "CapabilityStatement", "status": "active", "kind": "instance",
-        "date": dt.date.today().isoformat(), "fhirVersion": "4.0.1", "format": ["application/fhir+json"],
+        "date": dt.date.today().isoformat(), "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json", "application/fhir+xml"],
         "software": {"name": "kroniker reference server", "version": __version__},
         "implementation": {"description": "MedCom Shared Notes and ConditionList shared as through DDS"},
         "instantiates": ["https://profiles.ihe.net/ITI/MHD/CapabilityStatement/IHE.MHD.DocumentResponder"],
@@ -245,6 +259,8 @@ def _submit(request: Request, ctx: Context, principal: Principal, body: bytes, c
                                          "errors": sorted(report.rules(Severity.ERROR))}))
         return fhir(oo, 422)
     data = parsed.data
+    # What is stored and served is what the bytes are, whatever the request's header said.
+    content_type = "application/fhir+xml" if parsed.format == "xml" else "application/fhir+json"
     try:
         meta = derive(data, report.standard.name, report.standard.version, content_type, body)
     except MetadataError as exc:
@@ -259,7 +275,8 @@ def _submit(request: Request, ctx: Context, principal: Principal, body: bytes, c
     if not decision.allowed:
         raise ApiError(decision.status, decision.reason, code="forbidden", patient=meta.patient_cpr,
                        found=meta.author_org_sor, own=principal.sor)
-    if replaces:
+    retry = ctx.store.find_identical(meta.master_identifier, body)
+    if replaces and retry is None:
         old = ctx.store.get(replaces)
         decision = policy.may_replace(principal, old.info if old else None, meta.patient_cpr, meta.author_org_sor)
         if not decision.allowed:
@@ -342,49 +359,58 @@ async def search(request: Request, ctx: Context, principal: Principal | None) ->
     assert principal is not None
     if request.method == "POST":
         form = await request.form()
-        params = {k: str(v) for k, v in form.items()}
-        dates = [str(v) for v in form.getlist("date")]
+        items = [(k, str(v)) for k, v in form.multi_items()]
     else:
-        params = dict(request.query_params)
-        dates = request.query_params.getlist("date")
-    return await run_in_threadpool(_search, request, ctx, principal, params, dates)
+        items = list(request.query_params.multi_items())
+    return await run_in_threadpool(_search, request, ctx, principal, items)
 
 
-def _search(request: Request, ctx: Context, principal: Principal, params: dict[str, str],
-            dates: list[str]) -> Response:
-    patient = _patient_param(params)
-    if not patient or not params.get("status"):
+def _search(request: Request, ctx: Context, principal: Principal, items: list[tuple[str, str]]) -> Response:
+    """ITI-67. A repeated parameter must hold for each value (AND); commas within a value are OR."""
+    params: dict[str, list[str]] = {}
+    for k, v in items:
+        params.setdefault(k, []).append(v)
+    one = {k: v[-1] for k, v in params.items()}
+    patient = _patient_param(one)
+    if not patient or not one.get("status"):
         raise ApiError(400, "missing-param", code="required", finding="XDSStoredQueryMissingParam")
     try:
-        count = min(int(params.get("_count", ctx.settings.page_size)), ctx.settings.max_page_size)
-        offset = max(int(params.get("_offset", 0)), 0)
+        count = min(int(one.get("_count", ctx.settings.page_size)), ctx.settings.max_page_size)
+        offset = int(one.get("_offset", 0))
     except ValueError:
         raise ApiError(400, "bad-count", code="invalid") from None
-    statuses = [s for s in params["status"].split(",") if s]
+    if count < 0 or offset < 0:
+        raise ApiError(400, "bad-count", code="invalid")
+    statuses = [s for s in one["status"].split(",") if s]
     override = _override(request)
     decision = _read_decision(ctx, principal, patient, override)
-    lo, hi = _date_range(dates)
-    q = SearchQuery(patient, statuses, _tokens(params.get("type")), [c for _, c in _tokens(params.get("category"))],
-                    [c for _, c in _tokens(params.get("author.identifier"))], _tokens(params.get("event")), lo, hi)
+    lo, hi = _date_range(params.get("date", []))
+    q = SearchQuery(patient, statuses,
+                    [_tokens(v) for v in params.get("type", [])],
+                    [[c for _, c in _tokens(v)] for v in params.get("category", [])],
+                    [[c for _, c in _tokens(v)] for v in params.get("author.identifier", [])],
+                    [_tokens(v) for v in params.get("event", [])], lo, hi)
     found = [] if decision.nothing else ctx.store.search(q)
     visible = [d for d in found if decision.visible(d.info)]
     filtered = len(found) - len(visible)
     page = visible[offset:offset + count]
     url = base_url(request, ctx.settings)
+    # As DDS's own audit log, the record does not say whether blocks filtered anything; MinLog shows værdispring.
     _record(ctx, AuditRecord("search", principal, patient_cpr=patient, documents=[d.id for d in page],
                              purpose="TREAT" if principal.role == "clinician" else "PATRQT",
                              override=decision.override, minlog=decision.minlog,
-                             detail={"query": params, "returned": len(page), "filtered": filtered}))
+                             detail={"query": items, "returned": len(page)}))
     bundle: dict[str, Any] = {
         "resourceType": "Bundle", "id": str(uuid.uuid4()), "type": "searchset", "total": len(visible),
         "link": [{"relation": "self", "url": str(request.url)}],
         "entry": [{"fullUrl": f"{url}/fhir/DocumentReference/{d.id}", "resource": d.docref(url),
                    "search": {"mode": "match"}} for d in page],
     }
-    if offset + count < len(visible):
-        nxt = dict(params, _offset=str(offset + count), _count=str(count))
+    if count > 0 and offset + count < len(visible):
         from urllib.parse import urlencode
 
+        nxt = [(k, v) for k, v in items if k not in ("_offset", "_count")]
+        nxt += [("_count", str(count)), ("_offset", str(offset + count))]
         bundle["link"].append({"relation": "next", "url": f"{url}/fhir/DocumentReference?{urlencode(nxt)}"})
     if filtered:
         bundle["entry"].append({"resource": {"resourceType": "OperationOutcome", "issue": [{
@@ -440,6 +466,9 @@ def _read_one(request: Request, ctx: Context, principal: Principal, doc_id: str,
     if content:
         full = ctx.store.get(doc_id)
         assert full is not None
+        if not _acceptable(request.headers.get("accept", ""), full.row["content_type"]):
+            return outcome(406, "not-acceptable", lang_of(request), code="not-supported",
+                           found=full.row["content_type"])
         return Response(full.row["content"], media_type=full.row["content_type"])
     return fhir(stored.docref(base_url(request, ctx.settings)))
 
@@ -466,6 +495,19 @@ async def patch_docref(request: Request, ctx: Context, principal: Principal | No
         return fhir(updated.docref(base_url(request, ctx.settings)))
 
     return await run_in_threadpool(work)
+
+
+def _acceptable(accept: str, content_type: str) -> bool:
+    """ITI-68 answers the document as submitted; a client that accepts none of that gets 406."""
+    if not accept.strip():
+        return True
+    main = content_type.split("/")[0]
+    for part in accept.split(","):
+        media = part.split(";")[0].strip().lower()
+        if media in ("*/*", f"{main}/*", content_type, "application/json" if "json" in content_type else "",
+                     "application/xml" if "xml" in content_type else ""):
+            return True
+    return False
 
 
 def _json(body: bytes) -> dict[str, Any]:
@@ -495,8 +537,17 @@ async def audit_log(request: Request, ctx: Context, principal: Principal | None)
         found, total = audit.rows(ctx.store.engine, patient_cpr=patient, minlog_only=citizen, limit=count,
                                   offset=offset)
         _record(ctx, AuditRecord("audit", principal, patient_cpr=patient, detail={"returned": len(found)}))
-        return fhir({"resourceType": "Bundle", "type": "searchset", "total": total, "entry": [
-            {"resource": audit.as_audit_event(r, for_citizen=citizen), "search": {"mode": "match"}} for r in found]})
+        bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset", "total": total,
+                                  "link": [{"relation": "self", "url": str(request.url)}], "entry": [
+            {"resource": audit.as_audit_event(r, for_citizen=citizen), "search": {"mode": "match"}} for r in found]}
+        if offset + count < total:
+            from urllib.parse import urlencode
+
+            nxt = [(k, v) for k, v in request.query_params.multi_items() if k not in ("_offset", "_count")]
+            nxt += [("_count", str(count)), ("_offset", str(offset + count))]
+            bundle["link"].append({"relation": "next", "url": f"{base_url(request, ctx.settings)}/fhir/AuditEvent?"
+                                                            f"{urlencode(nxt)}"})
+        return fhir(bundle)
 
     return await run_in_threadpool(work)
 
@@ -512,7 +563,7 @@ async def add_block(request: Request, ctx: Context, principal: Principal | None)
         raise ApiError(403, decision.reason, code="forbidden", patient=patient)
     problem = policy.validate_block(body)
     if problem:
-        raise ApiError(400, problem, code="invalid")
+        raise ApiError(400, problem, code="invalid", field=policy.bad_field(body) or "")
     start = _when(body.get("start"))
     end = _when(body.get("end"))
     rec = AuditRecord("block", principal, patient_cpr=patient, detail={k: body.get(k) for k in (
@@ -576,6 +627,9 @@ async def add_relation(request: Request, ctx: Context, principal: Principal | No
     if not isinstance(patient, str) or not isinstance(evidence, str) or not (body.get("clinician")
                                                                               or body.get("organisation")):
         raise ApiError(400, "relation-body", code="invalid")
+    bad = policy.bad_field(body)
+    if bad:
+        raise ApiError(400, "bad-field", code="invalid", field=bad)
     start = _when(body.get("start")) or utcnow()
     end = _when(body.get("end"))
     rec = AuditRecord("relation", principal, patient_cpr=patient, detail={k: body.get(k) for k in (

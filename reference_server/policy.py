@@ -131,7 +131,8 @@ def _relation_covers(r: Relation, p: Principal, now: dt.datetime) -> bool:
     if r.start > now or (r.end is not None and r.end <= now):
         return False
     if r.clinician_auth_id:
-        return r.clinician_auth_id == p.auth_id
+        # A relation for a clinician at an organisation holds there only.
+        return r.clinician_auth_id == p.auth_id and (r.org_sor is None or r.org_sor == p.sor)
     return r.org_sor is not None and r.org_sor == p.sor
 
 
@@ -184,11 +185,38 @@ def may_see_metadata(p: Principal) -> Decision:
     return Decision(True)  # the CapabilityStatement is public, as on any FHIR server
 
 
+def _text(value: Any, pattern: str) -> bool:
+    import re
+
+    return value is None or (isinstance(value, str) and re.fullmatch(pattern, value) is not None)
+
+
+IDENTIFIER_FORMATS = {
+    "patient": r"[0-9]{10}",  # CPR
+    "clinician": r"[A-Za-z0-9]{1,20}",  # authorisation id
+    "organisation": r"[0-9]{1,20}",  # SOR
+    "evidence": r"[a-z][a-z0-9-]{0,39}",
+}
+
+
+def bad_field(body: dict[str, Any]) -> str | None:
+    """The first field of a block or relation request that is not a string of its form, or None."""
+    for name, pattern in IDENTIFIER_FORMATS.items():
+        if not _text(body.get(name), pattern):
+            return name
+    for name in ("start", "end"):
+        if body.get(name) is not None and not isinstance(body.get(name), str):
+            return name
+    return None
+
+
 def validate_block(body: dict[str, Any]) -> str | None:
     """What is wrong with a block request (a message key), or None."""
     kind = body.get("kind")
     if kind not in BLOCK_KINDS:
         return "block-kind"
+    if bad_field(body):
+        return "bad-field"
     if kind == "professional" and not body.get("clinician"):
         return "block-needs-clinician"
     if kind == "organisation" and not body.get("organisation"):

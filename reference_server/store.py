@@ -38,7 +38,9 @@ class Stored:
     @property
     def info(self) -> DocInfo:
         r = self.row
-        return DocInfo(r["id"], r["patient_cpr"], r["author_org_sor"], r["status"], r["service_start"] or r["created"])
+        # A diagnosis card has no service time: it is dated by the card (Composition.date), then by its arrival.
+        return DocInfo(r["id"], r["patient_cpr"], r["author_org_sor"], r["status"],
+                       r["service_start"] or r["doc_date"] or r["created"])
 
     def docref(self, base_url: str) -> dict[str, Any]:
         """The DocumentReference as served: the derived one plus what the server keeps (status, links)."""
@@ -63,14 +65,28 @@ class StaleReplacement(Exception):
     """The document to replace stopped being current before this submission committed."""
 
 
+# The same code system under its FHIR URL and its OID (XDS metadata uses OIDs): either finds the other.
+SYSTEM_ALIASES = {
+    "http://loinc.org": "urn:oid:2.16.840.1.113883.6.1",
+    "http://snomed.info/sct": "urn:oid:2.16.840.1.113883.6.96",
+}
+SYSTEM_ALIASES.update({v: k for k, v in list(SYSTEM_ALIASES.items())})
+
+
+def _systems(system: str) -> list[str]:
+    return [system, SYSTEM_ALIASES[system]] if system in SYSTEM_ALIASES else [system]
+
+
 @dataclass
 class SearchQuery:
+    """Each group is one parameter occurrence (ORed values); groups are ANDed."""
+
     patient_cpr: str
     statuses: Sequence[str]
-    types: Sequence[tuple[str | None, str]] = ()
-    categories: Sequence[str] = ()
-    authors: Sequence[str] = ()
-    events: Sequence[tuple[str | None, str]] = ()
+    types: Sequence[Sequence[tuple[str | None, str]]] = ()
+    categories: Sequence[Sequence[str]] = ()
+    authors: Sequence[Sequence[str]] = ()
+    events: Sequence[Sequence[tuple[str | None, str]]] = ()
     created_from: dt.datetime | None = None  # ge
     created_to: dt.datetime | None = None  # lt
     limit: int = 50
@@ -137,6 +153,15 @@ class Store:
             raise Conflict(meta.master_identifier) from None
         return Stored(row), True
 
+    def find_identical(self, master_identifier: str, content: bytes) -> Stored | None:
+        """The stored document with this identifier and exactly these bytes (a retried submission), if any."""
+        sha = hashlib.sha256(content).hexdigest()
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(documents).where(
+                (documents.c.master_identifier == master_identifier) & (documents.c.content_sha256 == sha))
+            ).mappings().first()
+        return Stored(dict(row)) if row else None
+
     def get(self, doc_id: str) -> Stored | None:
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(documents).where(documents.c.id == doc_id)).mappings().first()
@@ -146,21 +171,23 @@ class Store:
         """Documents matching a query, newest first (paging is the caller's, after access filtering)."""
         cols = [c for c in documents.c if c.name != "content"]  # the bytes stay in the table
         where = [documents.c.patient_cpr == q.patient_cpr, documents.c.status.in_(list(q.statuses))]
-        if q.types:
+        for group in q.types:
             where.append(sa.or_(*[(documents.c.type_code == code) & (
-                sa.true() if system is None else documents.c.type_system == system) for system, code in q.types]))
-        if q.categories:
-            where.append(documents.c.category_code.in_(list(q.categories)))
-        if q.authors:
-            where.append(documents.c.author_org_sor.in_(list(q.authors)))
+                sa.true() if system is None else documents.c.type_system.in_(_systems(system)))
+                for system, code in group]))
+        for cats in q.categories:
+            where.append(documents.c.category_code.in_(list(cats)))
+        for authors in q.authors:
+            where.append(documents.c.author_org_sor.in_(list(authors)))
         if q.created_from is not None:
             where.append(documents.c.created >= q.created_from)
         if q.created_to is not None:
             where.append(documents.c.created < q.created_to)
-        if q.events:
+        for group in q.events:
             ev = sa.select(document_events.c.document_id).where(sa.or_(*[
-                (document_events.c.code == code) & (sa.true() if system is None else document_events.c.system == system)
-                for system, code in q.events]))
+                (document_events.c.code == code) & (
+                    sa.true() if system is None else document_events.c.system.in_(_systems(system)))
+                for system, code in group]))
             where.append(documents.c.id.in_(ev))
         stmt = sa.select(*cols).where(*where).order_by(documents.c.created.desc(), documents.c.id)
         with self.engine.connect() as conn:

@@ -157,6 +157,8 @@ def parse(source: Source, limits: Limits | None = None) -> Parsed:
                      detail=_JSON_DETAILS.get(exc.msg, exc.msg)) from None
     except RecursionError:
         raise _fatal("too-deep", limit=limits.max_depth) from None
+    except ValueError as exc:  # e.g. an integer longer than Python converts (4,300 digits)
+        raise _fatal("json-syntax", detail=str(exc)[:200]) from None
     depth = _depth(data, limits.max_depth)
     if depth > limits.max_depth:
         raise _fatal("too-deep", limit=limits.max_depth)
