@@ -275,7 +275,8 @@ def _submit(request: Request, ctx: Context, principal: Principal, body: bytes, c
     if not decision.allowed:
         raise ApiError(decision.status, decision.reason, code="forbidden", patient=meta.patient_cpr,
                        found=meta.author_org_sor, own=principal.sor)
-    retry = ctx.store.find_identical(meta.master_identifier, body)
+    # A replacement sent again after a lost answer is the same submission: the store answers it as such.
+    retry = ctx.store.find_identical(meta.master_identifier, body) if replaces else None
     if replaces and retry is None:
         old = ctx.store.get(replaces)
         decision = policy.may_replace(principal, old.info if old else None, meta.patient_cpr, meta.author_org_sor)

@@ -63,6 +63,10 @@ def _hashed_fields(row: dict[str, Any]) -> dict[str, Any]:
     return {k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in row.items() if k != "hash"}
 
 
+_HEAD_UPDATE = audit_head.update().where(audit_head.c.id == 1).values(
+    seq=sa.bindparam("new_seq"), hash=sa.bindparam("new_hash"))
+
+
 def append(conn: Connection, rec: AuditRecord, now: dt.datetime | None = None) -> dict[str, Any]:
     """Append one record inside the caller's transaction; the head row serialises writers."""
     head = conn.execute(sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)
@@ -90,8 +94,8 @@ def append(conn: Connection, rec: AuditRecord, now: dt.datetime | None = None) -
         "prev_hash": head.hash,
     }
     row["hash"] = hashlib.sha256(_canonical(_hashed_fields(row))).hexdigest()
-    conn.execute(audit_events.insert().values(**row))
-    conn.execute(audit_head.update().where(audit_head.c.id == 1).values(seq=row["seq"], hash=row["hash"]))
+    conn.execute(audit_events.insert(), row)
+    conn.execute(_HEAD_UPDATE, {"new_seq": row["seq"], "new_hash": row["hash"]})
     return row
 
 

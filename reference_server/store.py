@@ -135,7 +135,7 @@ class Store:
                     "replaces": replaces, "status_reason": None, "submitter_sor": submitter_sor,
                     "docref": json.dumps(meta.docref, ensure_ascii=False),
                 }
-                conn.execute(documents.insert().values(**row))
+                conn.execute(documents.insert(), row)  # parameters, not values(): one cached statement
                 if meta.events:
                     conn.execute(document_events.insert(), [{"document_id": meta.id, "system": s, "code": c}
                                                             for s, c in meta.events])

@@ -11,6 +11,7 @@ import contextlib
 import os
 import pickle
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ class ProfileSet:
         self.terminology = Terminology(self.resolve)
         self.fhirpath = FhirPath()
         self._dirty = False
+        self._saving = threading.Lock()
         self.plan_path = _plan_path(packages, plan_dir)
         self.loaded_from_disk = self._load()
 
@@ -97,8 +99,19 @@ class ProfileSet:
         """Write the plan if this process compiled something new (atomically: readers never see half)."""
         if self.plan_path is None or not (self._dirty or self.terminology.dirty):
             return
-        plan = {"structures": self._structures, "base": self._base, "expansions": self.terminology.expansions(),
-                "resource_types": base.resource_types()}
+        if not self._saving.acquire(blocking=False):
+            return  # another thread of this process is writing it already
+        try:
+            self._save()
+        finally:
+            self._saving.release()
+
+    def _save(self) -> None:
+        # Snapshots: other threads may compile into the live dicts while this one pickles (dict() is atomic).
+        plan = {"structures": dict(self._structures), "base": dict(self._base),
+                "expansions": self.terminology.expansions(), "resource_types": base.resource_types()}
+        self._dirty = False
+        self.terminology.dirty = False
         tmp = None
         try:
             self.plan_path.parent.mkdir(parents=True, exist_ok=True)
@@ -110,9 +123,6 @@ class ProfileSet:
             if tmp is not None:
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
-            return
-        self._dirty = False
-        self.terminology.dirty = False
 
     def type_of(self, canonical: str) -> str | None:
         """The resource or datatype a profile constrains."""

@@ -88,7 +88,7 @@ class Terminology:
         self._cache.update(expansions)
 
     def expansions(self) -> dict[str, Expansion]:
-        return dict(self._cache)
+        return dict(self._cache)  # a snapshot (atomic): other threads may be expanding meanwhile
 
     def expand(self, canonical: str, base_enum: tuple[str, ...] | None = None) -> Expansion:
         url = canonical.split("|", 1)[0]

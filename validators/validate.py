@@ -190,7 +190,7 @@ class Validator:
 
 
 def _save_plans() -> None:
-    for ps in _PROFILE_SETS.values():
+    for ps in list(_PROFILE_SETS.values()):  # a snapshot: other threads may add sets meanwhile
         ps.save()
     for ps in _BASE_ONLY:
         ps.save()

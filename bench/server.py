@@ -1,0 +1,484 @@
+"""Benchmark: the reference server on loopback — submissions per second with validation, against the validator
+alone on the same documents, and search latency over 100,000 stored documents, on SQLite and PostgreSQL.
+
+    python bench/server.py [--documents 100000] [--seconds 5] [--clients 4] [--skip-postgres]
+
+Prints, in one run:
+- submissions per second (POST /fhir/Bundle of distinct valid Shared Notes by --clients threads, answered 201)
+  to `kroniker serve` started as a subprocess: 1 worker on SQLite, 1 and 2 workers on PostgreSQL (2 workers also
+  with a new connection per request, around uvicorn's lost TCP_NODELAY); each a fresh database, each measured
+  for --seconds;
+- validator-only throughput on the same documents (`Validator(cache).validate(bytes)`, one process), measured
+  just before each server, and the ratio (target: submissions at least half of it);
+- where one submission's time goes, measured in process step by step (validation, metadata, the
+  DocumentReference's own validation, the store's transaction, the answer);
+- search latency, p50 and p99 over --seconds of sequential requests (`GET /fhir/DocumentReference?
+  patient.identifier=…&status=current` as a clinician with a treatment relation), with --documents documents
+  seeded straight into the store (10 per patient, metadata derived from real notes), on SQLite and PostgreSQL
+  (target: p99 ≤ 50 ms).
+
+Everything runs on loopback, with the client threads in this process: on a small machine they take CPU from the
+server, which the figures include. Temporary directories and PostgreSQL schemas are removed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime as dt
+import hashlib
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+PG_URL = os.environ.get("KRONIKER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+DOCS_PER_PATIENT = 10
+LOW_BACK_PAIN = ("http://snomed.info/sct", "279039007")  # an event code some seeded notes carry
+CLINICIAN_AUTH_ID = "7AB3C"
+CPR_SYSTEM = "urn:oid:1.2.208.176.1.2"
+
+
+# -- documents ----------------------------------------------------------------------------------------------
+
+def submissions(n: int) -> list[bytes]:
+    """n distinct valid Shared Notes (the same list for every server configuration: each has a fresh database)."""
+    from tests.server_process import distinct_note
+
+    return [distinct_note(f"bench-{i}") for i in range(n)]
+
+
+def cpr_of(patient: int) -> str:
+    """A distinct ten-digit CPR-shaped number per patient (ddmmyy + four digits; fictitious)."""
+    day, month, year = patient % 28 + 1, patient // 28 % 12 + 1, patient // 336 % 100
+    return f"{day:02d}{month:02d}{year:02d}{1000 + patient % 9000:04d}"
+
+
+@dataclass
+class Template:
+    """A real note, validated, with the metadata the server derived from it: what seeded rows are copied from."""
+
+    content: bytes
+    row: dict[str, Any]
+    docref: str
+    events: list[tuple[str | None, str]]
+    cpr: str
+    replace: dict[str, str]  # strings in content and DocumentReference that each copy gets its own of
+
+
+def templates(validator: Any, count: int = 4) -> list[Template]:
+    from kroniker.reference_server.metadata import derive
+    from tests.builders import PATIENT, shared_note
+
+    out = []
+    for i in range(count):
+        bundle = shared_note(f"<p>Kontrol {i}: smerter NRS {i + 2}/10. Øvelser fortsættes.</p>", name=f"seed-{i}")
+        comp = bundle["entry"][0]["resource"]
+        if i % 2:  # half of them name the low back pain package's event
+            comp["event"][0]["code"] = [{"coding": [{"system": LOW_BACK_PAIN[0], "code": LOW_BACK_PAIN[1]}]}]
+        content = json.dumps(bundle, ensure_ascii=False).encode("utf-8")
+        report = validator.validate(content)
+        assert report.valid and report.standard is not None, f"seed template {i} is not valid"
+        meta = derive(bundle, report.standard.name, report.standard.version, "application/fhir+json", content)
+        docref = json.dumps(meta.docref, ensure_ascii=False)
+        row = {k: getattr(meta, k) for k in (
+            "type_system", "type_code", "category_code", "format_code", "facility_code", "practice_code",
+            "confidentiality", "language", "author_org_sor", "author_org_name", "author_person")}
+        row["standard"] = str(report.standard)
+        entry_ident = meta.docref["identifier"][0]["value"]
+        out.append(Template(content, row, docref, meta.events, PATIENT["cpr"], {
+            "id": meta.id, "master": meta.master_identifier, "entry": entry_ident, "bundle": bundle["id"],
+            "bundle_ident": bundle["identifier"]["value"], "hash": meta.docref["content"][0]["attachment"]["hash"]}))
+    return out
+
+
+def seeded_rows(tpls: list[Template], documents: int) -> Iterator[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    """Rows for `documents` and `document_events`: DOCS_PER_PATIENT per patient, each with its own identifiers,
+    bytes, hash and times, and the patient's CPR wherever the real document has it."""
+    start = dt.datetime(2024, 1, 1)
+    for n in range(documents):
+        patient, k = divmod(n, DOCS_PER_PATIENT)
+        t = tpls[k % len(tpls)]
+        cpr = cpr_of(patient)
+        master = f"urn:uuid:{uuid.uuid4()}"
+        doc_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"kroniker:documentreference:{master}"))
+        content = (t.content.replace(t.replace["master"].encode(), master.encode())
+                   .replace(t.replace["bundle"].encode(), str(uuid.uuid4()).encode())
+                   .replace(t.replace["bundle_ident"].encode(), f"urn:uuid:{uuid.uuid4()}".encode())
+                   .replace(t.cpr.encode(), cpr.encode()))
+        sha1 = base64.b64encode(hashlib.sha1(content).digest()).decode("ascii")
+        entry = f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, 'entry:' + master)}"
+        docref = (t.docref.replace(t.replace["id"], doc_id).replace(t.replace["master"], master)
+                  .replace(t.replace["entry"], entry).replace(t.replace["hash"], sha1).replace(t.cpr, cpr))
+        when = start + dt.timedelta(days=(n * 7919) % 700, minutes=n % 1440)
+        row = {**t.row, "id": doc_id, "master_identifier": master,
+               "content_sha256": hashlib.sha256(content).hexdigest(), "content": content,
+               "content_type": "application/fhir+json", "patient_cpr": cpr, "status": "current",
+               "title": f"Journalnotat for {cpr}", "service_start": when, "service_end": None, "doc_date": when,
+               "created": when + dt.timedelta(hours=1), "replaces": None, "status_reason": None,
+               "submitter_sor": t.row["author_org_sor"], "docref": docref}
+        yield row, [{"document_id": doc_id, "system": s, "code": c} for s, c in t.events]
+
+
+def seed(url: str, tpls: list[Template], documents: int, clinic_sor: str) -> float:
+    """Migrate, bulk insert the documents and a treatment relation per patient, ANALYZE: seconds taken."""
+    import sqlalchemy as sa
+
+    from kroniker.reference_server.db import document_events, make_engine, migrate, treatment_relations
+    from kroniker.reference_server.db import documents as documents_table
+
+    started = time.perf_counter()
+    engine = make_engine(url)
+    migrate(engine)
+    batch: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
+
+    def flush(conn: sa.Connection) -> None:
+        if batch:
+            conn.execute(documents_table.insert(), batch)
+        if events:
+            conn.execute(document_events.insert(), events)
+        batch.clear()
+        events.clear()
+
+    try:
+        with engine.begin() as conn:
+            for row, evs in seeded_rows(tpls, documents):
+                batch.append(row)
+                events.extend(evs)
+                if len(batch) >= 2000:
+                    flush(conn)
+            flush(conn)
+            patients = (documents + DOCS_PER_PATIENT - 1) // DOCS_PER_PATIENT
+            long_ago = dt.datetime(2020, 1, 1)
+            conn.execute(treatment_relations.insert(), [
+                {"id": str(uuid.uuid4()), "patient_cpr": cpr_of(p), "clinician_auth_id": None, "org_sor": clinic_sor,
+                 "evidence": "assigned-gp", "start": long_ago, "end": None, "created": long_ago}
+                for p in range(patients)])
+        with engine.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE")
+    finally:
+        engine.dispose()
+    return time.perf_counter() - started
+
+
+# -- PostgreSQL schemas -------------------------------------------------------------------------------------
+
+class Schemas:
+    """Fresh PostgreSQL schemas in the test database, each dropped at the end."""
+
+    def __init__(self) -> None:
+        self.made: list[str] = []
+
+    def new(self) -> str:
+        import psycopg
+
+        name = f"kroniker_bench_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute(f'CREATE SCHEMA "{name}"')
+        self.made.append(name)
+        return f"{PG_URL}?options=-csearch_path%3D{name}"
+
+    def drop_all(self) -> None:
+        import psycopg
+
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            for name in self.made:
+                conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+        self.made.clear()
+
+
+def postgres_reachable() -> str | None:
+    try:
+        import psycopg
+
+        with psycopg.connect(PG_URL, connect_timeout=3) as conn:
+            conn.execute("SELECT 1")
+    except Exception as exc:  # any failure to connect means: not here
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+# -- measurements -------------------------------------------------------------------------------------------
+
+def validator_only(validator: Any, docs: list[bytes], seconds: float) -> float:
+    """Documents per second, validating the submissions' documents one after another in this process."""
+    validator.validate(docs[0])
+    n, start = 0, time.perf_counter()
+    deadline = start + seconds
+    for d in docs[1:]:
+        report = validator.validate(d)
+        assert report.valid
+        n += 1
+        if time.perf_counter() >= deadline:
+            break
+    return n / (time.perf_counter() - start)
+
+
+def submit_rate(url: str, token: str, docs: list[bytes], clients: int, seconds: float,
+                keep_alive: bool = True) -> tuple[float, int, list[str]]:
+    """(submissions answered 201 per second, how many, unexpected answers) with `clients` threads posting."""
+    import httpx
+
+    from tests.server_process import FHIR_JSON
+
+    headers = {"authorization": f"Bearer {token}", "content-type": FHIR_JSON}
+    limits = httpx.Limits() if keep_alive else httpx.Limits(max_keepalive_connections=0)
+    # A few alone first: a cold server compiles its validation plan on first use (not thread-safe yet).
+    with httpx.Client(base_url=url, timeout=30.0) as c:
+        for d in docs[:3]:
+            r = c.post("/fhir/Bundle", content=d, headers=headers)
+            assert r.status_code == 201, r.text[:500]
+    queue = iter(docs[3:])
+    lock = threading.Lock()
+    done: list[float] = []
+    errors: list[str] = []
+    go = threading.Barrier(clients + 1)
+    deadline = 0.0
+
+    def client() -> None:
+        with httpx.Client(base_url=url, timeout=30.0, limits=limits) as c:
+            go.wait()
+            while time.perf_counter() < deadline:
+                with lock:
+                    body = next(queue, None)
+                if body is None:
+                    return
+                r = c.post("/fhir/Bundle", content=body, headers=headers)
+                with lock:
+                    if r.status_code == 201:
+                        done.append(time.perf_counter())
+                    else:
+                        errors.append(f"{r.status_code}: {r.text[:200]}")
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    start = time.perf_counter()
+    deadline = start + seconds
+    go.wait()
+    for t in threads:
+        t.join(seconds + 60)
+    if not done:
+        return 0.0, 0, errors
+    return len(done) / (max(done) - start), len(done), errors
+
+
+def one_at_a_time(url: str, token: str, docs: list[bytes]) -> float:
+    """Median milliseconds of one submission over HTTP with nothing else going on."""
+    import httpx
+
+    from tests.server_process import FHIR_JSON
+
+    headers = {"authorization": f"Bearer {token}", "content-type": FHIR_JSON}
+    out = []
+    with httpx.Client(base_url=url, timeout=30.0) as c:
+        for d in docs:
+            t = time.perf_counter()
+            r = c.post("/fhir/Bundle", content=d, headers=headers)
+            out.append((time.perf_counter() - t) * 1000)
+            assert r.status_code == 201, r.text[:300]
+    return statistics.median(out[5:])
+
+
+def search_latencies(url: str, token: str, patients: int, seconds: float) -> tuple[list[float], int]:
+    """Milliseconds per search, sequential requests for random patients, and how many documents each found."""
+    import random
+
+    import httpx
+
+    rng = random.Random(7)
+    headers = {"authorization": f"Bearer {token}", "accept": "application/fhir+json"}
+    out: list[float] = []
+    found = set()
+    with httpx.Client(base_url=url, timeout=30.0) as c:
+        def one() -> float:
+            params = {"patient.identifier": f"{CPR_SYSTEM}|{cpr_of(rng.randrange(patients))}", "status": "current"}
+            t = time.perf_counter()
+            r = c.get("/fhir/DocumentReference", params=params, headers=headers)
+            ms = (time.perf_counter() - t) * 1000
+            assert r.status_code == 200, r.text[:300]
+            found.add(r.json()["total"])
+            return ms
+
+        for _ in range(50):  # warm: connections, plans, caches
+            one()
+        deadline = time.perf_counter() + seconds
+        while (time.perf_counter() < deadline and len(out) < 5000) or len(out) < 300:
+            out.append(one())
+    assert len(found) == 1, f"searches found different numbers of documents: {sorted(found)}"
+    return out, found.pop()
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def where_time_goes(validator: Any, docs: list[bytes], urls: dict[str, str]) -> list[tuple[str, float]]:
+    """Milliseconds per submission for each step the server takes, in process (no HTTP), median of many."""
+    from kroniker.reference_server.audit import AuditRecord
+    from kroniker.reference_server.db import make_engine, migrate
+    from kroniker.reference_server.metadata import derive
+    from kroniker.reference_server.store import Store
+    from kroniker.reference_server.tokens import Principal
+    from kroniker.validators.source import parse
+    from tests.builders import CLINIC
+
+    steps: dict[str, list[float]] = {}
+
+    def timed(name: str, fn: Callable[[], Any]) -> Any:
+        t = time.perf_counter()
+        value = fn()
+        steps.setdefault(name, []).append((time.perf_counter() - t) * 1000)
+        return value
+
+    stores = {}
+    for label, url in urls.items():
+        engine = make_engine(url)
+        migrate(engine)
+        stores[label] = Store(engine)
+    principal = Principal("source", sor=CLINIC["sor"])
+    try:
+        for body in docs:
+            report = timed("validate the document", lambda b=body: validator.validate(b))
+            data = timed("parse it again (for the metadata)", lambda b=body: parse(b).data)
+            meta = timed("derive the metadata", lambda d=data, b=body, r=report: derive(
+                d, r.standard.name, r.standard.version, "application/fhir+json", b))
+            meta.docref["content"][0]["attachment"]["url"] = f"http://127.0.0.1/fhir/Bundle/{meta.id}"
+            timed("validate the DocumentReference", lambda m=meta, r=report: validator.validate_resource(
+                m.docref, m.profile, r.standard))
+            for label, store in stores.items():
+                if hasattr(store, "find_identical"):  # the server looks for a retried submission first
+                    timed(f"look for an identical earlier submission ({label})",
+                          lambda s=store, m=meta, b=body: s.find_identical(m.master_identifier, b))
+                detail = {"master_identifier": meta.master_identifier, "standard": str(report.standard)}
+                rec = AuditRecord("submit", principal, patient_cpr=meta.patient_cpr, purpose="TREAT", detail=detail)
+                stored, _ = timed(f"store + audit, one transaction ({label})", lambda s=store, m=meta, b=body, r=rec,
+                                  rep=report: s.submit(m, b, "application/fhir+json", str(rep.standard),
+                                                       principal.sor or "", r))
+            timed("the answer (DocumentReference as JSON)",
+                  lambda s=stored: json.dumps(s.docref("http://127.0.0.1")).encode())
+    finally:
+        for store in stores.values():
+            store.engine.dispose()
+    return [(name, statistics.median(ms)) for name, ms in steps.items()]
+
+
+# -- the run ----------------------------------------------------------------------------------------------
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--documents", type=int, default=100_000, help="documents stored for the search latency")
+    ap.add_argument("--seconds", type=float, default=5.0, help="time per measurement")
+    ap.add_argument("--clients", type=int, default=4, help="client threads posting at once")
+    ap.add_argument("--skip-postgres", action="store_true", help="SQLite only")
+    ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
+    args = ap.parse_args()
+    if not (args.shared / "fhir-packages").is_dir():
+        print(f"needs MedCom's packages in {args.shared}/fhir-packages", file=sys.stderr)
+        return 2
+    postgres = not args.skip_postgres
+    if postgres and (why := postgres_reachable()):
+        print(f"PostgreSQL at {PG_URL} is not reachable ({why}); use --skip-postgres", file=sys.stderr)
+        return 2
+
+    with tempfile.TemporaryDirectory(prefix="kroniker-bench-") as tmp, ExitStack() as stack:
+        tmpdir = Path(tmp)
+        os.environ["KRONIKER_HOME"] = str(tmpdir / "home")  # plans and the token key: here, not in ~/.kroniker
+        schemas = Schemas()
+        if postgres:
+            stack.callback(schemas.drop_all)
+        run(args, tmpdir, schemas if postgres else None)
+    return 0
+
+
+def run(args: argparse.Namespace, tmpdir: Path, schemas: Schemas | None) -> None:
+    from kroniker.reference_server.tokens import Principal, issue, load_or_create_key
+    from kroniker.validators.packages import Installer, PackageCache
+    from kroniker.validators.validate import Validator
+    from tests.builders import CLINIC
+    from tests.server_process import ServerProcess, tokens
+
+    cache = PackageCache(tmpdir / "packages")
+    Installer(cache, registries=[]).install([str(args.shared / "fhir-packages")])
+    validator = Validator(cache)
+    home = Path(os.environ["KRONIKER_HOME"])
+    source = tokens(home)["source"]
+    clinician = issue(load_or_create_key(home / "token.key"),
+                      Principal("clinician", sor=CLINIC["sor"], auth_id=CLINICIAN_AUTH_ID, name="Bench Læge"))
+
+    per_config = max(200, int(args.seconds * 600))  # more than a server can take in the time
+    docs = submissions(per_config + 200)
+    print(f"kroniker reference server on loopback; {os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f} "
+          f"at the start); {args.clients} client threads in this process; {args.seconds:g} s per measurement\n")
+
+    # (database, workers, keep-alive connections): with more than one worker uvicorn leaves Nagle's algorithm on
+    # (uvicorn issue #3149), so each request on a kept-alive connection waits ~40 ms for a delayed ACK; a new
+    # connection per request shows what two workers do without that.
+    configs = [("SQLite", 1, True)]
+    if schemas:
+        configs += [("PostgreSQL", 1, True), ("PostgreSQL", 2, True), ("PostgreSQL", 2, False)]
+    # The validator alone is measured again just before each server, so that both see the same machine (a shared
+    # machine's load comes and goes; the ratio is what this measures).
+    print(f"{'submissions (POST /fhir/Bundle, validated)':<56} {'documents/s':>11} {'validator/s':>11} "
+          f"{'ratio':>6} {'answered':>9}")
+    for n, (backend, workers, keep_alive) in enumerate(configs):
+        baseline = validator_only(validator, docs, args.seconds)
+        url = f"sqlite:///{tmpdir / f'submit-{n}.db'}" if backend == "SQLite" else schemas.new()  # type: ignore[union-attr]
+        with ServerProcess(url, cache.root, home, workers=workers, log=tmpdir / f"submit-{n}.log") as server:
+            server.start()
+            rate, count, errors = submit_rate(server.url, source, docs[:per_config], args.clients, args.seconds,
+                                              keep_alive)
+        label = f"{backend}, {workers} worker{'s' if workers > 1 else ''}" + (
+            "" if keep_alive else ", a new connection per request")
+        print(f"{label:<56} {rate:>11,.0f} {baseline:>11,.0f} {rate / baseline:>6.2f} {count:>9,}"
+              + (f"  ({len(errors)} unexpected answers, first: {errors[0]})" if errors else ""))
+    print("(validator/s: the same documents validated one after another in this process, no server; "
+          "target ratio ≥ 0.5)")
+
+    urls = {"SQLite": f"sqlite:///{tmpdir / 'steps.db'}"}
+    if schemas:
+        urls["PostgreSQL"] = schemas.new()
+    steps = where_time_goes(validator, docs[per_config:per_config + 200], urls)
+    print("\nwhere a submission's time goes (in process, no HTTP; median ms per document)")
+    for name, ms in steps:
+        print(f"  {name:<56} {ms:>7.2f} ms")
+    with ServerProcess(f"sqlite:///{tmpdir / 'single.db'}", cache.root, home, log=tmpdir / "single.log") as server:
+        server.start()
+        single = one_at_a_time(server.url, source, docs[:100])
+    in_process = sum(ms for name, ms in steps if "PostgreSQL" not in name)
+    print(f"  {'one submission over HTTP, nothing else going on (SQLite)':<56} {single:>7.2f} ms")
+    print(f"  {'  of which HTTP, routing, thread pool, client':<56} {single - in_process:>7.2f} ms")
+
+    print(f"\nsearch (GET /fhir/DocumentReference?patient.identifier=…&status=current as a clinician with a "
+          f"treatment relation;\n        {args.documents:,} documents stored, {DOCS_PER_PATIENT} per patient, "
+          f"sequential requests)")
+    print(f"{'database':<12} {'seeded in':>10} {'searches':>9} {'found':>6} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
+    tpls = templates(validator)
+    patients = (args.documents + DOCS_PER_PATIENT - 1) // DOCS_PER_PATIENT
+    for backend in ["SQLite"] + (["PostgreSQL"] if schemas else []):
+        url = f"sqlite:///{tmpdir / 'search.db'}" if backend == "SQLite" else schemas.new()  # type: ignore[union-attr]
+        took = seed(url, tpls, args.documents, CLINIC["sor"])
+        with ServerProcess(url, cache.root, home, log=tmpdir / f"search-{backend}.log") as server:
+            server.start()
+            ms, found = search_latencies(server.url, clinician, patients, args.seconds)
+        print(f"{backend:<12} {took:>9.1f}s {len(ms):>9,} {found:>6} {percentile(ms, 50):>8.1f} "
+              f"{percentile(ms, 99):>8.1f} {max(ms):>8.1f}")
+    print(f"\nload average {os.getloadavg()[0]:.1f} at the end")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
