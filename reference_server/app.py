@@ -266,7 +266,9 @@ def _submit(request: Request, ctx: Context, principal: Principal, body: bytes, c
     except MetadataError as exc:
         raise ApiError(422, "metadata", code="invalid", detail=str(exc)) from None
     meta.docref["content"][0]["attachment"]["url"] = f"{base_url(request, ctx.settings)}/fhir/Bundle/{meta.id}"
-    meta_report = ctx.validator.validate_resource(meta.docref, meta.profile, report.standard)
+    bundled = [e["resource"] for e in data.get("entry", [])
+               if isinstance(e, dict) and isinstance(e.get("resource"), dict)]
+    meta_report = ctx.validator.validate_resource(meta.docref, meta.profile, report.standard, trusted=bundled)
     if not meta_report.valid:
         oo = operation_outcome(meta_report, lang)
         raise ApiError(422, "metadata-invalid", code="invalid",

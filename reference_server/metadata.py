@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import hashlib
 import html
@@ -165,7 +164,9 @@ def _major_minor(version: str) -> str:
 def _contained(resource: dict[str, Any] | None) -> dict[str, Any] | None:
     if resource is None:
         return None
-    return copy.deepcopy(resource)  # MedCom's profiles want the narrative on contained resources too
+    # The document's own resource, not a copy (narrative included, as MedCom's profiles want it): the server
+    # tells the validator these were validated already, with the document, against the same profiles.
+    return resource
 
 
 def _document_reference(meta: DocumentMeta, cfg: dict[str, Any], fmt: dict[str, Any], bundle: dict[str, Any],

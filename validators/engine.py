@@ -51,6 +51,7 @@ class Walk:
     profiles: ProfileSet
     bundle: dict[str, Any]
     entries: list[Entry]
+    trusted: frozenset[int] = frozenset()  # id() of resources already validated error-free elsewhere
     references: list[RefRecord] = field(default_factory=list)
     required: list[tuple[Entry, str, str]] = field(default_factory=list)  # (entry, profile, why)
     _done: set[tuple[int, str]] = field(default_factory=set)
@@ -148,6 +149,8 @@ class Walk:
         """Every finding for a resource against a profile, computed once per document."""
         key = (id(entry), struct.url)
         hit = self._results.get(key)
+        if hit is None and id(entry.resource) in self.trusted:
+            hit = self._results[key] = []
         if hit is None:
             self._in_progress.add(key)
             try:

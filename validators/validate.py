@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,10 +55,12 @@ class Validator:
                       entries=_entry_labels(parsed.data), seconds=time.perf_counter() - started,
                       _locate=parsed.locate, _text=parsed.text)
 
-    def validate_resource(self, resource: dict[str, Any], profile: str, standard: PackageRef) -> Report:
+    def validate_resource(self, resource: dict[str, Any], profile: str, standard: PackageRef,
+                          trusted: Iterable[dict[str, Any]] = ()) -> Report:
         """One resource (not a document) against a profile, read within a standard's package set.
 
-        The reference server checks the DocumentReference it derives from a document this way.
+        The reference server checks the DocumentReference it derives from a document this way; `trusted` are
+        contained resources (the same objects) that were validated error-free with that document already.
         """
         from kroniker.validators.standards import package_set
 
@@ -70,7 +72,7 @@ class Validator:
         profiles = _profile_set(pset)
         rtype = resource.get("resourceType")
         entry = Entry(None, resource, (), rtype if isinstance(rtype, str) else "(resource)")
-        walk = Walk(profiles, resource, [entry])
+        walk = Walk(profiles, resource, [entry], trusted=frozenset(id(r) for r in trusted))
         findings = list(self._check(walk, entry, profile))
         i = 0
         while i < len(walk.required):
