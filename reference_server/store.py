@@ -107,16 +107,9 @@ class Store:
         sha = hashlib.sha256(content).hexdigest()
         now = utcnow()
         try:
+            # The unique identifier decides: a resubmission fails the insert and is answered below, so a new
+            # document costs no look-up first.
             with self.engine.begin() as conn:
-                existing = conn.execute(sa.select(documents).where(
-                    documents.c.master_identifier == meta.master_identifier)).mappings().first()
-                if existing is not None:
-                    if existing["content_sha256"] == sha:
-                        rec.documents = [existing["id"]]
-                        rec.detail = {**rec.detail, "idempotent": True}
-                        audit.append(conn, rec)
-                        return Stored(dict(existing)), False
-                    raise Conflict(meta.master_identifier)
                 if replaces is not None:
                     updated = conn.execute(documents.update().where(
                         (documents.c.id == replaces) & (documents.c.status == "current")).values(status="superseded"))
@@ -141,15 +134,19 @@ class Store:
                                                             for s, c in meta.events])
                 rec.documents = [meta.id] + ([replaces] if replaces else [])
                 audit.append(conn, rec)
-        except IntegrityError:
-            # A concurrent submission of the same document won the race; answer as for a resubmission.
+        except (IntegrityError, StaleReplacement) as exc:
+            # The identifier is taken (a resubmission, or a concurrent one that won the race): the same bytes
+            # are answered as the stored document; other bytes are a conflict.
             with self.engine.connect() as conn:
                 existing = conn.execute(sa.select(documents).where(
                     documents.c.master_identifier == meta.master_identifier)).mappings().first()
             if existing is not None and existing["content_sha256"] == sha:
                 rec.documents = [existing["id"]]
+                rec.detail = {**rec.detail, "idempotent": True}
                 audit.record(self.engine, rec)
                 return Stored(dict(existing)), False
+            if isinstance(exc, StaleReplacement):
+                raise
             raise Conflict(meta.master_identifier) from None
         return Stored(row), True
 
