@@ -13,7 +13,9 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-CPR = "urn:oid:1.2.208.176.1.2"
+from kroniker.validators.rules.prose import CPR_SYSTEM as CPR
+from kroniker.validators.rules.prose import instant as fhir_instant
+
 SOR = "urn:oid:1.2.208.176.1.1"
 
 
@@ -57,15 +59,8 @@ class DocumentMeta:
 
 def instant(value: Any) -> dt.datetime | None:
     """A FHIR dateTime as naive UTC (XDS keeps UTC to the second); None for a date without time."""
-    if not isinstance(value, str) or "T" not in value:
-        return None
-    try:
-        t = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if t.tzinfo is None:
-        return None
-    return t.astimezone(dt.UTC).replace(tzinfo=None)
+    t = fhir_instant(value)
+    return t.astimezone(dt.UTC).replace(tzinfo=None) if t is not None else None
 
 
 def _entries(bundle: dict[str, Any]) -> list[dict[str, Any]]:
