@@ -268,18 +268,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.output:
         args.output.write_text(text, encoding="utf-8")
     else:
-        _write_utf8(text)
+        from kroniker.validators.render import write_utf8
+
+        write_utf8(text)
     return EXIT_OK
 
 
-def _write_utf8(text: str) -> None:
-    out = getattr(sys.stdout, "buffer", None)
-    if out is None:
-        sys.stdout.write(text)
-        return
-    sys.stdout.flush()
-    out.write(text.encode("utf-8"))
-    out.flush()
 
 
 # -- check ---------------------------------------------------------------------------------------------------

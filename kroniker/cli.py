@@ -135,24 +135,15 @@ def _print_reports(args: argparse.Namespace, reports: list[Report], started_at: 
     elif args.format == "junit":
         from kroniker.validators.junit import junit
 
-        _write_utf8(junit(reports, lang, verbose=verbose, started=started_at, seconds=seconds))
+        render.write_utf8(junit(reports, lang, verbose=verbose, started=started_at, seconds=seconds))
     else:
         from kroniker.validators.html_report import html_report
 
-        _write_utf8(html_report(reports, lang, verbose=verbose, made=started_at, seconds=seconds))
+        render.write_utf8(html_report(reports, lang, verbose=verbose, made=started_at, seconds=seconds))
     if len(reports) > 1:
         print(render.summary(reports, lang, seconds), file=sys.stdout if args.format == "text" else sys.stderr)
 
 
-def _write_utf8(document: str) -> None:
-    # The XML declaration and the page's <meta charset> say UTF-8, whatever the terminal's encoding is.
-    out = getattr(sys.stdout, "buffer", None)
-    if out is None:
-        sys.stdout.write(document)
-        return
-    sys.stdout.flush()
-    out.write(document.encode("utf-8"))
-    out.flush()
 
 
 class _ProgressBar:

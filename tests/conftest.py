@@ -128,3 +128,13 @@ def _drop_schema(schema: str) -> None:
 
     with psycopg.connect(PG_URL, autocommit=True) as conn:
         conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+           package_cache: PackageCache) -> Iterator[Any]:
+    """The reference server over HTTP for a test module, once on SQLite and once on PostgreSQL."""
+    from tests import server_support
+
+    with server_support.server_for(request, tmp_path_factory, package_cache) as srv:
+        yield srv

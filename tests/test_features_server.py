@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,7 +13,6 @@ import pytest
 from pytest_bdd import given, parsers, scenarios, then, when
 
 from kroniker.reference_server.tokens import Principal
-from kroniker.validators.packages import PackageCache
 from tests import server_support as s
 from tests.server_support import (
     ADMIN,
@@ -65,13 +63,6 @@ ALIASES = {"det gamle notat": "notatet fra årskontrollen", "det oprindelige not
            "notatet": "notatet fra årskontrollen"}
 REASONS = {"med hendes samtykke": "consent", "fordi det er livsvigtigt": "vital-interest",
            "fordi hun ikke kan kontaktes": "not-contactable", "af nysgerrighed": "nysgerrighed"}
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-           package_cache: PackageCache) -> Iterator[Server]:
-    with s.server_for(request, tmp_path_factory, package_cache) as srv:
-        yield srv
 
 
 @dataclass

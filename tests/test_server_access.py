@@ -6,7 +6,6 @@ rule is tested from the refused side too, and no answer to anyone carries anothe
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,13 +45,6 @@ from tests.server_support import (
 pytestmark = pytest.mark.network
 
 OVERRIDE = "X-Consent-Override"
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-           package_cache: PackageCache) -> Iterator[Server]:
-    with s.server_for(request, tmp_path_factory, package_cache) as srv:
-        yield srv
 
 
 @dataclass

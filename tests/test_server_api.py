@@ -8,13 +8,11 @@ import base64
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from kroniker.validators.packages import PackageCache
 from kroniker.validators.validate import Validator
 from tests import server_support as s
 from tests.server_support import (
@@ -44,13 +42,6 @@ from tests.xml_writer import to_xml
 pytestmark = pytest.mark.network
 
 SNOMED = "http://snomed.info/sct"
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-           package_cache: PackageCache) -> Iterator[Server]:
-    with s.server_for(request, tmp_path_factory, package_cache) as srv:
-        yield srv
 
 
 def contained(docref: dict[str, Any], reference: str) -> dict[str, Any]:

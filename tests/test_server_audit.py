@@ -9,7 +9,7 @@ import hashlib
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,13 +41,6 @@ pytestmark = pytest.mark.network
 ROOT = Path(__file__).resolve().parents[1]
 OVERRIDE = "X-Consent-Override"
 _doctors = iter(range(10_000, 99_999))
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-           package_cache: PackageCache) -> Iterator[Server]:
-    with s.server_for(request, tmp_path_factory, package_cache) as srv:
-        yield srv
 
 
 def new_doctor() -> Principal:

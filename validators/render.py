@@ -150,3 +150,16 @@ def text(report: Report, lang: str = "en", *, verbose: bool = False) -> str:
     if n["info"] and not verbose:
         lines.append("  " + messages.text("info-hidden", lang, count=n["info"]))
     return "\n".join(lines)
+
+
+def write_utf8(document: str) -> None:
+    """Write a document to stdout as UTF-8 (an XML declaration or <meta charset> says so, whatever the terminal)."""
+    import sys
+
+    out = getattr(sys.stdout, "buffer", None)
+    if out is None:
+        sys.stdout.write(document)
+        return
+    sys.stdout.flush()
+    out.write(document.encode("utf-8"))
+    out.flush()
