@@ -6,14 +6,17 @@ are the pure functions of policy.py. Every request is recorded in the audit log,
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
+import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -27,7 +30,7 @@ from kroniker.reference_server.db import make_engine, migrate
 from kroniker.reference_server.metadata import MetadataError, derive, instant
 from kroniker.reference_server.settings import Settings
 from kroniker.reference_server.store import Conflict, SearchQuery, StaleReplacement, Store, utcnow
-from kroniker.reference_server.tokens import Principal, TokenError, load_or_create_key, verify
+from kroniker.reference_server.tokens import Principal, TokenError, Verifier, load_or_create_key
 from kroniker.validators import messages
 from kroniker.validators.findings import Report, Severity
 from kroniker.validators.packages import PackageCache
@@ -76,6 +79,8 @@ class Context:
     store: Store
     validator: Validator
     key: bytes
+    submitting: anyio.CapacityLimiter
+    verify: Verifier
 
 
 def lang_of(request: Request) -> str:
@@ -107,8 +112,9 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     engine = make_engine(settings.database)
     if run_migrations:
         migrate(engine)
-    ctx = Context(settings, Store(engine), Validator(PackageCache(settings.package_cache)),
-                  load_or_create_key(settings.key_file))
+    key = load_or_create_key(settings.key_file)
+    ctx = Context(settings, Store(engine), Validator(PackageCache(settings.package_cache)), key,
+                  anyio.CapacityLimiter(settings.submit_threads), Verifier(key))
 
     def handler(fn: Callable[[Request, Context, Principal | None], Awaitable[Response]],
                 public: bool = False) -> Callable[[Request], Awaitable[Response]]:
@@ -144,7 +150,14 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         Route("/blocks/{id}", handler(lift_block), methods=["DELETE"]),
         Route("/admin/relations", handler(add_relation), methods=["POST"]),
     ]
-    app = Starlette(routes=routes, exception_handlers={404: _not_found, 405: _not_allowed})
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            ctx.store.close()
+
+    app = Starlette(routes=routes, exception_handlers={404: _not_found, 405: _not_allowed}, lifespan=lifespan)
     app.state.ctx = ctx
     return app
 
@@ -175,7 +188,7 @@ def authenticate(request: Request, ctx: Context) -> Principal:
     if scheme.lower() != "bearer" or not token:
         raise ApiError(401, "no-token", code="login")
     try:
-        return verify(ctx.key, token.strip())
+        return ctx.verify(token.strip())
     except TokenError as exc:
         raise ApiError(401, "bad-token", code="login", detail=str(exc)) from None
 
@@ -185,7 +198,7 @@ def _audit_refusal(ctx: Context, request: Request, principal: Principal | None, 
                       patient_cpr=exc.params.get("patient"), reason=exc.key,
                       detail={"method": request.method, "path": request.url.path, "status": exc.status})
     try:
-        audit.record(ctx.store.engine, rec)
+        ctx.store.record(rec)
     except Exception:  # the refusal itself must still be answered
         log.exception("could not record a refusal in the audit log")
 
@@ -240,7 +253,8 @@ async def submit(request: Request, ctx: Context, principal: Principal | None) ->
                             "application/xml"):
         raise ApiError(415, "media-type", code="not-supported", found=content_type)
     stored_type = "application/fhir+xml" if "xml" in content_type else "application/fhir+json"
-    return await run_in_threadpool(_submit, request, ctx, principal, body, stored_type, replaces)
+    return await anyio.to_thread.run_sync(_submit, request, ctx, principal, body, stored_type, replaces,
+                                          limiter=ctx.submitting)
 
 
 def _submit(request: Request, ctx: Context, principal: Principal, body: bytes, content_type: str,
@@ -302,7 +316,7 @@ def _submit(request: Request, ctx: Context, principal: Principal, body: bytes, c
 
 
 def _record(ctx: Context, rec: AuditRecord) -> None:
-    audit.record(ctx.store.engine, rec)
+    ctx.store.record(rec)
 
 
 def _override(request: Request) -> str | None:

@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from kroniker.reference_server.db import audit_events, audit_head
+from kroniker.reference_server.db import audit_events, audit_head, compiled, reading
 from kroniker.reference_server.tokens import Principal
 
 GENESIS = "0" * 64
@@ -63,17 +63,21 @@ def _hashed_fields(row: dict[str, Any]) -> dict[str, Any]:
     return {k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in row.items() if k != "hash"}
 
 
+_HEAD = sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1).with_for_update()
 _HEAD_UPDATE = audit_head.update().where(audit_head.c.id == 1).values(
     seq=sa.bindparam("new_seq"), hash=sa.bindparam("new_hash"))
+_INSERT = audit_events.insert()
 
 
 def append(conn: Connection, rec: AuditRecord, now: dt.datetime | None = None) -> dict[str, Any]:
     """Append one record inside the caller's transaction; the head row serialises writers."""
-    head = conn.execute(sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)
-                        .with_for_update()).one()
+    head = compiled(_HEAD, conn).first(conn, {})
+    if head is None:
+        raise RuntimeError("the audit log has no head row: the database was not migrated")
+    head_seq, head_hash = head
     p = rec.principal
     row: dict[str, Any] = {
-        "seq": head.seq + 1,
+        "seq": head_seq + 1,
         "id": str(uuid.uuid4()),
         "recorded": (now or dt.datetime.now(dt.UTC).replace(tzinfo=None)).replace(microsecond=0),
         "action": rec.action,
@@ -91,18 +95,12 @@ def append(conn: Connection, rec: AuditRecord, now: dt.datetime | None = None) -
         "override_reason": rec.override,
         "minlog": rec.minlog,
         "detail": json.dumps(rec.detail, sort_keys=True, default=str),
-        "prev_hash": head.hash,
+        "prev_hash": head_hash,
     }
     row["hash"] = hashlib.sha256(_canonical(_hashed_fields(row))).hexdigest()
-    conn.execute(audit_events.insert(), row)
-    conn.execute(_HEAD_UPDATE, {"new_seq": row["seq"], "new_hash": row["hash"]})
+    compiled(_INSERT, conn).execute(conn, row)
+    compiled(_HEAD_UPDATE, conn).execute(conn, {"new_seq": row["seq"], "new_hash": row["hash"]})
     return row
-
-
-def record(engine: Engine, rec: AuditRecord) -> dict[str, Any]:
-    """Append one record in a transaction of its own (refusals, searches, reads)."""
-    with engine.begin() as conn:
-        return append(conn, rec)
 
 
 @dataclass
@@ -116,7 +114,7 @@ def verify(engine: Engine) -> list[Tamper]:
     problems: list[Tamper] = []
     prev = GENESIS
     expected_seq = 1
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         for row in conn.execute(sa.select(audit_events).order_by(audit_events.c.seq)).mappings():
             r = dict(row)
             if r["seq"] != expected_seq:
@@ -211,13 +209,13 @@ def rows(engine: Engine, *, patient_cpr: str | None, minlog_only: bool, limit: i
         where.append(audit_events.c.minlog.is_(True))
     q = sa.select(audit_events).where(*where).order_by(audit_events.c.seq.desc()).limit(limit).offset(offset)
     count = sa.select(sa.func.count()).select_from(audit_events).where(*where)
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         found = [dict(r) for r in conn.execute(q).mappings()]
         total = conn.execute(count).scalar_one()
     return found, total
 
 
 def iter_all(engine: Engine) -> Iterator[dict[str, Any]]:
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         for r in conn.execute(sa.select(audit_events).order_by(audit_events.c.seq)).mappings():
             yield dict(r)

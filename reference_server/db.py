@@ -6,10 +6,21 @@ tables to it. The tables here are the schema's single description; migrations cr
 
 from __future__ import annotations
 
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: the worker processes queue in SQLite's busy handler instead
+    fcntl = None  # type: ignore[assignment]
 
 metadata = sa.MetaData()
 
@@ -133,12 +144,167 @@ def make_engine(url: str) -> Engine:
 
         @sa.event.listens_for(engine, "begin")
         def _sqlite_begin(conn):  # type: ignore[no-untyped-def]
-            conn.exec_driver_sql("BEGIN IMMEDIATE")  # writers queue here, not fail at commit
+            # Writers take the write lock up front, so they queue here rather than fail at commit; reads
+            # (reading()) take a WAL snapshot and neither wait for writers nor hold them up.
+            conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("kroniker_read") else "BEGIN IMMEDIATE")
 
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
     return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+class Writer:
+    """The one connection through which this process writes, one transaction at a time.
+
+    Writes queue here, not in the database: threads of this process on a lock, and on SQLite the worker
+    processes on an flock of a file beside the database (SQLite's own busy handler makes a waiting writer sleep
+    in steps of up to 100 ms, so writers queueing there spend more time asleep than writing). On PostgreSQL the
+    audit log's head row serialises writers anyway, so one connection per process loses nothing. Keeping that
+    connection open spares each write a pool checkout and return; one idle for a while is returned to the
+    pool and a fresh one checked out (on PostgreSQL with the pool's pre-ping).
+    """
+
+    IDLE_SECONDS = 30.0
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._lock = threading.Lock()
+        self._conn: Connection | None = None
+        self._used = 0.0
+        path = engine.url.database if engine.dialect.name == "sqlite" else None
+        self._lock_path = f"{path}-writer.lock" if path and path != ":memory:" and fcntl is not None else None
+        self._fd: int | None = None
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """One write transaction: committed when the block ends, rolled back if it raises."""
+        with self._lock, self._file_lock():
+            conn = self._connection()
+            try:
+                with conn.begin():
+                    yield conn
+            except sa.exc.DBAPIError as exc:
+                if exc.connection_invalidated or conn.invalidated:
+                    self._drop()
+                raise
+            finally:
+                self._used = time.monotonic()
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
+    def _connection(self) -> Connection:
+        conn = self._conn
+        if conn is not None and (conn.closed or conn.invalidated or time.monotonic() - self._used > self.IDLE_SECONDS):
+            self._drop()
+            conn = None
+        if conn is None:
+            conn = self._conn = self.engine.connect()
+        return conn
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(sa.exc.DBAPIError):  # a broken connection is closed as well as it can be
+                self._conn.close()
+            self._conn = None
+
+    @contextlib.contextmanager
+    def _file_lock(self) -> Iterator[None]:
+        if self._lock_path is None:
+            yield
+            return
+        if self._fd is None:
+            self._fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+
+class Compiled:
+    """A Core statement compiled once for one dialect and run straight on the DBAPI cursor.
+
+    The store's hot path (a submission and its audit record) runs the same few statements thousands of
+    times; there SQLAlchemy's work per execution (cache key, execution context, result set-up) costs more
+    than the database's. The statement is still SQLAlchemy's, compiled by its compiler, and each value goes
+    through its column type's own bind processor, so what is written reads back through SQLAlchemy exactly as
+    if SQLAlchemy had written it.
+    """
+
+    def __init__(self, stmt: sa.sql.ClauseElement, dialect: sa.Dialect) -> None:
+        self._compiled = stmt.compile(dialect=dialect)
+        self.sql = self._compiled.string
+        self._order = self._compiled.positiontup  # positional paramstyles (SQLite); None for named (psycopg)
+        self._processors: dict[str, Any] = {}
+        for key, bind in self._compiled.binds.items():
+            process = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            if process is not None:
+                self._processors[key] = process
+
+    def parameters(self, values: dict[str, Any]) -> Any:
+        params = self._compiled.construct_params(values)  # fills in the statement's own literal values
+        for key, process in self._processors.items():
+            if key in params and params[key] is not None:
+                params[key] = process(params[key])
+        return params if self._order is None else tuple(params[k] for k in self._order)
+
+    def execute(self, conn: Connection, values: dict[str, Any]) -> int:
+        """Run it once in the connection's transaction: the number of rows it touched."""
+        return int(self._run(conn, lambda cur: (cur.execute(self.sql, self.parameters(values)), cur.rowcount)[1]))
+
+    def first(self, conn: Connection, values: dict[str, Any]) -> tuple[Any, ...] | None:
+        """Run a query once in the connection's transaction: its first row."""
+        def fetch(cur: Any) -> tuple[Any, ...] | None:
+            cur.execute(self.sql, self.parameters(values))
+            row = cur.fetchone()
+            return tuple(row) if row is not None else None
+        return self._run(conn, fetch)
+
+    def executemany(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
+        self._run(conn, lambda cur: cur.executemany(self.sql, [self.parameters(r) for r in rows]))
+
+    def _run(self, conn: Connection, work: Any) -> Any:
+        """The DBAPI's errors become SQLAlchemy's (IntegrityError stays IntegrityError), and a lost connection
+        is invalidated as SQLAlchemy would, so callers handle both as for any other statement."""
+        dbapi_conn = conn.connection.dbapi_connection
+        cursor = dbapi_conn.cursor()  # type: ignore[union-attr]
+        try:
+            return work(cursor)
+        except conn.dialect.loaded_dbapi.Error as exc:
+            lost = conn.dialect.is_disconnect(exc, dbapi_conn, cursor)
+            wrapped = sa.exc.DBAPIError.instance(self.sql, None, exc, conn.dialect.loaded_dbapi.Error,
+                                                 connection_invalidated=lost, dialect=conn.dialect)
+            if lost:
+                conn.invalidate(wrapped)
+            raise wrapped from exc
+        finally:
+            cursor.close()
+
+
+_COMPILED: dict[tuple[int, str], tuple[sa.sql.ClauseElement, Compiled]] = {}
+
+
+def compiled(stmt: sa.sql.ClauseElement, conn: Connection) -> Compiled:
+    """The statement compiled for the connection's dialect (once per statement object and dialect)."""
+    key = (id(stmt), conn.dialect.name)
+    hit = _COMPILED.get(key)
+    if hit is None or hit[0] is not stmt:
+        hit = _COMPILED[key] = (stmt, Compiled(stmt, conn.dialect))  # the statement is kept alive with it
+    return hit[1]
+
+
+@contextlib.contextmanager
+def reading(engine: Engine) -> Iterator[Connection]:
+    """A read-only connection (on SQLite a deferred transaction: a snapshot that does not queue with writers)."""
+    with engine.connect() as conn:
+        conn.execution_options(kroniker_read=True)
+        yield conn
 
 
 def migrate(engine: Engine) -> None:

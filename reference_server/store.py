@@ -16,7 +16,15 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from kroniker.reference_server import audit
-from kroniker.reference_server.db import blocks, document_events, documents, treatment_relations
+from kroniker.reference_server.db import (
+    Writer,
+    blocks,
+    compiled,
+    document_events,
+    documents,
+    reading,
+    treatment_relations,
+)
 from kroniker.reference_server.metadata import DocumentMeta
 from kroniker.reference_server.policy import Block, DocInfo, Relation
 
@@ -93,9 +101,27 @@ class SearchQuery:
     offset: int = 0
 
 
+# The statements of a submission, built once (db.compiled compiles each once per dialect).
+_SUPERSEDE = documents.update().where(
+    (documents.c.id == sa.bindparam("replaced")) & (documents.c.status == "current")).values(status="superseded")
+_INSERT_DOCUMENT = documents.insert()
+_INSERT_EVENT = document_events.insert()
+
+
 class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.writer = Writer(engine)
+
+    def close(self) -> None:
+        """Return the write connection and close the engine's pool (the app's shutdown)."""
+        self.writer.close()
+        self.engine.dispose()
+
+    def record(self, rec: audit.AuditRecord) -> dict[str, Any]:
+        """Append one audit record in a transaction of its own (refusals, searches, reads)."""
+        with self.writer.transaction() as conn:
+            return audit.append(conn, rec)
 
     # -- documents -----------------------------------------------------------------------------------
     def submit(self, meta: DocumentMeta, content: bytes, content_type: str, standard: str, submitter_sor: str,
@@ -109,12 +135,9 @@ class Store:
         try:
             # The unique identifier decides: a resubmission fails the insert and is answered below, so a new
             # document costs no look-up first.
-            with self.engine.begin() as conn:
-                if replaces is not None:
-                    updated = conn.execute(documents.update().where(
-                        (documents.c.id == replaces) & (documents.c.status == "current")).values(status="superseded"))
-                    if updated.rowcount != 1:
-                        raise StaleReplacement(replaces)
+            with self.writer.transaction() as conn:
+                if replaces is not None and compiled(_SUPERSEDE, conn).execute(conn, {"replaced": replaces}) != 1:
+                    raise StaleReplacement(replaces)
                 row = {
                     "id": meta.id, "master_identifier": meta.master_identifier, "content_sha256": sha,
                     "content": content, "content_type": content_type, "standard": standard,
@@ -128,22 +151,22 @@ class Store:
                     "replaces": replaces, "status_reason": None, "submitter_sor": submitter_sor,
                     "docref": json.dumps(meta.docref, ensure_ascii=False),
                 }
-                conn.execute(documents.insert(), row)  # parameters, not values(): one cached statement
+                compiled(_INSERT_DOCUMENT, conn).execute(conn, row)
                 if meta.events:
-                    conn.execute(document_events.insert(), [{"document_id": meta.id, "system": s, "code": c}
-                                                            for s, c in meta.events])
+                    compiled(_INSERT_EVENT, conn).executemany(conn, [
+                        {"document_id": meta.id, "system": s, "code": c} for s, c in meta.events])
                 rec.documents = [meta.id] + ([replaces] if replaces else [])
                 audit.append(conn, rec)
         except (IntegrityError, StaleReplacement) as exc:
             # The identifier is taken (a resubmission, or a concurrent one that won the race): the same bytes
             # are answered as the stored document; other bytes are a conflict.
-            with self.engine.connect() as conn:
+            with reading(self.engine) as conn:
                 existing = conn.execute(sa.select(documents).where(
                     documents.c.master_identifier == meta.master_identifier)).mappings().first()
             if existing is not None and existing["content_sha256"] == sha:
                 rec.documents = [existing["id"]]
                 rec.detail = {**rec.detail, "idempotent": True}
-                audit.record(self.engine, rec)
+                self.record(rec)
                 return Stored(dict(existing)), False
             if isinstance(exc, StaleReplacement):
                 raise
@@ -153,14 +176,14 @@ class Store:
     def find_identical(self, master_identifier: str, content: bytes) -> Stored | None:
         """The stored document with this identifier and exactly these bytes (a retried submission), if any."""
         sha = hashlib.sha256(content).hexdigest()
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             row = conn.execute(sa.select(documents).where(
                 (documents.c.master_identifier == master_identifier) & (documents.c.content_sha256 == sha))
             ).mappings().first()
         return Stored(dict(row)) if row else None
 
     def get(self, doc_id: str) -> Stored | None:
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             row = conn.execute(sa.select(documents).where(documents.c.id == doc_id)).mappings().first()
         return Stored(dict(row)) if row else None
 
@@ -187,11 +210,11 @@ class Store:
                 for system, code in group]))
             where.append(documents.c.id.in_(ev))
         stmt = sa.select(*cols).where(*where).order_by(documents.c.created.desc(), documents.c.id)
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             return [Stored(dict(r)) for r in conn.execute(stmt).mappings()]
 
     def set_status(self, doc_id: str, status: str, reason: str, rec: audit.AuditRecord) -> Stored | None:
-        with self.engine.begin() as conn:
+        with self.writer.transaction() as conn:
             done = conn.execute(documents.update().where(documents.c.id == doc_id)
                                 .values(status=status, status_reason=reason))
             if done.rowcount != 1:
@@ -203,7 +226,7 @@ class Store:
     def add_relation(self, patient_cpr: str, clinician: str | None, org_sor: str | None, evidence: str,
                      start: dt.datetime, end: dt.datetime | None, rec: audit.AuditRecord) -> str:
         rid = str(uuid.uuid4())
-        with self.engine.begin() as conn:
+        with self.writer.transaction() as conn:
             conn.execute(treatment_relations.insert().values(
                 id=rid, patient_cpr=patient_cpr, clinician_auth_id=clinician, org_sor=org_sor, evidence=evidence,
                 start=start, end=end, created=utcnow()))
@@ -211,7 +234,7 @@ class Store:
         return rid
 
     def relations(self, patient_cpr: str) -> list[Relation]:
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             return [Relation(r.patient_cpr, r.clinician_auth_id, r.org_sor, r.start, r.end, r.evidence)
                     for r in conn.execute(sa.select(treatment_relations)
                                           .where(treatment_relations.c.patient_cpr == patient_cpr))]
@@ -219,7 +242,7 @@ class Store:
     def add_block(self, patient_cpr: str, kind: str, clinician: str | None, org_sor: str | None,
                   start: dt.datetime | None, end: dt.datetime | None, by: str, rec: audit.AuditRecord) -> str:
         bid = str(uuid.uuid4())
-        with self.engine.begin() as conn:
+        with self.writer.transaction() as conn:
             conn.execute(blocks.insert().values(
                 id=bid, patient_cpr=patient_cpr, kind=kind, clinician_auth_id=clinician, org_sor=org_sor,
                 period_start=start, period_end=end, created=utcnow(), created_by=by))
@@ -227,14 +250,14 @@ class Store:
         return bid
 
     def lift_block(self, block_id: str, by: str, rec: audit.AuditRecord) -> bool:
-        with self.engine.begin() as conn:
+        with self.writer.transaction() as conn:
             done = conn.execute(blocks.update().where((blocks.c.id == block_id) & blocks.c.lifted.is_(None))
                                 .values(lifted=utcnow(), lifted_by=by))
             audit.append(conn, rec)
             return done.rowcount == 1
 
     def block_row(self, block_id: str) -> dict[str, Any] | None:
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             row = conn.execute(sa.select(blocks).where(blocks.c.id == block_id)).mappings().first()
         return dict(row) if row else None
 
@@ -242,7 +265,7 @@ class Store:
         where = [blocks.c.patient_cpr == patient_cpr]
         if not include_lifted:
             where.append(blocks.c.lifted.is_(None))
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             return [dict(r) for r in conn.execute(sa.select(blocks).where(*where).order_by(blocks.c.created))
                     .mappings()]
 

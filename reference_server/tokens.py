@@ -77,6 +77,11 @@ def issue(key: bytes, principal: Principal, lifetime: int = DEFAULT_LIFETIME) ->
 
 
 def verify(key: bytes, token: str) -> Principal:
+    return _verified(key, token)[0]
+
+
+def _verified(key: bytes, token: str) -> tuple[Principal, float]:
+    """The token's principal and when the token expires (epoch seconds); TokenError if it does not verify."""
     try:
         claims = jwt.decode(token, key, algorithms=["HS256"], issuer=ISSUER, options={"require": ["exp", "role"]})
     except jwt.PyJWTError as exc:
@@ -89,7 +94,26 @@ def verify(key: bytes, token: str) -> Principal:
     problem = missing_identity(principal)
     if problem:
         raise TokenError(problem)
-    return principal
+    return principal, float(claims["exp"])
+
+
+class Verifier:
+    """verify() with memory: a token that verified is not verified again until it expires (a GP system sends
+    the same token with every submission). At most `size` tokens are kept; then the memory starts afresh."""
+
+    def __init__(self, key: bytes, size: int = 4096) -> None:
+        self.key, self.size = key, size
+        self._known: dict[str, tuple[Principal, float]] = {}
+
+    def __call__(self, token: str) -> Principal:
+        hit = self._known.get(token)
+        if hit is not None and time.time() < hit[1]:
+            return hit[0]
+        principal, exp = _verified(self.key, token)  # raises for a bad token: those are never kept
+        if len(self._known) >= self.size:
+            self._known = {}
+        self._known[token] = (principal, exp)
+        return principal
 
 
 def missing_identity(p: Principal) -> str | None:
