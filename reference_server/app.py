@@ -279,7 +279,8 @@ def _submit(request: Request, ctx: Context, principal: Principal, body: bytes, c
         meta = derive(data, report.standard.name, report.standard.version, content_type, body)
     except MetadataError as exc:
         raise ApiError(422, "metadata", code="invalid", detail=str(exc)) from None
-    meta.docref["content"][0]["attachment"]["url"] = f"{base_url(request, ctx.settings)}/fhir/Bundle/{meta.id}"
+    url = base_url(request, ctx.settings)
+    meta.docref["content"][0]["attachment"]["url"] = f"{url}/fhir/Bundle/{meta.id}"
     bundled = [e["resource"] for e in data.get("entry", [])
                if isinstance(e, dict) and isinstance(e.get("resource"), dict)]
     meta_report = ctx.validator.validate_resource(meta.docref, meta.profile, report.standard, trusted=bundled)
@@ -310,7 +311,6 @@ def _submit(request: Request, ctx: Context, principal: Principal, body: bytes, c
                        identifier=meta.master_identifier) from None
     except StaleReplacement:
         raise ApiError(422, "replace-not-current", code="business-rule", id=replaces) from None
-    url = base_url(request, ctx.settings)
     headers = {"Location": f"{url}/fhir/DocumentReference/{stored.id}"}
     return fhir(stored.docref(url), 201 if created else 200, headers)
 

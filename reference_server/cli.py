@@ -61,26 +61,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.workers <= 1:
         uvicorn.Server(config).run()
         return 0
-    from uvicorn.supervisors import Multiprocess
+    from kroniker.reference_server.serve import run_workers
 
-    # The socket is made here, as TCP (uvicorn's own leaves TCP_NODELAY unset with several workers, adding
-    # ~40 ms to kept-alive requests: uvicorn issue #3149), and the workers know their supervisor: if it is
-    # killed they stop too, instead of serving on as orphans that hold the port.
-    os.environ["KRONIKER_SUPERVISOR_PID"] = str(os.getpid())
-    sock = _tcp_socket(args.host, args.port)
-    Multiprocess(config, sockets=[sock]).run()
-    return 0
-
-
-def _tcp_socket(host: str, port: int):  # type: ignore[no-untyped-def]
-    import socket
-
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.set_inheritable(True)
-    return sock
+    return run_workers(config, args.host, args.port, args.workers)
 
 
 def _safe(url: str) -> str:

@@ -1,11 +1,18 @@
-"""The app as uvicorn's workers build it (each worker process builds its own from the environment)."""
+"""The app as uvicorn's workers build it (each worker process builds its own from the environment), and the
+supervisor of several workers.
+"""
 
 from __future__ import annotations
 
+import logging
+import multiprocessing
 import os
 import signal
+import socket
+import sys
 import threading
 import time
+from typing import Any
 
 from starlette.applications import Starlette
 
@@ -47,3 +54,86 @@ def _death_signal(sig: int) -> None:
         libc.prctl(1, int(sig), 0, 0, 0)  # PR_SET_PDEATHSIG = 1
     except (OSError, AttributeError):
         pass
+
+
+# -- several workers ------------------------------------------------------------------------------------------
+
+log = logging.getLogger("kroniker.reference_server")
+
+QUICK_DEATH = 10.0  # seconds: a worker that ends sooner than this after starting did not really start
+QUICK_DEATHS = 3  # in a row, and the supervisor gives up instead of restarting for ever
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound with SO_REUSEPORT, so that each worker can have its own on the same port, and with
+    TCP_NODELAY, which the connections it accepts inherit (Linux): without it a kept-alive request waits for
+    a delayed ACK (~40 ms)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.bind((host, port))
+    return sock
+
+
+def _worker(config: Any, host: str, port: int) -> None:
+    import uvicorn
+
+    uvicorn.Server(config).run(sockets=[listening_socket(host, port)])
+
+
+def run_workers(config: Any, host: str, port: int, workers: int) -> int:
+    """Run `workers` uvicorn worker processes, each accepting on a socket of its own, until SIGTERM or SIGINT.
+
+    The kernel spreads new connections over the workers' sockets (SO_REUSEPORT). uvicorn's own supervisor
+    shares one socket among its workers instead; Linux then hands each new connection to the worker that
+    waited last, so the few kept-alive connections a handful of GP systems hold can all land on one worker
+    while the others idle (seen here: two workers, eight connections, every request on one worker in half of
+    the runs). A worker that dies is replaced; workers follow the supervisor if it dies (_follow_supervisor).
+    """
+    if not hasattr(socket, "SO_REUSEPORT"):
+        print("kroniker serve: --workers above 1 needs SO_REUSEPORT (Linux, BSD, macOS)", file=sys.stderr)
+        return 2
+    try:
+        # Bound, not listening: the port is taken and checked here, and no connection waits on this socket.
+        reserved = listening_socket(host, port)
+    except OSError as exc:
+        print(f"kroniker serve: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    os.environ["KRONIKER_SUPERVISOR_PID"] = str(os.getpid())
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    spawn = multiprocessing.get_context("spawn")
+    procs: list[Any] = [None] * workers
+    started = [0.0] * workers
+    quick_deaths = 0
+    try:
+        while not stop.is_set():
+            for i, proc in enumerate(procs):
+                if proc is not None and proc.is_alive():
+                    continue
+                if proc is not None:
+                    quick_deaths = quick_deaths + 1 if time.monotonic() - started[i] < QUICK_DEATH else 0
+                    if quick_deaths >= QUICK_DEATHS:
+                        print(f"kroniker serve: workers keep ending at start (last exit code {proc.exitcode}); "
+                              "stopping", file=sys.stderr)
+                        return 1
+                    log.warning("worker %s ended with exit code %s; starting another", proc.pid, proc.exitcode)
+                procs[i] = spawn.Process(target=_worker, args=(config, host, port), name=f"kroniker-worker-{i}")
+                procs[i].start()
+                started[i] = time.monotonic()
+            stop.wait(0.5)
+        return 0
+    finally:
+        for proc in procs:
+            if proc is not None and proc.is_alive():
+                proc.terminate()  # SIGTERM: uvicorn finishes the requests it has
+        for proc in procs:
+            if proc is not None:
+                proc.join(30)
+                if proc.is_alive():
+                    proc.kill()
+                    proc.join(5)
+        reserved.close()

@@ -38,6 +38,7 @@ class Stored:
     """A stored document's row, as the routes use it."""
 
     row: dict[str, Any]
+    derived: dict[str, Any] | None = None  # the DocumentReference as derived, when this process just stored it
 
     @property
     def id(self) -> str:
@@ -52,7 +53,8 @@ class Stored:
 
     def docref(self, base_url: str) -> dict[str, Any]:
         """The DocumentReference as served: the derived one plus what the server keeps (status, links)."""
-        d = json.loads(self.row["docref"])
+        d = self.derived if self.derived is not None else json.loads(self.row["docref"])
+        self.derived = None  # it is served once; after that, from the stored text
         d["status"] = self.row["status"]
         d.setdefault("meta", {})["lastUpdated"] = self.row["created"].replace(tzinfo=dt.UTC).isoformat()
         for c in d.get("content", []):
@@ -171,7 +173,7 @@ class Store:
             if isinstance(exc, StaleReplacement):
                 raise
             raise Conflict(meta.master_identifier) from None
-        return Stored(row), True
+        return Stored(row, meta.docref), True
 
     def find_identical(self, master_identifier: str, content: bytes) -> Stored | None:
         """The stored document with this identifier and exactly these bytes (a retried submission), if any."""

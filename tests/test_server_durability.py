@@ -2,7 +2,8 @@
 
 The test does what an operator's worst day does: `kroniker serve` runs as a real process, several GP systems
 post distinct valid notes to it, and at a random moment it is killed with SIGKILL (no shutdown code runs). It
-is restarted and compared, 20 times on SQLite and 10 on PostgreSQL:
+is restarted and compared, 20 times on SQLite and 10 on PostgreSQL with one worker, and 10 and 5 times with two
+worker processes (which write through one SQLite file, or one PostgreSQL database, at once):
 
 - every document whose submission was answered 201/200 is in the database byte for byte, and comes back so
   when the citizen retrieves it from the restarted server (25 of each round's, chosen at random, over HTTP);
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import sqlalchemy as sa
 
 from kroniker.reference_server import audit
@@ -38,7 +40,7 @@ from kroniker.reference_server.db import audit_events, document_events, document
 from kroniker.validators.packages import PackageCache
 from tests.server_process import FHIR_JSON, ServerProcess, distinct_note, master_identifier, tokens
 
-ROUNDS = {"sqlite": 20, "postgresql": 10}
+ROUNDS = {("sqlite", 1): 20, ("postgresql", 1): 10, ("sqlite", 2): 10, ("postgresql", 2): 5}
 CLIENTS = 4  # GP systems posting at once
 KILL_WITHIN = (0.05, 1.0)  # seconds after the first acknowledgement of a round
 ROUND_LIMIT = 30.0  # seconds; a round that takes longer has hung
@@ -184,12 +186,14 @@ def _row_problems(r: dict[str, Any]) -> Iterator[str]:
 
 # -- the test ----------------------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_sigkill_during_load_loses_no_acknowledged_document(database_url: str, package_cache: PackageCache,
-                                                           tmp_path: Path) -> None:
+                                                           tmp_path: Path, workers: int) -> None:
     backend = "postgresql" if database_url.startswith("postgresql") else "sqlite"
+    rounds = ROUNDS[(backend, workers)]
     seed = random.randrange(1 << 30)
     rng = random.Random(seed)
-    server = ServerProcess(database_url, package_cache.root, tmp_path / "home")
+    server = ServerProcess(database_url, package_cache.root, tmp_path / "home", workers=workers)
     tally = Tally()
     every_ack: dict[str, bytes] = {}
     auth = tokens(server.home)
@@ -198,7 +202,7 @@ def test_sigkill_during_load_loses_no_acknowledged_document(database_url: str, p
         # One document first, alone: a cold validator compiles its plan on first use and is not yet safe to
         # do so from several threads at once (tests/test_validator_threads.py), which is not what this tests.
         every_ack.update(_submit_one(server.url, auth["source"]))
-        for round_no in range(1, ROUNDS[backend] + 1):
+        for round_no in range(1, rounds + 1):
             round_start = time.monotonic()
             load = Load(server.url, auth["source"], round_no)
             load.start()
@@ -237,7 +241,8 @@ def test_sigkill_during_load_loses_no_acknowledged_document(database_url: str, p
     verify = subprocess.run([sys.executable, "-m", "kroniker", "audit", "verify", "--database", database_url],
                             capture_output=True, text=True, timeout=60,
                             env={**os.environ, "KRONIKER_HOME": str(server.home)})
-    print(f"\n[durability/{backend}] seed {seed}: {ROUNDS[backend]} SIGKILL restarts during load of {CLIENTS} clients "
+    print(f"\n[durability/{backend}, {workers} worker(s)] seed {seed}: {rounds} SIGKILL restarts during load of "
+          f"{CLIENTS} clients "
           f"({tally.load_seconds:.1f} s under load); acknowledged {len(every_ack)} documents "
           f"({tally.acknowledged} during load, {tally.in_flight} resent after a restart, 1 before the load), "
           f"stored {tally.stored}; cut off by the kill {tally.in_flight}, of which already committed "
