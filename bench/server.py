@@ -320,22 +320,40 @@ class LoadClient:
         return done, errors
 
 
-def submit_rate(url: str, token: str, docs: list[bytes], clients: int, seconds: float) -> tuple[float, int, list[str]]:
-    """(submissions answered 201 per second, how many, unexpected answers) with `clients` connections."""
+def warm_up(url: str, token: str, docs: list[bytes]) -> None:
+    """A few submissions alone, as any client (httpx) sends them: each answered 201 with its DocumentReference."""
     import httpx
 
     from tests.server_process import FHIR_JSON
 
-    # A few alone first, as any client (httpx): the server answers with the stored DocumentReference.
     headers = {"authorization": f"Bearer {token}", "content-type": FHIR_JSON}
     with httpx.Client(base_url=url, timeout=30.0) as c:
-        for d in docs[:3]:
+        for d in docs:
             r = c.post("/fhir/Bundle", content=d, headers=headers)
             assert r.status_code == 201 and r.json()["resourceType"] == "DocumentReference", r.text[:500]
-    done, errors = LoadClient(url, token, clients).run(docs[3:], seconds)
+
+
+def submit_rate(url: str, token: str, docs: list[bytes], clients: int, seconds: float) -> tuple[float, int, list[str]]:
+    """(submissions answered 201 per second, how many, unexpected answers) with `clients` connections."""
+    done, errors = LoadClient(url, token, clients).run(docs, seconds)
     if len(done) < 2:
         return 0.0, len(done), errors
     return (len(done) - 1) / (max(done) - min(done)), len(done), errors
+
+
+def tree_cpu_seconds(pid: int) -> float | None:
+    """CPU seconds (user + system) used so far by a process and its children (Linux /proc; else None)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, todo = 0.0, [pid]
+    try:
+        while todo:
+            p = todo.pop()
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            todo += [int(c) for c in Path(f"/proc/{p}/task/{p}/children").read_text().split()]
+    except (OSError, ValueError, IndexError):
+        return None
+    return total
 
 
 def one_at_a_time(url: str, token: str, docs: list[bytes]) -> float:
@@ -414,9 +432,10 @@ def where_time_goes(validator: Any, docs: list[bytes], urls: dict[str, str]) -> 
         stores[label] = Store(engine)
     principal = Principal("source", sor=CLINIC["sor"])
     try:
-        for body in docs:
-            report = timed("validate the document", lambda b=body: validator.validate(b))
-            data = timed("parse it again (for the metadata)", lambda b=body: parse(b).data)
+        for body in docs:  # the server's steps, in its order (app._submit)
+            parsed = timed("read the document (JSON)", lambda b=body: parse(b))
+            report = timed("validate it", lambda p=parsed: validator.validate_parsed(p))
+            data = parsed.data
             meta = timed("derive the metadata", lambda d=data, b=body, r=report: derive(
                 d, r.standard.name, r.standard.version, "application/fhir+json", b))
             meta.docref["content"][0]["attachment"]["url"] = f"http://127.0.0.1/fhir/Bundle/{meta.id}"
@@ -493,21 +512,28 @@ def run(args: argparse.Namespace, tmpdir: Path, schemas: Schemas | None) -> None
     if schemas:
         configs += [("PostgreSQL", 1), ("PostgreSQL", 2)]
     print(f"{'submissions (POST /fhir/Bundle, validated)':<30} {'documents/s':>11} {'validator/s':>11} "
-          f"{'ratio':>6} {'N validators/s':>14} {'ratio':>6} {'answered':>9}")
+          f"{'ratio':>6} {'N validators/s':>14} {'ratio':>6} {'answered':>9} {'server CPU':>10} {'validator':>9}")
     for n, (backend, workers) in enumerate(configs):
         baseline = validator_only(validator, docs, args.seconds)
         same_cpus = validator_processes(validator, docs, args.seconds, workers)
         url = f"sqlite:///{tmpdir / f'submit-{n}.db'}" if backend == "SQLite" else schemas.new()  # type: ignore[union-attr]
         with ServerProcess(url, cache.root, home, workers=workers, log=tmpdir / f"submit-{n}.log") as server:
             server.start()
-            rate, count, errors = submit_rate(server.url, source, docs[:per_config], args.clients, args.seconds)
+            assert server.proc is not None
+            warm_up(server.url, source, docs[:3])
+            cpu_before = tree_cpu_seconds(server.proc.pid)
+            rate, count, errors = submit_rate(server.url, source, docs[3:per_config], args.clients, args.seconds)
+            cpu_after = tree_cpu_seconds(server.proc.pid)
         label = f"{backend}, {workers} worker{'s' if workers > 1 else ''}"
+        cpu_ms = f"{(cpu_after - cpu_before) * 1000 / count:.2f}" if cpu_before is not None and cpu_after is not None \
+            and count else "?"
         print(f"{label:<30} {rate:>11,.0f} {baseline:>11,.0f} {rate / baseline:>6.2f} {same_cpus:>14,.0f} "
-              f"{rate / same_cpus:>6.2f} {count:>9,}"
+              f"{rate / same_cpus:>6.2f} {count:>9,} {cpu_ms:>10} {1000 / baseline:>9.2f}"
               + (f"  ({len(errors)} unexpected answers, first: {errors[0]})" if errors else ""))
     print("(validator/s: the same documents validated one after another in one process, no server; N validators/s:"
-          "\n as many validator processes as the server has workers; target: documents/s at least half of "
-          "validator/s)")
+          "\n as many validator processes as the server has workers; server CPU: ms of CPU the server's processes"
+          "\n used per submission answered while measured; validator: ms per document of one validator process;"
+          "\n target: documents/s at least half of validator/s)")
 
     urls = {"SQLite": f"sqlite:///{tmpdir / 'steps.db'}"}
     if schemas:

@@ -96,7 +96,15 @@ def run_workers(config: Any, host: str, port: int, workers: int) -> int:
         print("kroniker serve: --workers above 1 needs SO_REUSEPORT (Linux, BSD, macOS)", file=sys.stderr)
         return 2
     try:
-        # Bound, not listening: the port is taken and checked here, and no connection waits on this socket.
+        # First bound without SO_REUSEPORT, which fails if anything listens on the port already, another
+        # kroniker with its workers included (two servers must not quietly share a port); then held, bound with
+        # SO_REUSEPORT but not listening: no connection waits on the supervisor's socket.
+        probe = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        finally:
+            probe.close()
         reserved = listening_socket(host, port)
     except OSError as exc:
         print(f"kroniker serve: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)

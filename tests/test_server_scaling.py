@@ -1,6 +1,7 @@
-"""The store's write path (reference_server/db.py): one write connection per process, writers queued on a lock
-(and on SQLite on an flock shared by the worker processes), the hot statements compiled once and run on the
-DBAPI cursor; plus the server's limit on submissions validated at once, remembered tokens and TCP_NODELAY.
+"""Serving at scale: the store's write path (reference_server/db.py: one write connection per process, writers
+queued on a lock and, on SQLite, on an flock shared by the worker processes, the hot statements compiled once
+and run on the DBAPI cursor), several workers each on a socket of its own (reference_server/serve.py), the
+limit on submissions validated at once, and remembered tokens.
 
 Every test runs against the real database (SQLite file, PostgreSQL schema) or the real app.
 """
@@ -254,6 +255,24 @@ def test_several_workers_each_take_connections(tmp_path: Path, package_cache: Pa
     assert sum(held.values()) == 16, held
     assert sum(1 for n in held.values() if n > 0) == 2, f"connections per worker process: {held}"
     assert answers == [201] * 16
+
+
+def test_a_second_server_on_the_same_port_is_refused(tmp_path: Path, package_cache: PackageCache) -> None:
+    """SO_REUSEPORT lets a worker's socket share the port with its siblings, not with another server."""
+    import os
+    import subprocess
+    import sys
+
+    with ServerProcess(f"sqlite:///{tmp_path / 'a.db'}", package_cache.root, tmp_path / "a", workers=2) as first:
+        first.start()
+        second = subprocess.run(
+            [sys.executable, "-m", "kroniker", "serve", "--workers", "2", "--port", str(first.port),
+             "--database", f"sqlite:///{tmp_path / 'b.db'}", "--cache", str(package_cache.root)],
+            capture_output=True, text=True, timeout=60, env={**os.environ, "KRONIKER_HOME": str(tmp_path / "b")})
+        assert httpx.get(f"{first.url}/health").status_code == 200
+    assert second.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{first.port}" in second.stderr
+    assert "Traceback" not in second.stderr
 
 
 @pytest.mark.parametrize("limit", [1, 2])
