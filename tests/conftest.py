@@ -91,18 +91,21 @@ def postgres_url() -> Iterator[str]:
         if IN_CI:
             pytest.fail(why + " (CI=true: PostgreSQL must be there)")
         pytest.skip(why)
-    import uuid
-
-    import psycopg
-
-    schema = f"kroniker_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
+    schema, url = _new_schema("kroniker_test_")
     try:
-        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+        yield url
     finally:
-        with psycopg.connect(PG_URL, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        _drop_schema(schema)
+
+
+@pytest.fixture
+def pg_database_url(postgres_url: str) -> Iterator[str]:
+    """A fresh PostgreSQL schema for one test (for tests that are about PostgreSQL itself)."""
+    schema, url = _new_schema("k_")
+    try:
+        yield url
+    finally:
+        _drop_schema(schema)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -110,17 +113,22 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     """Each test that takes this runs on SQLite and on PostgreSQL (a fresh database for each test)."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path_factory.mktemp('db') / 'kroniker.db'}"
-    base = request.getfixturevalue("postgres_url")
+    request.getfixturevalue("postgres_url")  # skips (or fails in CI) when PostgreSQL is not there
+    schema, url = _new_schema("k_")
+    request.addfinalizer(lambda: _drop_schema(schema))
+    return url
+
+
+def _new_schema(prefix: str) -> tuple[str, str]:
+    """A new schema in the test database: (its name, a database URL that works in it)."""
     import uuid
 
     import psycopg
 
-    schema = f"k_{uuid.uuid4().hex[:16]}"
+    schema = f"{prefix}{uuid.uuid4().hex[:16]}"
     with psycopg.connect(PG_URL, autocommit=True) as conn:
         conn.execute(f'CREATE SCHEMA "{schema}"')
-    request.addfinalizer(lambda: _drop_schema(schema))
-    del base
-    return f"{PG_URL}?options=-csearch_path%3D{schema}"
+    return schema, f"{PG_URL}?options=-csearch_path%3D{schema}"
 
 
 def _drop_schema(schema: str) -> None:

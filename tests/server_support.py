@@ -273,20 +273,11 @@ def database(kind: str, request: pytest.FixtureRequest, home: Path) -> str:
     if kind == "sqlite":
         return f"sqlite:///{home / 'kroniker.db'}"
     request.getfixturevalue("postgres_url")  # skips (or fails in CI) when PostgreSQL is not there
-    import psycopg
+    from tests.conftest import _drop_schema, _new_schema
 
-    from tests.conftest import PG_URL
-
-    schema = f"ks_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-
-    def drop() -> None:
-        with psycopg.connect(PG_URL, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-
-    request.addfinalizer(drop)
-    return f"{PG_URL}?options=-csearch_path%3D{schema}"
+    schema, url = _new_schema("ks_")
+    request.addfinalizer(lambda: _drop_schema(schema))
+    return url
 
 
 @contextmanager

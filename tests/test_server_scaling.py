@@ -15,7 +15,6 @@ import multiprocessing
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -122,24 +121,6 @@ def test_an_sqlite_writer_waits_for_the_flock_other_processes_take(tmp_path: Pat
     assert waited, "the write went through while another holder had the writers' lock"
     assert done.is_set()
     assert _chain(url) == ([1, 2], [])
-
-
-@pytest.fixture
-def pg_database_url(postgres_url: str) -> Iterator[str]:
-    """A schema of its own in the test PostgreSQL (skips, or fails under CI=true, without PostgreSQL)."""
-    import uuid
-
-    import psycopg
-
-    from tests.conftest import PG_URL, _drop_schema
-
-    schema = f"k_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        _drop_schema(schema)
 
 
 def test_a_lost_postgresql_write_connection_is_replaced(pg_database_url: str) -> None:
