@@ -93,7 +93,8 @@ def run_workers(config: Any, host: str, port: int, workers: int) -> int:
     the runs). A worker that dies is replaced; workers follow the supervisor if it dies (_follow_supervisor).
     """
     if not hasattr(socket, "SO_REUSEPORT"):
-        print("kroniker serve: --workers above 1 needs SO_REUSEPORT (Linux, BSD, macOS)", file=sys.stderr)
+        print("kroniker serve: --workers above 1 needs SO_REUSEPORT (Linux spreads connections with it)",
+              file=sys.stderr)
         return 2
     try:
         # First bound without SO_REUSEPORT, which fails if anything listens on the port already, another
