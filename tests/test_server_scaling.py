@@ -313,3 +313,44 @@ def test_a_worker_validates_no_more_submissions_at_once_than_its_setting(limit: 
             t.join(120)
     assert answers == [201] * 6
     assert most == limit
+
+
+def _spawned_workers(supervisor: int) -> list[int]:
+    """The supervisor's worker processes (multiprocessing's spawned children, not its resource tracker)."""
+    children = Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split()
+    return [int(c) for c in children
+            if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads Linux's /proc to find the workers")
+def test_a_worker_that_dies_is_replaced(tmp_path: Path, package_cache: PackageCache) -> None:
+    import os
+    import signal
+
+    home = tmp_path / "home"
+    with ServerProcess(f"sqlite:///{tmp_path / 'kroniker.db'}", package_cache.root, home, workers=2) as server:
+        server.start()
+        assert server.proc is not None
+        before = _spawned_workers(server.proc.pid)
+        assert len(before) == 2, before
+        os.kill(before[0], signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        now = before
+        while time.monotonic() < deadline:
+            now = _spawned_workers(server.proc.pid)
+            if len(now) == 2 and before[0] not in now:
+                break
+            time.sleep(0.2)
+        assert len(now) == 2 and before[0] not in now and before[1] in now, (before, now)
+        source = tokens(home)["source"]
+        clients = [httpx.Client(base_url=server.url, timeout=60) for _ in range(16)]
+        try:
+            answers = [c.post("/fhir/Bundle", content=distinct_note(f"after-{i}"),
+                              headers={"authorization": f"Bearer {source}", "content-type": FHIR_JSON}).status_code
+                       for i, c in enumerate(clients)]
+            held = _established_per_process(now, server.port)
+        finally:
+            for c in clients:
+                c.close()
+    assert answers == [201] * 16
+    assert all(n > 0 for n in held.values()), f"connections per worker process: {held}"
