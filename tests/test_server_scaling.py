@@ -354,3 +354,17 @@ def test_a_worker_that_dies_is_replaced(tmp_path: Path, package_cache: PackageCa
                 c.close()
     assert answers == [201] * 16
     assert all(n > 0 for n in held.values()), f"connections per worker process: {held}"
+
+
+def test_the_supervisor_gives_up_on_workers_that_cannot_start(tmp_path: Path) -> None:
+    """Workers that end at start (here: an app that cannot be imported) are not restarted for ever."""
+    import subprocess
+    import sys
+
+    from tests.server_process import free_port
+
+    code = ("import sys, uvicorn; from kroniker.reference_server.serve import run_workers; "
+            f"sys.exit(run_workers(uvicorn.Config('kroniker_no_such_module:app'), '127.0.0.1', {free_port()}, 2))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "workers keep ending at start" in done.stderr
