@@ -44,7 +44,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-PG_URL = os.environ.get("KRONIKER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 DOCS_PER_PATIENT = 10
 LOW_BACK_PAIN = ("http://snomed.info/sct", "279039007")  # an event code some seeded notes carry
 CLINICIAN_AUTH_ID = "7AB3C"
@@ -183,32 +182,18 @@ class Schemas:
         self.made: list[str] = []
 
     def new(self) -> str:
-        import psycopg
+        from tests.postgres import new_schema
 
-        name = f"kroniker_bench_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(PG_URL, autocommit=True) as conn:
-            conn.execute(f'CREATE SCHEMA "{name}"')
+        name, url = new_schema("kroniker_bench_")
         self.made.append(name)
-        return f"{PG_URL}?options=-csearch_path%3D{name}"
+        return url
 
     def drop_all(self) -> None:
-        import psycopg
+        from tests.postgres import drop_schema
 
-        with psycopg.connect(PG_URL, autocommit=True) as conn:
-            for name in self.made:
-                conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+        for name in self.made:
+            drop_schema(name)
         self.made.clear()
-
-
-def postgres_reachable() -> str | None:
-    try:
-        import psycopg
-
-        with psycopg.connect(PG_URL, connect_timeout=3) as conn:
-            conn.execute("SELECT 1")
-    except Exception as exc:  # any failure to connect means: not here
-        return f"{type(exc).__name__}: {exc}"
-    return None
 
 
 # -- measurements -------------------------------------------------------------------------------------------
@@ -470,8 +455,10 @@ def main() -> int:
         print(f"needs MedCom's packages in {args.shared}/fhir-packages", file=sys.stderr)
         return 2
     postgres = not args.skip_postgres
-    if postgres and (why := postgres_reachable()):
-        print(f"PostgreSQL at {PG_URL} is not reachable ({why}); use --skip-postgres", file=sys.stderr)
+    from tests.postgres import pg_reachable
+
+    if postgres and (why := pg_reachable()):
+        print(f"{why}; use --skip-postgres", file=sys.stderr)
         return 2
 
     with tempfile.TemporaryDirectory(prefix="kroniker-bench-") as tmp, ExitStack() as stack:

@@ -68,12 +68,17 @@ def listening_socket(host: str, port: int) -> socket.socket:
     """A TCP socket bound with SO_REUSEPORT, so that each worker can have its own on the same port, and with
     TCP_NODELAY, which the connections it accepts inherit (Linux): without it a kept-alive request waits for
     a delayed ACK (~40 ms)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock = _tcp(host)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind((host, port))
+    return sock
+
+
+def _tcp(host: str) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a port in TIME_WAIT is free
     return sock
 
 
@@ -100,8 +105,7 @@ def run_workers(config: Any, host: str, port: int, workers: int) -> int:
         # First bound without SO_REUSEPORT, which fails if anything listens on the port already, another
         # kroniker with its workers included (two servers must not quietly share a port); then held, bound with
         # SO_REUSEPORT but not listening: no connection waits on the supervisor's socket.
-        probe = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe = _tcp(host)
         try:
             probe.bind((host, port))
         finally:

@@ -54,7 +54,6 @@ class Stored:
     def docref(self, base_url: str) -> dict[str, Any]:
         """The DocumentReference as served: the derived one plus what the server keeps (status, links)."""
         d = self.derived if self.derived is not None else json.loads(self.row["docref"])
-        self.derived = None  # it is served once; after that, from the stored text
         d["status"] = self.row["status"]
         d.setdefault("meta", {})["lastUpdated"] = self.row["created"].replace(tzinfo=dt.UTC).isoformat()
         for c in d.get("content", []):

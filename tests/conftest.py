@@ -13,6 +13,7 @@ import pytest
 
 from kroniker.validators.packages import Installer, PackageCache
 from kroniker.validators.validate import Validator
+from tests.postgres import drop_schema, new_schema, pg_reachable
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("KRONIKER_SHARED", ROOT.parent / "shared")).resolve()
@@ -53,6 +54,20 @@ def validator(package_cache: PackageCache) -> Validator:
     return Validator(package_cache)
 
 
+# What a user's environment may set that changes what the `kroniker` command does.
+ENV_KNOBS = ("KRONIKER_FHIR_PACKAGES", "FHIR_PACKAGE_CACHE", "KRONIKER_LANG", "KRONIKER_MAX_BYTES",
+             "KRONIKER_MAX_DEPTH", "KRONIKER_DEBUG")
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, package_cache: PackageCache) -> PackageCache:
+    """The package cache from the environment, as a user has it; nothing else of theirs leaks in."""
+    for name in ENV_KNOBS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("KRONIKER_FHIR_PACKAGES", str(package_cache.root))
+    return package_cache
+
+
 @pytest.fixture
 def empty_cache(tmp_path: Path) -> Iterator[PackageCache]:
     cache = PackageCache(tmp_path / "cache")
@@ -66,46 +81,29 @@ def load(path: Path) -> dict[str, Any]:
 
 # -- databases: SQLite always, PostgreSQL where it runs (in CI it must) -----------------------------------
 
-PG_URL = os.environ.get("KRONIKER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-def _pg_reachable() -> str | None:
-    """None when PostgreSQL answers; else why not."""
-    try:
-        import psycopg
-    except ImportError:
-        return "psycopg is not installed"
-    try:
-        with psycopg.connect(PG_URL, connect_timeout=3) as conn:
-            conn.execute("SELECT 1")
-    except Exception as exc:  # any failure to connect means: not here
-        return f"PostgreSQL at {PG_URL} is not reachable ({type(exc).__name__})"
-    return None
-
-
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A fresh schema in the test database, dropped afterwards; skips (fails in CI) without PostgreSQL."""
-    why = _pg_reachable()
+    why = pg_reachable()
     if why:
         if IN_CI:
             pytest.fail(why + " (CI=true: PostgreSQL must be there)")
         pytest.skip(why)
-    schema, url = _new_schema("kroniker_test_")
+    schema, url = new_schema("kroniker_test_")
     try:
         yield url
     finally:
-        _drop_schema(schema)
+        drop_schema(schema)
 
 
 @pytest.fixture
 def pg_database_url(postgres_url: str) -> Iterator[str]:
     """A fresh PostgreSQL schema for one test (for tests that are about PostgreSQL itself)."""
-    schema, url = _new_schema("k_")
+    schema, url = new_schema("k_")
     try:
         yield url
     finally:
-        _drop_schema(schema)
+        drop_schema(schema)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -114,28 +112,9 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path_factory.mktemp('db') / 'kroniker.db'}"
     request.getfixturevalue("postgres_url")  # skips (or fails in CI) when PostgreSQL is not there
-    schema, url = _new_schema("k_")
-    request.addfinalizer(lambda: _drop_schema(schema))
+    schema, url = new_schema("k_")
+    request.addfinalizer(lambda: drop_schema(schema))
     return url
-
-
-def _new_schema(prefix: str) -> tuple[str, str]:
-    """A new schema in the test database: (its name, a database URL that works in it)."""
-    import uuid
-
-    import psycopg
-
-    schema = f"{prefix}{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    return schema, f"{PG_URL}?options=-csearch_path%3D{schema}"
-
-
-def _drop_schema(schema: str) -> None:
-    import psycopg
-
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])

@@ -273,10 +273,10 @@ def database(kind: str, request: pytest.FixtureRequest, home: Path) -> str:
     if kind == "sqlite":
         return f"sqlite:///{home / 'kroniker.db'}"
     request.getfixturevalue("postgres_url")  # skips (or fails in CI) when PostgreSQL is not there
-    from tests.conftest import _drop_schema, _new_schema
+    from tests.postgres import drop_schema, new_schema
 
-    schema, url = _new_schema("ks_")
-    request.addfinalizer(lambda: _drop_schema(schema))
+    schema, url = new_schema("ks_")
+    request.addfinalizer(lambda: drop_schema(schema))
     return url
 
 

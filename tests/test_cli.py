@@ -18,6 +18,7 @@ import pytest
 from kroniker.cli import main
 from kroniker.validators.packages import PackageCache
 from tests.builders import shared_note
+from tests.conftest import ENV_KNOBS
 
 ROOT = Path(__file__).resolve().parents[1]
 MESSAGES = ROOT / "validators" / "messages"
@@ -30,8 +31,6 @@ ISSUE_TYPES = {
     "deleted", "too-long", "code-invalid", "extension", "too-costly", "business-rule", "conflict", "transient",
     "lock-error", "no-store", "exception", "timeout", "incomplete", "throttled", "informational",
 }
-_ENV_KNOBS = ("KRONIKER_FHIR_PACKAGES", "FHIR_PACKAGE_CACHE", "KRONIKER_LANG", "KRONIKER_MAX_BYTES",
-              "KRONIKER_MAX_DEPTH", "KRONIKER_DEBUG")
 
 
 def catalogue(lang: str) -> dict[str, str]:
@@ -50,14 +49,6 @@ def at(text: str, marker: str) -> str:
 
 # -- fixtures and helpers --------------------------------------------------------------------------------------
 
-@pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch, package_cache: PackageCache) -> PackageCache:
-    """The package cache from the environment, as a user has it; nothing else of theirs leaks in."""
-    for name in _ENV_KNOBS:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("KRONIKER_FHIR_PACKAGES", str(package_cache.root))
-    return package_cache
-
 
 def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
     """main(argv) as the console script runs it: an argparse exit is an exit status too."""
@@ -71,7 +62,7 @@ def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
 
 
 def run_process(argv: list[str], cache: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if k not in _ENV_KNOBS}
+    environ = {k: v for k, v in os.environ.items() if k not in ENV_KNOBS}
     environ["KRONIKER_FHIR_PACKAGES"] = str(cache)
     proc = subprocess.run([sys.executable, "-m", "kroniker", *argv], capture_output=True, text=True,
                           encoding="utf-8", env=environ, cwd=tmp_path, timeout=120)

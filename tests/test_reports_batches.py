@@ -23,24 +23,15 @@ from kroniker import __version__
 from kroniker.validators.packages import PackageCache
 from kroniker.validators.validate import Validator
 from tests.builders import diagnosis_card, shared_note
+from tests.conftest import ENV_KNOBS
 from tests.test_cli import at, catalogue, literal_parts, run, without_title, write
 
-_ENV_KNOBS = ("KRONIKER_FHIR_PACKAGES", "FHIR_PACKAGE_CACHE", "KRONIKER_LANG", "KRONIKER_MAX_BYTES",
-              "KRONIKER_MAX_DEPTH", "KRONIKER_DEBUG")
 EVIL_TITLE = "</td><script>alert(1)</script>"
 UNKNOWN_EXTENSION = {"url": "http://example.org/fhir/StructureDefinition/ukendt", "valueString": "x"}
 
 
-@pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch, package_cache: PackageCache) -> PackageCache:
-    for name in _ENV_KNOBS:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("KRONIKER_FHIR_PACKAGES", str(package_cache.root))
-    return package_cache
-
-
 def process(argv: list[str], cache: Path, cwd: Path, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
-    environ = {k: v for k, v in os.environ.items() if k not in _ENV_KNOBS}
+    environ = {k: v for k, v in os.environ.items() if k not in ENV_KNOBS}
     environ["KRONIKER_FHIR_PACKAGES"] = str(cache)
     proc = subprocess.run([sys.executable, "-m", "kroniker", *argv], capture_output=True, input=stdin,
                           env=environ, cwd=cwd, timeout=180)
@@ -425,7 +416,7 @@ def test_exit_statuses(env: PackageCache, tmp_path: Path, capsys: pytest.Capture
 def test_progress_bar_only_on_a_terminal(package_cache: PackageCache, batch: list[Path], tmp_path: Path) -> None:
     pty = pytest.importorskip("pty")
     fcntl, termios = pytest.importorskip("fcntl"), pytest.importorskip("termios")
-    environ = {k: v for k, v in os.environ.items() if k not in _ENV_KNOBS}
+    environ = {k: v for k, v in os.environ.items() if k not in ENV_KNOBS}
     environ["KRONIKER_FHIR_PACKAGES"] = str(package_cache.root)
     leader, follower = pty.openpty()
     # A terminal of 100 columns (a new pseudo-terminal has none, and a bar of width 0 is not drawn).

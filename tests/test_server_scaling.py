@@ -126,7 +126,7 @@ def test_an_sqlite_writer_waits_for_the_flock_other_processes_take(tmp_path: Pat
 def test_a_lost_postgresql_write_connection_is_replaced(pg_database_url: str) -> None:
     import psycopg
 
-    from tests.conftest import PG_URL
+    from tests.postgres import PG_URL
 
     database_url = pg_database_url
     engine = make_engine(database_url)
