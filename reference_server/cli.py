@@ -13,8 +13,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     s = sub.add_parser("serve", help="run the DDS-like reference server (SQLite by default, PostgreSQL by URL)")
     s.add_argument("--database", help="database URL (default: SQLite in $KRONIKER_HOME)")
     s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8080)
-    s.add_argument("--workers", type=int, default=1)
+    s.add_argument("--port", type=_number(0, 65535), default=8080)
+    s.add_argument("--workers", type=_number(1, 256), default=1, help="worker processes (one per CPU)")
     s.add_argument("--cache", type=Path, help="FHIR package cache (default ~/.fhir/packages)")
     s.set_defaults(func=cmd_serve)
 
@@ -35,6 +35,19 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     v.add_argument("--database", help="database URL (default: SQLite in $KRONIKER_HOME)")
     v.set_defaults(func=cmd_audit_verify)
     a.set_defaults(func=lambda args: (a.print_help(sys.stderr), 2)[1])
+
+
+def _number(low: int, high: int):  # type: ignore[no-untyped-def]
+    """An argparse type: a whole number from low to high (a readable usage error otherwise)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is not between {low} and {high}")
+        return value
+    return parse
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

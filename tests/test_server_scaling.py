@@ -368,3 +368,20 @@ def test_the_supervisor_gives_up_on_workers_that_cannot_start(tmp_path: Path) ->
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert done.returncode == 1, done.stderr[-2000:]
     assert "workers keep ending at start" in done.stderr
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--port", "99999"], "--port: 99999 is not between 0 and 65535"),
+    (["--workers", "0"], "--workers: 0 is not between 1 and 256"),
+    (["--workers", "two"], "--workers: not a whole number: 'two'"),
+])
+def test_serve_refuses_impossible_ports_and_worker_counts(args: list[str], says: str, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "kroniker", "serve", *args], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "KRONIKER_HOME": str(tmp_path)})
+    assert done.returncode == 2
+    assert says in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "kroniker.db").exists()  # refused before anything is made
