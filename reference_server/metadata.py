@@ -13,6 +13,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from kroniker.validators.references import BundleIndex
 from kroniker.validators.rules.prose import CPR_SYSTEM as CPR
 from kroniker.validators.rules.prose import instant as fhir_instant
 
@@ -63,29 +64,6 @@ def instant(value: Any) -> dt.datetime | None:
     return t.astimezone(dt.UTC).replace(tzinfo=None) if t is not None else None
 
 
-def _entries(bundle: dict[str, Any]) -> list[dict[str, Any]]:
-    return [e for e in bundle.get("entry") or [] if isinstance(e, dict) and isinstance(e.get("resource"), dict)]
-
-
-def _resolve(bundle: dict[str, Any], ref: Any, source_full_url: str | None) -> dict[str, Any] | None:
-    if isinstance(ref, dict):
-        ref = ref.get("reference")
-    if not isinstance(ref, str):
-        return None
-    entries = _entries(bundle)
-    for e in entries:
-        if e.get("fullUrl") == ref:
-            return e["resource"]
-    parts = ref.split("/")
-    if len(parts) >= 2:
-        rtype, rid = parts[-2], parts[-1]
-        for e in entries:
-            r = e["resource"]
-            if r.get("resourceType") == rtype and r.get("id") == rid:
-                return r
-    return None
-
-
 def _identifier(resource: dict[str, Any], system: str) -> str | None:
     for ident in resource.get("identifier") or []:
         if isinstance(ident, dict) and ident.get("system") == system and isinstance(ident.get("value"), str):
@@ -109,17 +87,27 @@ def derive(bundle: dict[str, Any], standard: str, version: str, content_type: st
     cfg = xds_config().get(standard)
     if cfg is None:
         raise MetadataError(f"kroniker has no XDS metadata mapping for {standard}")
-    entries = _entries(bundle)
-    comp_entry = next((e for e in entries if e["resource"].get("resourceType") == "Composition"), None)
-    if comp_entry is None:
-        raise MetadataError("the document has no Composition")
-    comp = comp_entry["resource"]
-    full_url = comp_entry.get("fullUrl")
-    patient = _resolve(bundle, comp.get("subject"), full_url)
+    # The one resolver the validator used: the patient and author filed are the ones the Composition
+    # references by FHIR's Bundle rules, never the first entry that happens to have the same type and id.
+    index = BundleIndex.of(bundle)
+    comp_entry = index.entries[1] if len(index.entries) > 1 else None
+    if comp_entry is None or comp_entry.index != 0 or comp_entry.resource.get("resourceType") != "Composition":
+        raise MetadataError("the document's first entry is not its Composition")
+    if index.duplicate_ids():
+        raise MetadataError("two entries of the document have the same resource type and id")
+    comp = comp_entry.resource
+
+    def resolve(ref: Any) -> dict[str, Any] | None:
+        target = index.resolve(ref, comp_entry)
+        return target.resource if target is not None else None
+
+    patient = resolve(comp.get("subject"))
+    if patient is not None and patient.get("resourceType") != "Patient":
+        patient = None
     cpr = _identifier(patient, CPR) if patient else None
     if not cpr:
         raise MetadataError("the document's subject has no CPR number")
-    authors = [_resolve(bundle, a, full_url) for a in comp.get("author") or []]
+    authors = [resolve(a) for a in comp.get("author") or []]
     org = next((a for a in authors if a and a.get("resourceType") == "Organization"), None)
     person = next((a for a in authors if a and a.get("resourceType") == "Practitioner"), None)
     sor = _identifier(org, SOR) if org else None

@@ -6,26 +6,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from kroniker.validators.engine import Entry, Walk
+from kroniker.validators.engine import Walk
 from kroniker.validators.findings import Finding, Severity
+from kroniker.validators.references import entries_of, full_url_problem
+
+__all__ = ["document_rules", "entries_of"]
 
 
 def _f(severity: Severity, code: str, loc: str, path: tuple[Any, ...], *, second: str | None = None,
        key: str | None = None, **params: Any) -> Finding:
     return Finding(severity, code, loc, path, params, second, None, key)
-
-
-def entries_of(bundle: dict[str, Any]) -> list[Entry]:
-    rtype = bundle.get("resourceType")
-    out = [Entry(None, bundle, (), rtype if isinstance(rtype, str) and rtype else "(document)")]
-    raw = bundle.get("entry")
-    if bundle.get("resourceType") == "Bundle" and isinstance(raw, list):
-        for i, e in enumerate(raw):
-            if isinstance(e, dict) and isinstance(e.get("resource"), dict):
-                fu = e.get("fullUrl")
-                out.append(Entry(i, e["resource"], ("entry", i, "resource"), f"Bundle.entry[{i}].resource",
-                                 fu if isinstance(fu, str) else None))
-    return out
 
 
 def document_rules(walk: Walk, bundle: dict[str, Any], present: set[tuple[str, str]]) -> Iterator[Finding]:
@@ -65,12 +55,19 @@ def document_rules(walk: Walk, bundle: dict[str, Any], present: set[tuple[str, s
             yield _f(Severity.ERROR, "DOC-ENTRY-FULLURL-UNIQUE", f"{loc}.fullUrl", ("entry", i, "fullUrl"),
                      found=fu, other=f"Bundle.entry[{seen_urls[fu]}]")
         seen_urls.setdefault(fu, i)
+        problem = full_url_problem(fu)
+        if problem is not None and new("DOC-ENTRY-FULLURL", f"{loc}.fullUrl"):
+            yield _f(Severity.ERROR, "DOC-ENTRY-FULLURL", f"{loc}.fullUrl", ("entry", i, "fullUrl"),
+                     key=f"fullurl-{problem}", found=fu)
         if isinstance(res, dict):
             rtype, rid = res.get("resourceType"), res.get("id")
             if isinstance(rid, str) and isinstance(rtype, str) and \
                     not (fu == f"urn:uuid:{rid}" or fu.endswith(f"/{rtype}/{rid}")):
                 yield _f(Severity.ERROR, "DOC-ENTRY-FULLURL-ID", f"{loc}.fullUrl", ("entry", i, "fullUrl"),
                          found=fu, expected=f"…/{rtype}/{rid} | urn:uuid:{rid}")
+    for later, first in walk.index.duplicate_ids():
+        yield _f(Severity.ERROR, "DOC-ENTRY-ID-UNIQUE", later.loc, later.path,
+                 found=f"{later.resource['resourceType']}/{later.resource['id']}", other=first.loc)
     yield from _references(walk)
     yield from _reachability(walk)
 

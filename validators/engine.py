@@ -14,6 +14,7 @@ from kroniker.validators import base, constraints
 from kroniker.validators.findings import Finding, JsonPath, Severity
 from kroniker.validators.invariants import EvalContext
 from kroniker.validators.profiles import ProfileSet
+from kroniker.validators.references import BundleIndex, Entry
 from kroniker.validators.structure import MISSING, Elem, Structure
 
 # Capitalised type name as it appears in a choice element's JSON key → FHIR type code.
@@ -22,17 +23,6 @@ for _code in list(base.PRIMITIVES) + list(base.DATATYPES_COMPLEX) + ["Reference"
     _CHOICE_SUFFIX[_code[0].upper() + _code[1:]] = _code
 
 IGNORED_KEYS = frozenset({"fhir_comments"})
-
-
-@dataclass
-class Entry:
-    """A resource in the document and where it sits."""
-
-    index: int | None  # None for the Bundle itself
-    resource: dict[str, Any]
-    path: JsonPath
-    loc: str
-    full_url: str | None = None
 
 
 @dataclass
@@ -59,45 +49,19 @@ class Walk:
     _in_progress: set[tuple[int, str]] = field(default_factory=set)
     _results: dict[tuple[int, str], list[Finding]] = field(default_factory=dict)
     _contained_entries: dict[tuple[int, str], Entry] = field(default_factory=dict)
-    _by_full_url: dict[str, Entry] = field(default_factory=dict)
-    _by_type_id: dict[tuple[str, str], Entry] = field(default_factory=dict)
+    index: BundleIndex = field(init=False)
 
     def __post_init__(self) -> None:
-        for e in self.entries:
-            if e.index is None:
-                continue
-            if e.full_url:
-                self._by_full_url.setdefault(e.full_url, e)
-            rt, rid = e.resource.get("resourceType"), e.resource.get("id")
-            if isinstance(rt, str) and isinstance(rid, str):
-                self._by_type_id.setdefault((rt, rid), e)
+        self.index = BundleIndex(self.entries)
 
     # -- references ------------------------------------------------------------------------------
     def resolve(self, ref: str, source: Entry) -> Entry | None:
-        """A reference as written in `source`, resolved inside the Bundle (fullUrl, then relative)."""
+        """A reference as written in `source`: a contained `#id`, or an entry by FHIR's Bundle rules."""
         if not isinstance(ref, str) or not ref:
             return None
         if ref.startswith("#"):
             return self._contained(source, ref[1:])
-        hit = self._by_full_url.get(ref)
-        if hit is not None:
-            return hit
-        parts = ref.split("/")
-        if "://" not in ref and not ref.startswith("urn:") and len(parts) in (2, 4):
-            rtype, rid = parts[0], parts[1]
-            base_url = _server_base(source.full_url)
-            if base_url:
-                hit = self._by_full_url.get(f"{base_url}/{rtype}/{rid}")
-                if hit is not None:
-                    return hit
-            return self._by_type_id.get((rtype, rid))
-        if "://" in ref:
-            tail = ref.rstrip("/").split("/")
-            if len(tail) >= 2:
-                hit = self._by_full_url.get(ref)
-                if hit is not None:
-                    return hit
-        return None
+        return self.index.resolve(ref, source)
 
     def _contained(self, source: Entry, rid: str) -> Entry | None:
         """A contained resource of `source` as an entry of its own (same object each time it is asked for)."""
@@ -166,15 +130,6 @@ class Walk:
         ctx = self.context(entry)
         state = _State(self, entry, ctx, silent)
         yield from state.item(struct.root, struct.type, entry.resource, None, entry.path, entry.loc)
-
-
-def _server_base(full_url: str | None) -> str | None:
-    if not full_url or "://" not in full_url:
-        return None
-    parts = full_url.rstrip("/").split("/")
-    if len(parts) >= 5:
-        return "/".join(parts[:-2])
-    return None
 
 
 class _State:
