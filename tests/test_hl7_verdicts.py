@@ -35,8 +35,6 @@ KRONIKER_ONLY_WARNINGS = {
     "CL-COND-NOTE-SHARED": "send protocol ≥ 1.0.1: Condition.note (tillægstekst) must not be shared.",
     "CL-COND-CLINICALSTATUS-PLI": "send protocol: problem-list-item needs clinicalStatus (R4 con-3 intends it but "
                                   "never fires).",
-    "package-missing": "MedCom Core 2.4.0 pins medcom.fhir.dk.terminology 1.7.0, which is not published in "
-                       "../shared; kroniker uses 1.8.1 as ConditionList 1.0.1 pins, and says so.",
     "binding": "a SNOMED CT code bound to the whole of SNOMED CT (condition-code): no terminology server offline, "
                "so kroniker says it cannot check it; the HL7 validator asked tx.fhir.org.",
 }
