@@ -605,8 +605,11 @@ CASES = [
          append(C_CONDITION, "category", 0, "coding",
                 value={"system": SNOMED, "code": "55561003", "display": "Active"}),
          "binding", at(C_CONDITION, ".category[0].coding[1].code")),
-    case("CL-COND-CATEGORY-STATUS-CODE", C, "other-code", cl_status_category_code("55561003", "Active"),
-         None, at(C_CONDITION, ".category[0].coding[0].code")),
+    # The slicing discriminates by the value of coding.code (bound to the status value set): a SNOMED category
+    # with another code is no status category at all. The missing slice is reported once; the category that fits
+    # no slice of the open slicing raises nothing (test_an_item_that_fits_no_open_slice_raises_nothing).
+    case("CL-COND-CATEGORY-STATUS", C, "other-code", cl_status_category_code("55561003", "Active"),
+         "slice-card-min", at(C_CONDITION, ".category")),
     case("CL-COND-CATEGORY-TYPE", C, "extra-code",
          append(C_CONDITION, "category", 1, "coding",
                 value={"system": CONDITION_CATEGORY, "code": "health-concern"}),
@@ -761,3 +764,12 @@ def test_every_catalogue_rule_has_a_case() -> None:
     missing = sorted(f"{r}:{kind}" for r, kinds in rules.items() for kind in kinds
                      if (r, kind) not in covered)
     assert missing == [], "§17 rules without a case for a standard they apply to"
+
+
+def test_an_item_that_fits_no_open_slice_raises_nothing(validator: Validator) -> None:
+    """Issue 10: a missing required slice is reported once, and is not explained by holding another item to it."""
+    doc = C()
+    cl_status_category_code("55561003", "Active")(doc)
+    report = validate(validator, doc)
+    errors = [f for f in report if f.severity >= Severity.WARNING]
+    assert [(f.code, f.location) for f in errors] == [("slice-card-min", at(C_CONDITION, ".category"))]

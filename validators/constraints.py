@@ -296,8 +296,6 @@ def slicing(state: _State, elem: Elem, type_code: str, items: list[Any], path: J
         if n < s.min:
             yield finding(Severity.ERROR, "slice-card-min", where, (*path, name), s, slice=s.slice_name, min=s.min,
                           count=n, element=elem.path)
-            if not state.silent:
-                yield from _nearest_candidate(state, s, type_code, items, assigned, path, loc, name, indexed)
         if s.max is not None and n > s.max:
             yield finding(Severity.ERROR, "slice-card-max", where, (*path, name), s, slice=s.slice_name, max=s.max,
                           count=n, element=elem.path)
@@ -311,27 +309,6 @@ def slicing(state: _State, elem: Elem, type_code: str, items: list[Any], path: J
                               (*path, name, i) if indexed else (*path, name), elem,
                               slices=", ".join(s.slice_name or "?" for s in elem.slices), element=elem.path)
     return assigned
-
-
-def _nearest_candidate(state: _State, s: Elem, type_code: str, items: list[Any], assigned: list[Elem | None],
-                       path: JsonPath, loc: str, name: str, indexed: bool) -> Iterator[Finding]:
-    """Why a required slice is missing: the unassigned item that comes closest to it, and what it lacks.
-
-    A diagnosis category with a SNOMED code outside the status value set is not "no status" to a vendor
-    but "a status with the wrong code"; the nearest item's own errors against the slice say so.
-    """
-    silent = type(state)(state.walk, state.entry, state.ctx, True)
-    best: list[Finding] | None = None
-    for i, v in enumerate(items):
-        if v is None or assigned[i] is not None:
-            continue
-        ipath: JsonPath = (*path, name, i) if indexed else (*path, name)
-        iloc = f"{loc}.{name}[{i}]" if indexed else f"{loc}.{name}"
-        errors = [f for f in silent.item(s, type_code, v, None, ipath, iloc) if f.severity >= Severity.ERROR]
-        if errors and (best is None or len(errors) < len(best)):
-            best = errors
-    if best is not None and len(best) <= 2:
-        yield from best
 
 
 def _assign_by_type(state: _State, elem: Elem, items: list[Any], assigned: list[Elem | None],
