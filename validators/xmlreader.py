@@ -19,6 +19,7 @@ from bisect import bisect_right
 from collections.abc import Iterator
 from copy import deepcopy
 from functools import cache
+from itertools import islice
 from typing import Any
 
 from lxml import etree
@@ -26,7 +27,7 @@ from xmlschema.validators.exceptions import XMLSchemaChildrenValidationError
 
 from kroniker.validators import base, xsd
 from kroniker.validators.findings import Finding, JsonPath, Severity
-from kroniker.validators.source import Limits, Parsed, _depth, _fatal, decode
+from kroniker.validators.source import Limits, Parsed, _fatal, check_shape, decode
 from kroniker.validators.structure import Elem
 
 FHIR_NS = xsd.FHIR_NS
@@ -36,6 +37,7 @@ XHTML_NS = xsd.XHTML_NS
 _MARKUP = re.compile(r"<(?:!--.*?-->|!\[CDATA\[.*?\]\]>|\?.*?\?>|![^>]*>|/[^>]*>|(?=[^\s/>!?]))", re.DOTALL)
 _PROLOG_DOCTYPE = re.compile(r"(?:\s|<\?.*?\?>|<!--.*?-->)*(<!DOCTYPE)", re.DOTALL)
 _DECLARED_ENCODING = re.compile(r"""\s*<\?xml[^>]*?\sencoding\s*=\s*["']([^"']*)["']""")
+_XSI = "{http://www.w3.org/2001/XMLSchema-instance}"  # xsi: attributes are the schema check's to judge
 _NOT_ALLOWED_ATTRIBUTE = re.compile(r"'([^']+)' attribute not allowed")
 _LIBXML_POSITION = re.compile(r",? line \d+, column \d+\s*$")
 # libxml2's messages for the usual mistakes → catalogue texts (in both languages); others are shown as they are.
@@ -66,11 +68,10 @@ def parse_xml(name: str, raw: bytes, limits: Limits) -> Parsed:
     positions = _Positions(text, root)
     reader = _Reader(_namespace(root.tag), positions)
     data = reader.resource(root, ())
-    if _depth(data, limits.max_depth) > limits.max_depth:
-        raise _fatal("too-deep", limit=limits.max_depth)
+    check_shape(data, limits)
     findings = reader.findings
     if reader.ns == FHIR_NS:
-        findings.extend(structure_findings(root, reader))
+        findings.extend(islice(structure_findings(root, reader), limits.max_findings))
     else:
         line, column = positions.of(root)
         findings.insert(0, Finding(Severity.ERROR, "xml-structure", _local(root.tag), ("resourceType",),
@@ -97,26 +98,63 @@ def _refuse_other_encoding(text: str) -> None:
         raise _fatal("encoding", key="xml-encoding", found=m.group(1))
 
 
-def _parser() -> etree.XMLParser:
-    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False,
-                           huge_tree=False, remove_comments=True, remove_pis=True, encoding="utf-8",
-                           collect_ids=False)
+_PARSER_OPTIONS: dict[str, Any] = {
+    "resolve_entities": False, "no_network": True, "load_dtd": False, "dtd_validation": False, "huge_tree": False,
+    "remove_comments": True, "remove_pis": True, "encoding": "utf-8", "collect_ids": False}
+
+
+# Bytes handed to the parser at a time: a document over a count limit is refused after at most this much more.
+_CHUNK = 64 * 1024
 
 
 def _parse_tree(raw: bytes, limits: Limits) -> etree._Element:
+    """The element tree, counting elements and attributes as the parser meets them and refusing a document
+    over the limits before it is all read (and before anything else sees it)."""
+    parser = etree.XMLPullParser(events=("start", "start-ns"), **_PARSER_OPTIONS)
+    counter = _Counter(limits)
     try:
-        root = etree.fromstring(raw, _parser())
+        for at in range(0, len(raw), _CHUNK):
+            parser.feed(raw[at:at + _CHUNK])
+            counter.take(parser.read_events())
+        root = parser.close()
+        counter.take(parser.read_events())
     except etree.XMLSyntaxError as exc:
-        msg = exc.msg or str(exc)
+        # The feed parser may stop at an error and only say at close that the document ended: its log has the cause.
+        first = next(iter(parser.feed_error_log), None)
+        msg = first.message if first is not None else exc.msg or str(exc)
         if "Excessive depth" in msg:
             raise _fatal("too-deep", limit=limits.max_depth) from None
-        line, column = exc.position if exc.position else (None, None)
+        line, column = (first.line, first.column) if first is not None else exc.position or (None, None)
         detail = next((key for rx, key in _LIBXML_DETAILS if rx.search(msg)),
                       _LIBXML_POSITION.sub("", msg).replace("\n", " ").strip())
         raise _fatal("xml-syntax", line=line, column=column, detail=detail) from None
     if root.getroottree().docinfo.doctype:  # refused above already; kept in case the prolog scan is fooled
         raise _fatal("xml-syntax", key="xml-doctype", line=1, column=1)
     return root
+
+
+class _Counter:
+    """Elements in the document and attributes on each (namespace declarations included), as parsed."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.elements = 0
+        self.declared = 0  # namespace declarations met since the last start tag: they belong to the next one
+
+    def take(self, events: Iterator[tuple[str, Any]]) -> None:
+        for event, item in events:
+            if event == "start-ns":
+                self.declared += 1
+                continue
+            self.elements += 1
+            if self.elements > self.limits.max_elements:
+                raise _fatal("too-large", key="too-many-elements", limit=self.limits.max_elements,
+                             line=item.sourceline)
+            attributes = len(item.attrib) + self.declared
+            self.declared = 0
+            if attributes > self.limits.max_xml_attributes:
+                raise _fatal("too-large", key="xml-too-many-attributes", element=_local(item.tag),
+                             count=attributes, limit=self.limits.max_xml_attributes, line=item.sourceline)
 
 
 def _xml_depth(root: etree._Element, limit: int) -> int:
@@ -200,6 +238,7 @@ class _Reader:
         # finds the same elements and this says it in FHIR's terms.
         self.misplaced: dict[etree._Element, tuple[str, dict[str, Any]]] = {}
         self.containers: set[etree._Element] = set()  # Resource-typed elements (entry.resource, contained)
+        self.orders: dict[etree._Element, _Order] = {}  # for the schema's order findings, per parent
         self.findings: list[Finding] = []
         self.resource_types: set[str] = set()
         self.root_type = "(document)"
@@ -470,8 +509,44 @@ def structure_findings(root: etree._Element, reader: _Reader) -> Iterator[Findin
     if _local(root.tag) not in types:
         return  # not a resource kroniker knows: the engine reports the type
     schema = xsd.schema_for(types)
-    for err in schema.iter_errors(root, use_location_hints=False):
+    undeclared = _UndeclaredAttributes(reader)
+    for err in schema.iter_errors(root, use_location_hints=False, validation_hook=undeclared):
         yield _structure_finding(err, reader)
+    yield from undeclared.findings
+
+
+class _UndeclaredAttributes:
+    """A validation hook for xmlschema: takes the attributes the schema does not declare off each element before
+    the schema reads them, and says so in one finding per element.
+
+    xmlschema makes an error for each such attribute, and each error copies the element's whole attribute map into
+    its message (`repr`): quadratic, 3,000 attributes on one element took 100 s. Here each costs a lookup. The tree
+    is kroniker's own copy, already read into the JSON shape; only the schema check sees it after this.
+    """
+
+    def __init__(self, reader: _Reader) -> None:
+        self.reader = reader
+        self.findings: list[Finding] = []
+        self.declared: dict[int, frozenset[str | None]] = {}  # per XSD element: the attribute names its type has
+
+    def __call__(self, el: etree._Element, xsd_element: Any) -> bool:
+        if not el.attrib:
+            return False
+        declared = self.declared.get(id(xsd_element))
+        if declared is None:
+            declared = self.declared[id(xsd_element)] = frozenset(xsd_element.get_attributes(xsd_element.type))
+        if None in declared:  # xs:anyAttribute: anything goes
+            return False
+        extra = [name for name in el.attrib if name not in declared and not name.startswith(_XSI)]
+        if extra:
+            path, loc = _where(el, self.reader)
+            line, column = self.reader.positions.of(el)
+            self.findings.append(Finding(Severity.ERROR, "xml-structure", loc, path,
+                                         {"name": extra[0], "element": _local(el.tag)}, message_key="xml-attribute",
+                                         line=line, column=column))
+            for name in extra:
+                del el.attrib[name]
+        return False  # validate the element (without them) as usual
 
 
 def _structure_finding(err: Any, reader: _Reader) -> Finding:
@@ -505,28 +580,40 @@ def _child_problem(parent: etree._Element, child: etree._Element, reader: _Reade
     ns = _namespace(child.tag)
     if ns != FHIR_NS:
         return "xml-element-namespace", params | {"found": ns or "-", "expected": FHIR_NS}
-    before = _belongs_before(parent, child, reader.defs_of.get(parent, {}))
+    order = reader.orders.get(parent)
+    if order is None:
+        order = reader.orders[parent] = _Order(parent, reader.defs_of.get(parent, {}))
+    before = order.belongs_before(child)
     return ("xml-order", params | {"before": before}) if before else ("xml-order-plain", params)
 
 
-def _belongs_before(parent: etree._Element, child: etree._Element, defs: dict[str, Elem]) -> str | None:
-    """The first earlier sibling that FHIR's order puts after `child`, if any."""
-    order = {elem.name: i for i, elem in enumerate(defs.values())}
+class _Order:
+    """FHIR's order among one parent's children, worked out once per parent: the schema may report many of
+    them, and walking the siblings again for each would be quadratic in their number."""
 
-    def rank(el: etree._Element) -> int | None:
-        found = _definition(defs, _local(el.tag))
-        return order.get(found[0].name) if found else None
+    def __init__(self, parent: etree._Element, defs: dict[str, Elem]) -> None:
+        self.defs = defs
+        self.rank_of = {elem.name: i for i, elem in enumerate(defs.values())}
+        self.position: dict[etree._Element, int] = {}
+        self.first: dict[int, tuple[int, str]] = {}  # rank → position and name of the first sibling with it
+        for position, sibling in enumerate(parent):
+            self.position[sibling] = position
+            rank = self.rank(sibling) if isinstance(sibling.tag, str) else None
+            if rank is not None:
+                self.first.setdefault(rank, (position, _local(sibling.tag)))
 
-    mine = rank(child)
-    if mine is None:
-        return None
-    for sibling in parent:
-        if sibling is child:
+    def rank(self, el: etree._Element) -> int | None:
+        found = _definition(self.defs, _local(el.tag))
+        return self.rank_of.get(found[0].name) if found else None
+
+    def belongs_before(self, child: etree._Element) -> str | None:
+        """The first earlier sibling that FHIR's order puts after `child`, if any."""
+        mine = self.rank(child)
+        position = self.position.get(child)
+        if mine is None or position is None:
             return None
-        theirs = rank(sibling) if isinstance(sibling.tag, str) else None
-        if theirs is not None and theirs > mine:
-            return _local(sibling.tag)
-    return None
+        earlier = [first for rank, first in self.first.items() if rank > mine and first[0] < position]
+        return min(earlier)[1] if earlier else None
 
 
 def _where(el: etree._Element, reader: _Reader) -> tuple[JsonPath, str]:
