@@ -27,7 +27,7 @@ from xmlschema.validators.exceptions import XMLSchemaChildrenValidationError
 
 from kroniker.validators import base, xsd
 from kroniker.validators.findings import Finding, JsonPath, Severity
-from kroniker.validators.source import Limits, Parsed, _fatal, check_shape, decode
+from kroniker.validators.source import DEFAULT_MAX_FINDINGS_PER_CODE, Limits, Parsed, _fatal, check_shape, decode
 from kroniker.validators.structure import Elem
 
 FHIR_NS = xsd.FHIR_NS
@@ -71,7 +71,7 @@ def parse_xml(name: str, raw: bytes, limits: Limits) -> Parsed:
     check_shape(data, limits)
     findings = reader.findings
     if reader.ns == FHIR_NS:
-        findings.extend(islice(structure_findings(root, reader), limits.max_findings))
+        findings.extend(islice(structure_findings(root, reader, limits.max_findings_per_code), limits.max_findings))
     else:
         line, column = positions.of(root)
         findings.insert(0, Finding(Severity.ERROR, "xml-structure", _local(root.tag), ("resourceType",),
@@ -253,6 +253,12 @@ class _Reader:
         if len(p) < len(path) and (*p, "resourceType") in self.at:
             p = (*p, "resourceType")  # a resource's missing child: at the resource's element, not its wrapper
         return self.positions.of(self.at[p])
+
+    def order(self, parent: etree._Element) -> _Order:
+        found = self.orders.get(parent)
+        if found is None:
+            found = self.orders[parent] = _Order(parent, self.defs_of.get(parent, {}))
+        return found
 
     def mark(self, el: etree._Element, path: JsonPath, *also: JsonPath) -> None:
         self.path_of.setdefault(el, path)
@@ -503,50 +509,75 @@ def _element_children() -> dict[str, Elem]:
 # -- the structure check ----------------------------------------------------------------------------------
 
 
-def structure_findings(root: etree._Element, reader: _Reader) -> Iterator[Finding]:
+def structure_findings(root: etree._Element, reader: _Reader,
+                       limit: int = DEFAULT_MAX_FINDINGS_PER_CODE) -> Iterator[Finding]:
     """Element order, elements and attributes with no place, checked against the generated XSD."""
     types = frozenset(reader.resource_types)
     if _local(root.tag) not in types:
         return  # not a resource kroniker knows: the engine reports the type
     schema = xsd.schema_for(types)
-    undeclared = _UndeclaredAttributes(reader)
-    for err in schema.iter_errors(root, use_location_hints=False, validation_hook=undeclared):
+    guard = _SchemaGuard(reader, limit)
+    for err in schema.iter_errors(root, use_location_hints=False, validation_hook=guard):
         yield _structure_finding(err, reader)
-    yield from undeclared.findings
+    yield from guard.findings
 
 
-class _UndeclaredAttributes:
-    """A validation hook for xmlschema: takes the attributes the schema does not declare off each element before
-    the schema reads them, and says so in one finding per element.
+class _SchemaGuard:
+    """A validation hook for xmlschema that keeps its work linear in the document: called for each element before
+    the schema reads it.
 
-    xmlschema makes an error for each such attribute, and each error copies the element's whole attribute map into
-    its message (`repr`): quadratic, 3,000 attributes on one element took 100 s. Here each costs a lookup. The tree
-    is kroniker's own copy, already read into the JSON shape; only the schema check sees it after this.
+    xmlschema makes an error for each attribute with no place, and each error copies the element's whole
+    attribute map into its message (`repr`): quadratic, 3,000 attributes on one element took 100 s. So those
+    attributes are taken off the element here, said in one finding per element. And each error for a child with
+    no place counts the parent's children (lxml walks them): quadratic in the siblings, 45,000 unknown children
+    took 20 s. So a parent with more such children than `limit` is said here, its first `limit` children with
+    no place listed, and not given to the schema. The tree is kroniker's own, already read into the JSON shape;
+    only the schema check sees it after this.
     """
 
-    def __init__(self, reader: _Reader) -> None:
+    def __init__(self, reader: _Reader, limit: int) -> None:
         self.reader = reader
+        self.limit = limit
         self.findings: list[Finding] = []
         self.declared: dict[int, frozenset[str | None]] = {}  # per XSD element: the attribute names its type has
 
     def __call__(self, el: etree._Element, xsd_element: Any) -> bool:
-        if not el.attrib:
-            return False
+        if el.attrib:
+            self.take_undeclared_attributes(el, xsd_element)
+        # True: said here, the schema skips this element and what it holds; False: validated as usual
+        return len(el) > self.limit and self.too_many_misplaced(el)
+
+    def take_undeclared_attributes(self, el: etree._Element, xsd_element: Any) -> None:
         declared = self.declared.get(id(xsd_element))
         if declared is None:
             declared = self.declared[id(xsd_element)] = frozenset(xsd_element.get_attributes(xsd_element.type))
         if None in declared:  # xs:anyAttribute: anything goes
-            return False
+            return
         extra = [name for name in el.attrib if name not in declared and not name.startswith(_XSI)]
         if extra:
-            path, loc = _where(el, self.reader)
-            line, column = self.reader.positions.of(el)
-            self.findings.append(Finding(Severity.ERROR, "xml-structure", loc, path,
-                                         {"name": extra[0], "element": _local(el.tag)}, message_key="xml-attribute",
-                                         line=line, column=column))
+            self.add(el, "xml-attribute", {"name": extra[0], "element": _local(el.tag)})
             for name in extra:
                 del el.attrib[name]
-        return False  # validate the element (without them) as usual
+
+    def too_many_misplaced(self, el: etree._Element) -> bool:
+        reader = self.reader
+        late = reader.order(el).late
+        misplaced = [c for c in reader.elements(el)
+                     if c in reader.misplaced or c in late or c not in reader.path_of]
+        if len(misplaced) <= self.limit:
+            return False
+        for child in misplaced[:self.limit]:
+            key, params = _child_problem(el, child, reader)
+            self.add(child, key, params)
+        self.add(el, "xml-children-unchecked", {"element": _local(el.tag), "count": len(misplaced),
+                                                "shown": self.limit})
+        return True
+
+    def add(self, el: etree._Element, key: str, params: dict[str, Any]) -> None:
+        path, loc = _where(el, self.reader)
+        line, column = self.reader.positions.of(el)
+        self.findings.append(Finding(Severity.ERROR, "xml-structure", loc, path, params, message_key=key,
+                                     line=line, column=column))
 
 
 def _structure_finding(err: Any, reader: _Reader) -> Finding:
@@ -580,10 +611,7 @@ def _child_problem(parent: etree._Element, child: etree._Element, reader: _Reade
     ns = _namespace(child.tag)
     if ns != FHIR_NS:
         return "xml-element-namespace", params | {"found": ns or "-", "expected": FHIR_NS}
-    order = reader.orders.get(parent)
-    if order is None:
-        order = reader.orders[parent] = _Order(parent, reader.defs_of.get(parent, {}))
-    before = order.belongs_before(child)
+    before = reader.order(parent).belongs_before(child)
     return ("xml-order", params | {"before": before}) if before else ("xml-order-plain", params)
 
 
@@ -596,11 +624,16 @@ class _Order:
         self.rank_of = {elem.name: i for i, elem in enumerate(defs.values())}
         self.position: dict[etree._Element, int] = {}
         self.first: dict[int, tuple[int, str]] = {}  # rank → position and name of the first sibling with it
+        self.late: set[etree._Element] = set()  # children after a sibling that FHIR's order puts after them
+        highest = -1
         for position, sibling in enumerate(parent):
             self.position[sibling] = position
             rank = self.rank(sibling) if isinstance(sibling.tag, str) else None
             if rank is not None:
                 self.first.setdefault(rank, (position, _local(sibling.tag)))
+                if rank < highest:
+                    self.late.add(sibling)
+                highest = max(highest, rank)
 
     def rank(self, el: etree._Element) -> int | None:
         found = _definition(self.defs, _local(el.tag))
