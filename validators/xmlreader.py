@@ -530,8 +530,8 @@ class _SchemaGuard:
     attribute map into its message (`repr`): quadratic, 3,000 attributes on one element took 100 s. So those
     attributes are taken off the element here, said in one finding per element. And each error for a child with
     no place counts the parent's children (lxml walks them): quadratic in the siblings, 45,000 unknown children
-    took 20 s. So a parent with more such children than `limit` is said here, its first `limit` children with
-    no place listed, and not given to the schema. The tree is kroniker's own, already read into the JSON shape;
+    took 20 s. So a parent with more such children than `limit` is said here, its first children with no place
+    listed, and not given to the schema. The tree is kroniker's own, already read into the JSON shape;
     only the schema check sees it after this.
     """
 
@@ -566,11 +566,13 @@ class _SchemaGuard:
                      if c in reader.misplaced or c in late or c not in reader.path_of]
         if len(misplaced) <= self.limit:
             return False
-        for child in misplaced[:self.limit]:
+        # The summary and the children listed are within one code's share of the report (the summary first).
+        shown = misplaced[:max(self.limit - 1, 0)]
+        self.add(el, "xml-children-unchecked", {"element": _local(el.tag), "count": len(misplaced),
+                                                "shown": len(shown)})
+        for child in shown:
             key, params = _child_problem(el, child, reader)
             self.add(child, key, params)
-        self.add(el, "xml-children-unchecked", {"element": _local(el.tag), "count": len(misplaced),
-                                                "shown": self.limit})
         return True
 
     def add(self, el: etree._Element, key: str, params: dict[str, Any]) -> None:
