@@ -69,13 +69,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     os.environ["KRONIKER_HOME"] = str(settings.home)
     print(f"kroniker reference server on http://{args.host}:{args.port} — database {_safe(settings.database)}",
           file=sys.stderr)
-    config = uvicorn.Config("kroniker.reference_server.serve:app_from_env", factory=True, host=args.host,
-                            port=args.port, workers=args.workers, log_level="warning", access_log=False)
+    from kroniker.reference_server.serve import run_workers, uvicorn_config
+
+    config = uvicorn_config(args.host, args.port, args.workers)
     if args.workers <= 1:
         uvicorn.Server(config).run()
         return 0
-    from kroniker.reference_server.serve import run_workers
-
     return run_workers(config, args.host, args.port, args.workers)
 
 

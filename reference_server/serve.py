@@ -56,6 +56,22 @@ def _death_signal(sig: int) -> None:
         pass
 
 
+# Seconds a worker given SIGTERM waits for the requests it has before it cancels them and exits. Every request's
+# work is bounded by the input limits (validators/source.py), so this is a backstop, not the usual path: without
+# it uvicorn waits for in-flight requests for ever, and one request that never ends keeps the server from
+# stopping. A cancelled submission stores nothing (its transaction is not committed).
+SHUTDOWN_GRACE = 10
+
+
+def uvicorn_config(host: str, port: int, workers: int) -> Any:
+    """How every worker runs the app (each worker process builds its own app from the environment)."""
+    import uvicorn
+
+    return uvicorn.Config("kroniker.reference_server.serve:app_from_env", factory=True, host=host, port=port,
+                          workers=workers, log_level="warning", access_log=False,
+                          timeout_graceful_shutdown=SHUTDOWN_GRACE)
+
+
 # -- several workers ------------------------------------------------------------------------------------------
 
 log = logging.getLogger("kroniker.reference_server")
@@ -145,7 +161,7 @@ def run_workers(config: Any, host: str, port: int, workers: int) -> int:
                 proc.terminate()  # SIGTERM: uvicorn finishes the requests it has
         for proc in procs:
             if proc is not None:
-                proc.join(30)
+                proc.join(SHUTDOWN_GRACE + 5)
                 if proc.is_alive():
                     proc.kill()
                     proc.join(5)

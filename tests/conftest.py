@@ -56,7 +56,8 @@ def validator(package_cache: PackageCache) -> Validator:
 
 # What a user's environment may set that changes what the `kroniker` command does.
 ENV_KNOBS = ("KRONIKER_FHIR_PACKAGES", "FHIR_PACKAGE_CACHE", "KRONIKER_LANG", "KRONIKER_MAX_BYTES",
-             "KRONIKER_MAX_DEPTH", "KRONIKER_DEBUG")
+             "KRONIKER_MAX_DEPTH", "KRONIKER_MAX_ELEMENTS", "KRONIKER_MAX_XML_ATTRIBUTES", "KRONIKER_MAX_FINDINGS",
+             "KRONIKER_MAX_FINDINGS_PER_CODE", "KRONIKER_DEBUG")
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from kroniker.validators.packages import PackageCache
 from tests.server_process import ServerProcess
@@ -47,3 +48,73 @@ def test_killing_a_multi_worker_server_stops_all_of_it(package_cache: PackageCac
                 answering = False
         # the `with` block ends the whole session, orphans included
     assert not answering, "the workers of a killed server still answer 3 s later"
+
+
+class _Bombs:
+    """A GP system's connection sending the 1 MB attribute bomb over and over (issue 9), in a thread of its own."""
+
+    def __init__(self, url: str, token: str) -> None:
+        import threading
+
+        from tests.hostile_documents import attribute_bomb
+
+        self.url, self.token, self.body = url, token, attribute_bomb(100_000)
+        self.answers: list[tuple[int, set[str]]] = []
+        self.stop = threading.Event()
+        self.refused = threading.Event()  # a bomb has been answered
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        headers = {"Authorization": f"Bearer {self.token}", "Content-Type": "application/fhir+xml"}
+        with httpx.Client(base_url=self.url, timeout=120.0) as client:
+            while not self.stop.is_set():
+                try:
+                    r = client.post("/fhir/Bundle", content=self.body, headers=headers)
+                except httpx.TransportError:
+                    return  # the server stopped
+                codes = {c["code"] for i in r.json().get("issue", []) for c in i["details"]["coding"]}
+                self.answers.append((r.status_code, codes))
+                self.refused.set()
+
+    def __enter__(self) -> _Bombs:
+        self.thread.start()
+        # A real condition, with a bound for the old code (a bomb kept a worker busy for 18 minutes).
+        assert self.refused.wait(60), "no bomb was answered within 60 s"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(130)
+
+
+def test_health_answers_while_attribute_bombs_are_refused(package_cache: PackageCache, tmp_path: Path) -> None:
+    from tests.server_process import tokens
+
+    with ServerProcess(f"sqlite:///{tmp_path / 'k.db'}", package_cache.root, tmp_path / "home") as server:
+        server.start()
+        with _Bombs(server.url, tokens(server.home)["source"]) as bombs, \
+                httpx.Client(base_url=server.url, timeout=30.0) as client:
+            before = len(bombs.answers)
+            health = [client.get("/health").status_code for _ in range(50)]
+            deadline = time.monotonic() + 60
+            while len(bombs.answers) < before + 2 and time.monotonic() < deadline:  # still coming during /health
+                time.sleep(0.01)
+    assert health == [200] * 50
+    assert len(bombs.answers) >= before + 2
+    assert bombs.answers and all(a == (422, {"too-large"}) for a in bombs.answers), bombs.answers[:3]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_stops_the_server_while_attribute_bombs_arrive(workers: int, package_cache: PackageCache,
+                                                               tmp_path: Path) -> None:
+    from tests.server_process import tokens
+
+    with ServerProcess(f"sqlite:///{tmp_path / 'k.db'}", package_cache.root, tmp_path / "home",
+                       workers=workers) as server:
+        server.start()
+        assert server.proc is not None
+        with _Bombs(server.url, tokens(server.home)["source"]):
+            server.proc.send_signal(signal.SIGTERM)
+            # Generous: in-flight requests get serve.SHUTDOWN_GRACE (10 s); a hang (issue 9: SIGTERM ignored) fails.
+            code = server.proc.wait(timeout=60)
+    assert code in (0, -signal.SIGTERM), server.log_tail()

@@ -610,3 +610,134 @@ def test_cli_validates_an_xml_file(cli_env: None, tmp_path: Path, capsys: pytest
     line, column = at(xml, '<title value="Journalnotat"/>')
     assert [i["location"] for i in issues] == [[f"{line}:{column}"]]
     assert [i["expression"] for i in issues] == [["Bundle.entry[0].resource.title"]]
+
+
+# -- bounded work (issue 9: 100,000 attributes on the root kept a server worker busy for 18 minutes) ----------
+
+class _SchemaSpy:
+    """Counts what xmlschema is given and the errors it makes: work is asserted by count, never by time."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, validator: Validator) -> None:
+        import xmlschema
+        from xmlschema.validators.validation import ValidationContext
+
+        validator.validate(to_xml(shared_note()))  # the note's schema compiled (and itself validated) before counting
+
+        self.documents: list[int] = []  # attributes on the root of each document the schema checked
+        self.errors = 0
+        iter_errors = xmlschema.XMLSchema10.iter_errors
+        validation_error = ValidationContext.validation_error
+        children_error = ValidationContext.children_validation_error
+
+        def spy_iter_errors(schema: Any, source: Any, *args: Any, **kwargs: Any) -> Iterator[Any]:
+            self.documents.append(len(source.attrib))
+            return iter_errors(schema, source, *args, **kwargs)
+
+        def spy_error(original: Callable[..., Any]) -> Callable[..., Any]:
+            def counted(*args: Any, **kwargs: Any) -> Any:
+                self.errors += 1
+                return original(*args, **kwargs)
+            return counted
+
+        monkeypatch.setattr(xmlschema.XMLSchema10, "iter_errors", spy_iter_errors)
+        monkeypatch.setattr(ValidationContext, "validation_error", spy_error(validation_error))
+        monkeypatch.setattr(ValidationContext, "children_validation_error", spy_error(children_error))
+
+
+@pytest.mark.parametrize("attributes", [3_000, 100_000])
+def test_an_attribute_bomb_is_refused_before_the_schema_sees_it(attributes: int, validator: Validator,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.hostile_documents import attribute_bomb
+
+    spy = _SchemaSpy(monkeypatch, validator)
+    report = validator.validate(attribute_bomb(attributes))
+    assert [(f.severity, f.code, f.message_key) for f in report.findings] == [
+        (Severity.FATAL, "too-large", "xml-too-many-attributes")]
+    # the root's attributes and its one namespace declaration (xmlns), against the documented default of 32
+    assert report.findings[0].params == {"element": "Bundle", "count": attributes + 1, "limit": 32}
+    assert "KRONIKER_MAX_XML_ATTRIBUTES" in report.findings[0].message("da")
+    assert spy.documents == [] and spy.errors == 0
+
+
+def test_attributes_under_the_limit_are_one_finding_and_no_schema_errors(validator: Validator,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.hostile_documents import attribute_bomb
+
+    spy = _SchemaSpy(monkeypatch, validator)
+    report = validator.validate(attribute_bomb(31))  # + xmlns: 32, the limit
+    structure = [f for f in report.findings if f.code == "xml-structure"]
+    assert [(f.location, f.message_key, f.params["name"]) for f in structure] == [("Bundle", "xml-attribute", "a0")]
+    assert spy.documents == [31]  # checked, with its attributes (lxml keeps xmlns apart) …
+    assert spy.errors == 0  # … but none of the 31 became an xmlschema error (each copied all 32: quadratic)
+
+
+def test_too_many_elements_are_refused_before_the_schema_sees_them(validator: Validator,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.hostile_documents import element_flood
+
+    spy = _SchemaSpy(monkeypatch, validator)
+    report = validator.validate(element_flood(100_000))
+    assert [(f.code, f.message_key, f.params) for f in report.findings] == [
+        ("too-large", "too-many-elements", {"limit": 50_000})]
+    assert spy.documents == []
+
+
+def test_the_element_limit_is_a_setting(package_cache: PackageCache) -> None:
+    from tests.hostile_documents import element_flood
+
+    doc = element_flood(100)
+    elements = sum(1 for _ in etree.fromstring(doc).iter())
+    assert Validator(package_cache, Limits(max_elements=elements)).validate(doc).findings[0].code != "too-large"
+    over = Validator(package_cache, Limits(max_elements=elements - 1)).validate(doc).findings
+    assert [f.message_key for f in over] == ["too-many-elements"]
+
+
+def test_many_children_with_no_place_cost_a_bounded_number_of_schema_errors(validator: Validator,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.hostile_documents import element_flood
+
+    spy = _SchemaSpy(monkeypatch, validator)
+    report = validator.validate(element_flood(20_000))
+    structure = [f for f in report.findings if f.code == "xml-structure"]
+    summary = [f for f in structure if f.message_key == "xml-children-unchecked"]
+    assert len(summary) == 1 and summary[0].params == {"element": "Bundle", "count": 20_000, "shown": 49}
+    assert len(structure) == 50  # the summary and 49 of the 20,000: one code's share of the report
+    assert len(report.findings) <= 2 * (50 + 1) + 5  # listed per code, one summary each, and the rest of the note
+    assert spy.errors <= 50  # xmlschema never walked the 20,000 (each of its errors counts all the siblings)
+
+
+def test_a_report_lists_a_bounded_number_of_findings_per_code(package_cache: PackageCache) -> None:
+    from tests.hostile_documents import key_flood
+
+    report = Validator(package_cache, Limits(max_findings=10_000)).validate(key_flood(3_000))
+    unknown = [f for f in report.findings if f.code == "unknown-element"]
+    listed = [f for f in unknown if f.message_key != "findings-omitted"]
+    summary = [f for f in unknown if f.message_key == "findings-omitted"]
+    assert len(listed) == 50
+    assert [(s.severity, s.params["count"]) for s in summary] == [(listed[0].severity, 3_000 - 50)]
+    assert not report.valid
+
+
+def test_a_walk_over_its_finding_budget_ends_with_a_finding(package_cache: PackageCache) -> None:
+    from tests.hostile_documents import key_flood
+
+    report = Validator(package_cache, Limits(max_findings=100)).validate(key_flood(3_000))
+    stopped = [f for f in report.findings if f.message_key == "too-many-findings"]
+    assert [(f.severity, f.code, f.params) for f in stopped] == [(Severity.ERROR, "too-large", {"limit": 100})]
+    omitted = sum(f.params["count"] for f in report.findings if f.message_key == "findings-omitted")
+    assert len(report.findings) - 1 + omitted <= 100 + 1 + 10  # the walk's 100 and the document rules' few
+
+
+def test_a_json_document_with_too_many_values_is_refused(validator: Validator) -> None:
+    from tests.hostile_documents import key_flood
+
+    report = validator.validate(key_flood(100_000))
+    assert [(f.severity, f.code, f.message_key) for f in report.findings] == [
+        (Severity.FATAL, "too-large", "too-many-elements")]
+
+
+def test_a_narrative_element_with_too_many_attributes_is_not_let_through(validator: Validator) -> None:
+    from tests.hostile_documents import narrative_attribute_bomb
+
+    report = validator.validate(narrative_attribute_bomb(100_000))
+    assert "invariant:txt-1" in report.rules()

@@ -19,15 +19,30 @@ Source = bytes | bytearray | memoryview | str | os.PathLike
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_DEPTH = 64
 DEFAULT_MAX_NOTE_BYTES = 2 * 1024 * 1024
+# A MedCom document has a few hundred elements (a Shared Note ~200, a diagnosis card ~150); 50,000 leaves room for
+# a ConditionList of over a thousand conditions and keeps the walk under a second.
+DEFAULT_MAX_ELEMENTS = 50_000
+# FHIR XML puts at most value, id and url on an element, XHTML a handful; each attribute with no place costs the
+# XML Schema check a copy of the element's whole attribute map, so the count per element must stay small.
+DEFAULT_MAX_XML_ATTRIBUTES = 32
+DEFAULT_MAX_FINDINGS = 1_000  # the walk's budget: a document with more problems is refused after this many
+DEFAULT_MAX_FINDINGS_PER_CODE = 50  # listed per code; the rest are counted in one finding of that code
 
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """Explicit limits on input, so hostile documents cost bounded time and memory."""
+    """Explicit limits on input and on the work done for it, so hostile documents cost bounded time and memory.
+
+    Every limit is a count or a size, never a time: the same document gets the same answer on any machine.
+    """
 
     max_bytes: int = DEFAULT_MAX_BYTES
     max_depth: int = DEFAULT_MAX_DEPTH
     max_note_bytes: int = DEFAULT_MAX_NOTE_BYTES  # a decoded journal note; beyond it its HTML is not parsed
+    max_elements: int = DEFAULT_MAX_ELEMENTS  # XML elements, or JSON values (objects, arrays, strings, …)
+    max_xml_attributes: int = DEFAULT_MAX_XML_ATTRIBUTES  # on one XML element, namespace declarations included
+    max_findings: int = DEFAULT_MAX_FINDINGS
+    max_findings_per_code: int = DEFAULT_MAX_FINDINGS_PER_CODE
 
     @classmethod
     def from_env(cls) -> Limits:
@@ -39,6 +54,10 @@ class Limits:
             max_bytes=num("KRONIKER_MAX_BYTES", DEFAULT_MAX_BYTES),
             max_depth=num("KRONIKER_MAX_DEPTH", DEFAULT_MAX_DEPTH),
             max_note_bytes=num("KRONIKER_MAX_NOTE_BYTES", DEFAULT_MAX_NOTE_BYTES),
+            max_elements=num("KRONIKER_MAX_ELEMENTS", DEFAULT_MAX_ELEMENTS),
+            max_xml_attributes=num("KRONIKER_MAX_XML_ATTRIBUTES", DEFAULT_MAX_XML_ATTRIBUTES),
+            max_findings=num("KRONIKER_MAX_FINDINGS", DEFAULT_MAX_FINDINGS),
+            max_findings_per_code=num("KRONIKER_MAX_FINDINGS_PER_CODE", DEFAULT_MAX_FINDINGS_PER_CODE),
         )
 
 
@@ -159,28 +178,41 @@ def parse(source: Source, limits: Limits | None = None) -> Parsed:
         raise _fatal("too-deep", limit=limits.max_depth) from None
     except ValueError as exc:  # e.g. an integer longer than Python converts (4,300 digits)
         raise _fatal("json-syntax", detail=str(exc)[:200]) from None
-    depth = _depth(data, limits.max_depth)
-    if depth > limits.max_depth:
-        raise _fatal("too-deep", limit=limits.max_depth)
+    check_shape(data, limits)
     if not isinstance(data, dict):
         raise _fatal("json-syntax", key="not-an-object", found=type(data).__name__)
     return Parsed(name, data, text)
 
 
-def _depth(data: Any, limit: int) -> int:
-    """Nesting depth, level by level without recursion, stopping as soon as it passes the limit."""
+def check_shape(data: Any, limits: Limits) -> None:
+    """Refuse a document nested deeper or holding more values than the limits allow, before any check walks it."""
+    depth, values = _shape(data, limits.max_depth, limits.max_elements)
+    if depth > limits.max_depth:
+        raise _fatal("too-deep", limit=limits.max_depth)
+    if values > limits.max_elements:
+        raise _fatal("too-large", key="too-many-elements", limit=limits.max_elements)
+
+
+def _shape(data: Any, max_depth: int, max_values: int) -> tuple[int, int]:
+    """Nesting depth and number of values, level by level without recursion, stopping as soon as either passes
+    its limit (so a document of millions of values costs no more than the limit to refuse)."""
     if data.__class__ is not dict and data.__class__ is not list:
-        return 0
+        return 0, 1
     level = [data]
     depth = 0
+    values = 1
     while level:
         depth += 1
-        if depth > limit:
-            return depth
+        if depth > max_depth:
+            break
         below = []
         for node in level:
-            for v in (node.values() if node.__class__ is dict else node):
+            children = node.values() if node.__class__ is dict else node
+            values += len(children)
+            if values > max_values:
+                return depth, values
+            for v in children:
                 if v.__class__ is dict or v.__class__ is list:
                     below.append(v)
         level = below
-    return depth
+    return depth, values

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kroniker.validators import catalogue
+from kroniker.validators.budget import capped, within
 from kroniker.validators.document import document_rules, entries_of
 from kroniker.validators.engine import Entry, Walk
 from kroniker.validators.findings import Finding, PackageRef, Report, Severity, dedupe
@@ -112,7 +113,7 @@ class Validator:
         entries = entries_of(doc)
         walk = Walk(profiles, doc, entries)
         noted = {f.location for f in ident.findings}
-        findings.extend(self._walk_all(walk, entries, pset is not None, noted))
+        findings.extend(within(self._walk_all(walk, entries, pset is not None, noted), self.limits.max_findings))
         findings = [catalogue.with_second_code(f, doc) for f in findings]
         present = {(f.rule, f.location) for f in findings} | {(f.rule, "*") for f in findings
                                                                if f.code.startswith("invariant:bdl")}
@@ -123,7 +124,7 @@ class Validator:
             view = DocView(walk, doc, entries, pset.root.name, comp_profile,
                            _prose_params(pset.root.name), self.limits.max_note_bytes)
             findings.extend(prose_rules(view))
-        findings = dedupe(findings)
+        findings = capped(dedupe(findings), self.limits.max_findings_per_code)
         standard = pset.root.ref if pset else None
         return findings, standard, pset.refs if pset else ()
 

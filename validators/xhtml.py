@@ -11,6 +11,8 @@ from functools import lru_cache
 
 from lxml import etree, html
 
+from kroniker.validators.source import DEFAULT_MAX_XML_ATTRIBUTES
+
 XHTML_NS = "http://www.w3.org/1999/xhtml"
 
 # HTML 4.0 chapters 7-11 and 15 as FHIR R4 allows them in narrative (plus a, img, style attributes).
@@ -70,6 +72,11 @@ def _inspect(root: etree._Element, allowed: frozenset[str], problems: HtmlProble
             problems.markup.append("<style>")
             if _CSS_EXTERNAL.search("".join(el.itertext())):
                 problems.active.append("<style>@import/url()")
+        if len(el.attrib) > DEFAULT_MAX_XML_ATTRIBUTES:
+            # lxml looks each value up by name (quadratic: 40,000 attributes took 6 s), and no HTML element needs
+            # this many: what cannot be inspected is not let through as safe.
+            problems.active.append(f"<{name}> with {len(el.attrib)} attributes")
+            continue
         for attr, value in el.attrib.items():
             aname = _local(attr) if "}" in attr else attr.lower()
             if aname.startswith("on"):

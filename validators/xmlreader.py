@@ -19,6 +19,7 @@ from bisect import bisect_right
 from collections.abc import Iterator
 from copy import deepcopy
 from functools import cache
+from itertools import islice
 from typing import Any
 
 from lxml import etree
@@ -26,7 +27,7 @@ from xmlschema.validators.exceptions import XMLSchemaChildrenValidationError
 
 from kroniker.validators import base, xsd
 from kroniker.validators.findings import Finding, JsonPath, Severity
-from kroniker.validators.source import Limits, Parsed, _depth, _fatal, decode
+from kroniker.validators.source import DEFAULT_MAX_FINDINGS_PER_CODE, Limits, Parsed, _fatal, check_shape, decode
 from kroniker.validators.structure import Elem
 
 FHIR_NS = xsd.FHIR_NS
@@ -36,6 +37,7 @@ XHTML_NS = xsd.XHTML_NS
 _MARKUP = re.compile(r"<(?:!--.*?-->|!\[CDATA\[.*?\]\]>|\?.*?\?>|![^>]*>|/[^>]*>|(?=[^\s/>!?]))", re.DOTALL)
 _PROLOG_DOCTYPE = re.compile(r"(?:\s|<\?.*?\?>|<!--.*?-->)*(<!DOCTYPE)", re.DOTALL)
 _DECLARED_ENCODING = re.compile(r"""\s*<\?xml[^>]*?\sencoding\s*=\s*["']([^"']*)["']""")
+_XSI = "{http://www.w3.org/2001/XMLSchema-instance}"  # xsi: attributes are the schema check's to judge
 _NOT_ALLOWED_ATTRIBUTE = re.compile(r"'([^']+)' attribute not allowed")
 _LIBXML_POSITION = re.compile(r",? line \d+, column \d+\s*$")
 # libxml2's messages for the usual mistakes → catalogue texts (in both languages); others are shown as they are.
@@ -66,11 +68,10 @@ def parse_xml(name: str, raw: bytes, limits: Limits) -> Parsed:
     positions = _Positions(text, root)
     reader = _Reader(_namespace(root.tag), positions)
     data = reader.resource(root, ())
-    if _depth(data, limits.max_depth) > limits.max_depth:
-        raise _fatal("too-deep", limit=limits.max_depth)
+    check_shape(data, limits)
     findings = reader.findings
     if reader.ns == FHIR_NS:
-        findings.extend(structure_findings(root, reader))
+        findings.extend(islice(structure_findings(root, reader, limits.max_findings_per_code), limits.max_findings))
     else:
         line, column = positions.of(root)
         findings.insert(0, Finding(Severity.ERROR, "xml-structure", _local(root.tag), ("resourceType",),
@@ -97,26 +98,63 @@ def _refuse_other_encoding(text: str) -> None:
         raise _fatal("encoding", key="xml-encoding", found=m.group(1))
 
 
-def _parser() -> etree.XMLParser:
-    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False,
-                           huge_tree=False, remove_comments=True, remove_pis=True, encoding="utf-8",
-                           collect_ids=False)
+_PARSER_OPTIONS: dict[str, Any] = {
+    "resolve_entities": False, "no_network": True, "load_dtd": False, "dtd_validation": False, "huge_tree": False,
+    "remove_comments": True, "remove_pis": True, "encoding": "utf-8", "collect_ids": False}
+
+
+# Bytes handed to the parser at a time: a document over a count limit is refused after at most this much more.
+_CHUNK = 64 * 1024
 
 
 def _parse_tree(raw: bytes, limits: Limits) -> etree._Element:
+    """The element tree, counting elements and attributes as the parser meets them and refusing a document
+    over the limits before it is all read (and before anything else sees it)."""
+    parser = etree.XMLPullParser(events=("start", "start-ns"), **_PARSER_OPTIONS)
+    counter = _Counter(limits)
     try:
-        root = etree.fromstring(raw, _parser())
+        for at in range(0, len(raw), _CHUNK):
+            parser.feed(raw[at:at + _CHUNK])
+            counter.take(parser.read_events())
+        root = parser.close()
+        counter.take(parser.read_events())
     except etree.XMLSyntaxError as exc:
-        msg = exc.msg or str(exc)
+        # The feed parser may stop at an error and only say at close that the document ended: its log has the cause.
+        first = next(iter(parser.feed_error_log), None)
+        msg = first.message if first is not None else exc.msg or str(exc)
         if "Excessive depth" in msg:
             raise _fatal("too-deep", limit=limits.max_depth) from None
-        line, column = exc.position if exc.position else (None, None)
+        line, column = (first.line, first.column) if first is not None else exc.position or (None, None)
         detail = next((key for rx, key in _LIBXML_DETAILS if rx.search(msg)),
                       _LIBXML_POSITION.sub("", msg).replace("\n", " ").strip())
         raise _fatal("xml-syntax", line=line, column=column, detail=detail) from None
     if root.getroottree().docinfo.doctype:  # refused above already; kept in case the prolog scan is fooled
         raise _fatal("xml-syntax", key="xml-doctype", line=1, column=1)
     return root
+
+
+class _Counter:
+    """Elements in the document and attributes on each (namespace declarations included), as parsed."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.elements = 0
+        self.declared = 0  # namespace declarations met since the last start tag: they belong to the next one
+
+    def take(self, events: Iterator[tuple[str, Any]]) -> None:
+        for event, item in events:
+            if event == "start-ns":
+                self.declared += 1
+                continue
+            self.elements += 1
+            if self.elements > self.limits.max_elements:
+                raise _fatal("too-large", key="too-many-elements", limit=self.limits.max_elements,
+                             line=item.sourceline)
+            attributes = len(item.attrib) + self.declared
+            self.declared = 0
+            if attributes > self.limits.max_xml_attributes:
+                raise _fatal("too-large", key="xml-too-many-attributes", element=_local(item.tag),
+                             count=attributes, limit=self.limits.max_xml_attributes, line=item.sourceline)
 
 
 def _xml_depth(root: etree._Element, limit: int) -> int:
@@ -200,6 +238,7 @@ class _Reader:
         # finds the same elements and this says it in FHIR's terms.
         self.misplaced: dict[etree._Element, tuple[str, dict[str, Any]]] = {}
         self.containers: set[etree._Element] = set()  # Resource-typed elements (entry.resource, contained)
+        self.orders: dict[etree._Element, _Order] = {}  # for the schema's order findings, per parent
         self.findings: list[Finding] = []
         self.resource_types: set[str] = set()
         self.root_type = "(document)"
@@ -214,6 +253,12 @@ class _Reader:
         if len(p) < len(path) and (*p, "resourceType") in self.at:
             p = (*p, "resourceType")  # a resource's missing child: at the resource's element, not its wrapper
         return self.positions.of(self.at[p])
+
+    def order(self, parent: etree._Element) -> _Order:
+        found = self.orders.get(parent)
+        if found is None:
+            found = self.orders[parent] = _Order(parent, self.defs_of.get(parent, {}))
+        return found
 
     def mark(self, el: etree._Element, path: JsonPath, *also: JsonPath) -> None:
         self.path_of.setdefault(el, path)
@@ -464,14 +509,77 @@ def _element_children() -> dict[str, Elem]:
 # -- the structure check ----------------------------------------------------------------------------------
 
 
-def structure_findings(root: etree._Element, reader: _Reader) -> Iterator[Finding]:
+def structure_findings(root: etree._Element, reader: _Reader,
+                       limit: int = DEFAULT_MAX_FINDINGS_PER_CODE) -> Iterator[Finding]:
     """Element order, elements and attributes with no place, checked against the generated XSD."""
     types = frozenset(reader.resource_types)
     if _local(root.tag) not in types:
         return  # not a resource kroniker knows: the engine reports the type
     schema = xsd.schema_for(types)
-    for err in schema.iter_errors(root, use_location_hints=False):
+    guard = _SchemaGuard(reader, limit)
+    for err in schema.iter_errors(root, use_location_hints=False, validation_hook=guard):
         yield _structure_finding(err, reader)
+    yield from guard.findings
+
+
+class _SchemaGuard:
+    """A validation hook for xmlschema that keeps its work linear in the document: called for each element before
+    the schema reads it.
+
+    xmlschema makes an error for each attribute with no place, and each error copies the element's whole
+    attribute map into its message (`repr`): quadratic, 3,000 attributes on one element took 100 s. So those
+    attributes are taken off the element here, said in one finding per element. And each error for a child with
+    no place counts the parent's children (lxml walks them): quadratic in the siblings, 45,000 unknown children
+    took 20 s. So a parent with more such children than `limit` is said here, its first children with no place
+    listed, and not given to the schema. The tree is kroniker's own, already read into the JSON shape;
+    only the schema check sees it after this.
+    """
+
+    def __init__(self, reader: _Reader, limit: int) -> None:
+        self.reader = reader
+        self.limit = limit
+        self.findings: list[Finding] = []
+        self.declared: dict[int, frozenset[str | None]] = {}  # per XSD element: the attribute names its type has
+
+    def __call__(self, el: etree._Element, xsd_element: Any) -> bool:
+        if el.attrib:
+            self.take_undeclared_attributes(el, xsd_element)
+        # True: said here, the schema skips this element and what it holds; False: validated as usual
+        return len(el) > self.limit and self.too_many_misplaced(el)
+
+    def take_undeclared_attributes(self, el: etree._Element, xsd_element: Any) -> None:
+        declared = self.declared.get(id(xsd_element))
+        if declared is None:
+            declared = self.declared[id(xsd_element)] = frozenset(xsd_element.get_attributes(xsd_element.type))
+        if None in declared:  # xs:anyAttribute: anything goes
+            return
+        extra = [name for name in el.attrib if name not in declared and not name.startswith(_XSI)]
+        if extra:
+            self.add(el, "xml-attribute", {"name": extra[0], "element": _local(el.tag)})
+            for name in extra:
+                del el.attrib[name]
+
+    def too_many_misplaced(self, el: etree._Element) -> bool:
+        reader = self.reader
+        late = reader.order(el).late
+        misplaced = [c for c in reader.elements(el)
+                     if c in reader.misplaced or c in late or c not in reader.path_of]
+        if len(misplaced) <= self.limit:
+            return False
+        # The summary and the children listed are within one code's share of the report (the summary first).
+        shown = misplaced[:max(self.limit - 1, 0)]
+        self.add(el, "xml-children-unchecked", {"element": _local(el.tag), "count": len(misplaced),
+                                                "shown": len(shown)})
+        for child in shown:
+            key, params = _child_problem(el, child, reader)
+            self.add(child, key, params)
+        return True
+
+    def add(self, el: etree._Element, key: str, params: dict[str, Any]) -> None:
+        path, loc = _where(el, self.reader)
+        line, column = self.reader.positions.of(el)
+        self.findings.append(Finding(Severity.ERROR, "xml-structure", loc, path, params, message_key=key,
+                                     line=line, column=column))
 
 
 def _structure_finding(err: Any, reader: _Reader) -> Finding:
@@ -505,28 +613,42 @@ def _child_problem(parent: etree._Element, child: etree._Element, reader: _Reade
     ns = _namespace(child.tag)
     if ns != FHIR_NS:
         return "xml-element-namespace", params | {"found": ns or "-", "expected": FHIR_NS}
-    before = _belongs_before(parent, child, reader.defs_of.get(parent, {}))
+    before = reader.order(parent).belongs_before(child)
     return ("xml-order", params | {"before": before}) if before else ("xml-order-plain", params)
 
 
-def _belongs_before(parent: etree._Element, child: etree._Element, defs: dict[str, Elem]) -> str | None:
-    """The first earlier sibling that FHIR's order puts after `child`, if any."""
-    order = {elem.name: i for i, elem in enumerate(defs.values())}
+class _Order:
+    """FHIR's order among one parent's children, worked out once per parent: the schema may report many of
+    them, and walking the siblings again for each would be quadratic in their number."""
 
-    def rank(el: etree._Element) -> int | None:
-        found = _definition(defs, _local(el.tag))
-        return order.get(found[0].name) if found else None
+    def __init__(self, parent: etree._Element, defs: dict[str, Elem]) -> None:
+        self.defs = defs
+        self.rank_of = {elem.name: i for i, elem in enumerate(defs.values())}
+        self.position: dict[etree._Element, int] = {}
+        self.first: dict[int, tuple[int, str]] = {}  # rank → position and name of the first sibling with it
+        self.late: set[etree._Element] = set()  # children after a sibling that FHIR's order puts after them
+        highest = -1
+        for position, sibling in enumerate(parent):
+            self.position[sibling] = position
+            rank = self.rank(sibling) if isinstance(sibling.tag, str) else None
+            if rank is not None:
+                self.first.setdefault(rank, (position, _local(sibling.tag)))
+                if rank < highest:
+                    self.late.add(sibling)
+                highest = max(highest, rank)
 
-    mine = rank(child)
-    if mine is None:
-        return None
-    for sibling in parent:
-        if sibling is child:
+    def rank(self, el: etree._Element) -> int | None:
+        found = _definition(self.defs, _local(el.tag))
+        return self.rank_of.get(found[0].name) if found else None
+
+    def belongs_before(self, child: etree._Element) -> str | None:
+        """The first earlier sibling that FHIR's order puts after `child`, if any."""
+        mine = self.rank(child)
+        position = self.position.get(child)
+        if mine is None or position is None:
             return None
-        theirs = rank(sibling) if isinstance(sibling.tag, str) else None
-        if theirs is not None and theirs > mine:
-            return _local(sibling.tag)
-    return None
+        earlier = [first for rank, first in self.first.items() if rank > mine and first[0] < position]
+        return min(earlier)[1] if earlier else None
 
 
 def _where(el: etree._Element, reader: _Reader) -> tuple[JsonPath, str]:
