@@ -5,6 +5,7 @@ rule is tested from the refused side too, and no answer to anyone carries anothe
 
 from __future__ import annotations
 
+import inspect
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,9 +13,10 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.responses import JSONResponse, Response
 
 from kroniker.reference_server import policy
-from kroniker.reference_server.app import PUBLIC, ROUTE_RULES, create_app, routes_of
+from kroniker.reference_server.app import PUBLIC, ROUTE_RULES, ROUTES, RouteSpec, create_app, routes_of
 from kroniker.reference_server.settings import Settings
 from kroniker.reference_server.tokens import Principal
 from kroniker.validators.packages import PackageCache
@@ -45,6 +47,7 @@ from tests.server_support import (
 pytestmark = pytest.mark.network
 
 OVERRIDE = "X-Consent-Override"
+NOT_HERE = {"unknown-document", "unknown-block"}  # what a refusal says where existence itself is health data
 
 
 @dataclass
@@ -97,15 +100,45 @@ def test_every_route_has_an_access_rule_and_every_rule_a_route(tmp_path: Path, p
     assert routes_of(app) == set(ROUTE_RULES)
 
 
-def test_every_rule_names_access_functions_that_exist() -> None:
+def test_every_route_is_declared_with_an_access_function_of_the_policy_module() -> None:
     for route, rule in ROUTE_RULES.items():
-        names = re.findall(r"\bmay_\w+", rule)
+        assert callable(rule) and rule.__module__ == policy.__name__ and rule.__name__.startswith("may_"), route
+        assert getattr(policy, rule.__name__) is rule, f"{route}: policy.{rule.__name__} is not the declared rule"
         if route in PUBLIC:
-            assert rule.startswith("public"), f"{route} is answered without a token but its rule says {rule!r}"
-            continue
-        assert names, f"{route}: the rule does not name its function in policy.py: {rule!r}"
-        for name in names:
-            assert callable(getattr(policy, name, None)), f"{route}: policy.{name} does not exist"
+            assert rule(None).allowed, f"{route} is answered without a token, but its rule refuses anyone"
+
+
+def deny_reasons(rule: Any) -> set[str]:
+    """Every refusal reason an access function can give: its own deny(...) calls and those of the rules it asks
+    (read from policy.py's source, so a route refused for another reason than its declared rule's is caught)."""
+    source = inspect.getsource(rule)
+    reasons = set(re.findall(r'deny\("([a-z-]+)"', source))
+    for name in set(re.findall(r"\bmay_\w+", source)) - {rule.__name__}:
+        reasons |= deny_reasons(getattr(policy, name))
+    return reasons
+
+
+def test_every_access_function_can_refuse_someone() -> None:
+    for route, rule in ROUTE_RULES.items():
+        assert route in PUBLIC or deny_reasons(rule), f"{route}: {rule.__name__} never refuses"
+
+
+def test_a_handler_that_does_not_ask_its_rule_is_not_answered(tmp_path: Path, package_cache: PackageCache) -> None:
+    """If a handler stops asking its access rule, the app answers 500 (and audits it) instead of what the handler
+    made: a route cannot silently become open to every role."""
+    async def careless(call: Any) -> Response:
+        return JSONResponse({"patient": "0101709996"})  # answers without asking call.rule
+
+    routes = [RouteSpec("GET", "/careless", careless, policy.may_administer),
+              *(r for r in ROUTES if r.public)]
+    settings = Settings(home=tmp_path, package_cache=package_cache.root)
+    with s.running(settings, routes=routes) as server:
+        before = server.rows()["audit_events"]
+        r = server.get("/careless", s.citizen(new_patient()))
+        assert r.status_code == 500 and "0101709996" not in r.text
+        assert finding_codes(r.json()) == {"internal"}
+        assert server.rows()["audit_events"] == before + 1
+        assert server.get("/metadata").status_code == 200  # a public route's rule is asked by the app itself
 
 
 def test_only_the_public_routes_answer_without_a_token(server: Server) -> None:
@@ -158,12 +191,15 @@ def test_the_wrong_role_is_refused_on_every_route_and_nothing_changes(server: Se
     cases = refusals(server)
     assert {(m, route) for m, route, *_ in cases} == set(ROUTE_RULES) - PUBLIC, "a route without a refusal case"
     before = server.rows()
-    for method, _, path, who, status, kwargs in cases:
+    for method, route, path, who, status, kwargs in cases:
         headers = server.auth(who, **kwargs.get("headers", {}))
         r = server.client.request(method, path, headers=headers,
                                   **{k: v for k, v in kwargs.items() if k != "headers"})
         assert r.status_code == status, (method, path, who.role, r.text)
         assert is_outcome(r), (method, path, who.role)
+        # The refusal is the declared rule's own (or, where existence is itself health data, 'not here').
+        allowed = deny_reasons(ROUTE_RULES[(method, route)]) | (NOT_HERE if status == 404 else set())
+        assert finding_codes(r.json()) & allowed, (method, path, who.role, r.text)
     after = server.rows()
     assert {t: n for t, n in after.items() if t != "audit_events"} == \
         {t: n for t, n in before.items() if t != "audit_events"}
