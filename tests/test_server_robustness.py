@@ -130,6 +130,12 @@ def bad_authorisations(server: Server) -> dict[str, str | None]:
         "unsigned (alg none)": "Bearer " + jwt.encode({**src, "iss": "kroniker", "exp": int(time.time()) + 60}, None,
                                                       algorithm="none"),
         "no expiry": "Bearer " + jwt.encode({**src, "iss": "kroniker"}, server.key, algorithm="HS256"),
+        # Settings.max_token_lifetime (24 hours by default) bounds how long a stolen token is good for.
+        "valid for 30 days": "Bearer " + jwt.encode({**src, "iss": "kroniker", "exp": int(time.time()) + 30 * 86400},
+                                                    server.key, algorithm="HS256"),
+        "issued to live 48 hours": "Bearer " + jwt.encode(
+            {**src, "iss": "kroniker", "iat": int(time.time()) - 47 * 3600, "exp": int(time.time()) + 3600},
+            server.key, algorithm="HS256"),
     }
 
 
@@ -250,8 +256,9 @@ def test_refusals_are_explained_in_danish_on_request(server: Server) -> None:
 
 # -- the `kroniker token` command ------------------------------------------------------------------------------
 
-def kroniker(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "KRONIKER_HOME": str(home)}
+def kroniker(*args: str, home: Path, **env_vars: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "KRONIKER_TOKEN_MAX_HOURS"}  # the user's own setting
+    env.update(KRONIKER_HOME=str(home), **env_vars)
     return subprocess.run([sys.executable, "-m", "kroniker", *args], capture_output=True, text=True, env=env,
                           cwd=ROOT, timeout=120, check=False)
 
@@ -265,6 +272,25 @@ def test_a_token_from_the_command_line_is_accepted_by_the_server(server: Server)
     r = server.client.post("/fhir/Bundle", content=encode(note(new_patient("Hugo", "Hegn"))),
                            headers={"Authorization": f"Bearer {token}", "Content-Type": FHIR_JSON})
     assert r.status_code == 201, r.text
+
+
+def test_the_command_line_will_not_make_a_token_the_server_would_refuse(server: Server) -> None:
+    home = server.settings.home
+    made = kroniker("token", "--role", "source", "--sor", GP_CLINIC.sor, "--hours", "48", home=home)
+    assert made.returncode == 2 and made.stdout == ""
+    assert "24 hours" in made.stderr and "Traceback" not in made.stderr
+    # A data directory whose servers allow longer tokens may make them; this server (24 hours) refuses one.
+    made = kroniker("token", "--role", "source", "--sor", GP_CLINIC.sor, "--hours", "48", home=home,
+                    KRONIKER_TOKEN_MAX_HOURS="72")
+    assert made.returncode == 0, made.stderr
+    r = assert_refused_and_nothing_stored(server, lambda: server.client.get(
+        "/fhir/AuditEvent", headers={"Authorization": f"Bearer {made.stdout.strip()}"}), 401)
+    assert "bad-token" in s.finding_codes(r.json())
+
+
+def test_a_token_of_the_maximum_lifetime_is_accepted(server: Server) -> None:
+    token = issue(server.key, ADMIN, lifetime=server.settings.max_token_lifetime)
+    assert server.client.get("/fhir/AuditEvent", headers={"Authorization": f"Bearer {token}"}).status_code == 200
 
 
 @pytest.mark.parametrize("args", [["--role", "citizen"], ["--role", "clinician", "--auth-id", "X1"],
