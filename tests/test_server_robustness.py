@@ -585,3 +585,13 @@ def test_an_unacceptable_retrieve_is_not_logged_as_a_look_up(server: Server) -> 
     assert [e for e in server.minlog(p) if e["subtype"][0]["code"] == "ITI-68"] == []
     [logged] = [e for e in server.audit_log(p) if e["subtype"][0]["code"] == "ITI-68"]
     assert logged["outcome"] == "4" and logged["outcomeDesc"] == "not-acceptable"
+
+
+@pytest.mark.parametrize("path", ["/metadata", "/health"])
+def test_the_public_routes_are_audited_too(server: Server, path: str) -> None:
+    """Found by the fuzz (test_server_fuzz.py) on the old server: every request is in the audit log, these too."""
+    before = server.rows()
+    assert server.get(path).status_code == 200
+    after = server.rows()
+    assert {t: after[t] - before[t] for t in after} == {
+        "documents": 0, "document_events": 0, "treatment_relations": 0, "blocks": 0, "audit_events": 1}
