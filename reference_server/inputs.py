@@ -123,10 +123,11 @@ def _printable(text: str) -> str:
 
 # -- query strings and _search forms -------------------------------------------------------------------------
 
-def parameters(raw: bytes, settings: Settings) -> list[tuple[str, str]]:
-    """The (name, value) pairs of a query string or form, in order; the string is measured and its separators
-    counted before it is split (check_parameters then bounds the pairs)."""
-    if len(raw) > settings.max_query_bytes:
+def parameters(raw: bytes, settings: Settings, *, in_url: bool = True) -> list[tuple[str, str]]:
+    """The (name, value) pairs of a query string (in_url) or a form, in order; the string is measured and its
+    separators counted before it is split (check_parameters then bounds the pairs). A form's length is its
+    body's, bounded as that was read."""
+    if in_url and len(raw) > settings.max_query_bytes:
         raise BadInput(414, "query-too-long", "too-long", limit=settings.max_query_bytes)
     if raw.count(b"&") + 1 > settings.max_query_params:
         raise BadInput(400, "too-many-params", "too-long", limit=settings.max_query_params)
@@ -165,7 +166,7 @@ def form(body: bytes, content_type: str | None, settings: Settings) -> list[tupl
     """A _search form (FHIR: application/x-www-form-urlencoded only; multipart is refused, never parsed)."""
     if media_type(content_type) != FORM:
         raise BadInput(415, "form-media-type", "not-supported", found=media_type(content_type) or "(none)")
-    return parameters(body, settings)
+    return parameters(body, settings, in_url=False)
 
 
 def whole_number(name: str, value: str) -> int:
