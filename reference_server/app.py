@@ -1,7 +1,9 @@
 """The reference server: a Starlette app built by a factory from a Settings object.
 
-Routes are declared in one table with the access rule each one follows (ROUTE_RULES); the rules themselves
-are the pure functions of policy.py. Every request is recorded in the audit log, allowed or not.
+Routes are declared in one table (ROUTES, at the end of this module), each with the access rule it follows: a
+function of policy.py, handed to the route's handler, which must ask it (a route that answers without asking
+its rule is a server error, caught here and in tests). Every request is recorded in the audit log, allowed or
+not. What a request carries is bounded before it is parsed (inputs.py); no route reads more than its limit.
 """
 
 from __future__ import annotations
@@ -10,10 +12,12 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlencode
 
 import anyio
 import anyio.to_thread
@@ -24,9 +28,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from kroniker import __version__
-from kroniker.reference_server import audit, policy
+from kroniker.reference_server import audit, inputs, policy
 from kroniker.reference_server.audit import AuditRecord
 from kroniker.reference_server.db import make_engine, migrate
+from kroniker.reference_server.inputs import BadInput
 from kroniker.reference_server.metadata import MetadataError, derive, instant
 from kroniker.reference_server.settings import Settings
 from kroniker.reference_server.store import Conflict, SearchQuery, StaleReplacement, Store, utcnow
@@ -43,24 +48,9 @@ log = logging.getLogger("kroniker.reference_server")
 FHIR_JSON = "application/fhir+json"
 CPR_SYSTEM = "urn:oid:1.2.208.176.1.2"
 SOR_SYSTEM = "urn:oid:1.2.208.176.1.1"
-
-# Every route and the access rule it follows (policy.py); a test checks that none is missing.
-ROUTE_RULES: dict[tuple[str, str], str] = {
-    ("GET", "/metadata"): "public: the CapabilityStatement (may_see_metadata)",
-    ("GET", "/health"): "public: liveness, no data",
-    ("POST", "/fhir/Bundle"): "source of the author organisation (may_submit, may_replace)",
-    ("GET", "/fhir/Bundle/{id}"): "the citizen themself, or a clinician with a treatment relation (may_read)",
-    ("GET", "/fhir/DocumentReference"): "the citizen themself, or a clinician with a treatment relation (may_read)",
-    ("POST", "/fhir/DocumentReference/_search"): "as GET /fhir/DocumentReference (may_read)",
-    ("GET", "/fhir/DocumentReference/{id}"): "as GET /fhir/DocumentReference (may_read)",
-    ("PATCH", "/fhir/DocumentReference/{id}"): "admin (may_administer)",
-    ("GET", "/fhir/AuditEvent"): "the citizen's own MinLog, or the admin's full log (may_read_audit)",
-    ("POST", "/blocks"): "the citizen themself, or an admin on their behalf (may_manage_blocks)",
-    ("GET", "/blocks"): "the citizen themself, or an admin (may_manage_blocks)",
-    ("DELETE", "/blocks/{id}"): "the citizen themself, or an admin (may_manage_blocks)",
-    ("POST", "/admin/relations"): "admin (may_administer)",
-}
-PUBLIC = {("GET", "/metadata"), ("GET", "/health")}
+DOCUMENT_TYPES = ("application/fhir+json", "application/json", "application/fhir+xml", "application/xml")
+# Search parameters that name one thing: given twice, which one was meant cannot be told.
+SINGLE = ("patient", "patient.identifier", "status", "_count", "_offset", "replaces", "_consent-override")
 
 
 class ApiError(Exception):
@@ -71,6 +61,10 @@ class ApiError(Exception):
         super().__init__(key)
         self.status, self.key, self.code, self.severity, self.params = status, key, code, severity, params
         self.finding = finding or key
+
+    @classmethod
+    def of(cls, exc: BadInput) -> ApiError:
+        return cls(exc.status, exc.key, code=exc.code, **exc.params)
 
 
 @dataclass
@@ -83,8 +77,78 @@ class Context:
     verify: Verifier
 
 
+class Rule:
+    """A route's access rule (a function of policy.py), and whether the route's handler asked it."""
+
+    def __init__(self, fn: Callable[..., policy.Decision]) -> None:
+        self.fn, self.asked = fn, False
+
+    def __call__(self, *args: Any) -> policy.Decision:
+        self.asked = True
+        return self.fn(*args)
+
+
+@dataclass
+class Call:
+    """One request as a route handler sees it: the caller, the bounded parameters and body, and its rule."""
+
+    request: Request
+    ctx: Context
+    rule: Rule
+    principal: Principal | None = None
+    params: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+
+    @property
+    def who(self) -> Principal:
+        assert self.principal is not None, "a route with a token"
+        return self.principal
+
+    @property
+    def lang(self) -> str:
+        return lang_of(self.request)
+
+    def one(self, name: str) -> str | None:
+        """The value of a parameter that may be given once (None when absent)."""
+        values = [v for k, v in self.params if k == name]
+        if len(values) > 1:
+            raise ApiError(400, "param-once", code="invalid", name=name)
+        return values[0] if values else None
+
+
+Endpoint = Callable[[Call], Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    """A route: method, path, handler, the access rule (policy function) it follows, and what body it takes:
+    "none", "json" (Settings.max_small_body_bytes), "form" (the same) or "document" (max_request_bytes)."""
+
+    method: str
+    path: str
+    endpoint: Endpoint
+    rule: Callable[..., policy.Decision]
+    body: str = "none"
+    public: bool = False
+
+    def body_limit(self, settings: Settings) -> int:
+        return {"none": 0, "json": settings.max_small_body_bytes, "form": settings.max_small_body_bytes,
+                "document": settings.max_request_bytes}[self.body]
+
+
 def lang_of(request: Request) -> str:
     return "da" if request.headers.get("accept-language", "").lower().startswith("da") else "en"
+
+
+class FhirJSON(JSONResponse):
+    """FHIR JSON that always renders: a lone surrogate that reached an answer (echoed input) is written as
+    its JSON escape instead of failing the UTF-8 encoding (and the answer with it)."""
+
+    media_type = FHIR_JSON
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode(
+            "utf-8", "backslashreplace")
 
 
 def outcome(status: int, key: str, lang: str, *, code: str = "processing", severity: str = "error",
@@ -94,11 +158,11 @@ def outcome(status: int, key: str, lang: str, *, code: str = "processing", sever
         "details": {"coding": [{"system": "urn:kroniker:finding", "code": finding or key}]},
         "diagnostics": messages.render(f"srv-{key}", params, lang),
     }]}
-    return JSONResponse(body, status_code=status, media_type=FHIR_JSON, headers=headers)
+    return FhirJSON(body, status_code=status, headers=headers)
 
 
 def fhir(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(body, status_code=status, media_type=FHIR_JSON, headers=headers)
+    return FhirJSON(body, status_code=status, headers=headers)
 
 
 def base_url(request: Request, settings: Settings) -> str:
@@ -107,49 +171,17 @@ def base_url(request: Request, settings: Settings) -> str:
 
 # -- the app ---------------------------------------------------------------------------------------------
 
-def create_app(settings: Settings | None = None, *, run_migrations: bool = True) -> Starlette:
+def create_app(settings: Settings | None = None, *, run_migrations: bool = True,
+               routes: Sequence[RouteSpec] | None = None) -> Starlette:
     settings = settings or Settings.from_env()
     engine = make_engine(settings.database)
     if run_migrations:
         migrate(engine)
     key = load_or_create_key(settings.key_file)
     ctx = Context(settings, Store(engine), Validator(PackageCache(settings.package_cache)), key,
-                  anyio.CapacityLimiter(settings.submit_threads), Verifier(key))
+                  anyio.CapacityLimiter(settings.submit_threads),
+                  Verifier(key, max_lifetime=settings.max_token_lifetime))
 
-    def handler(fn: Callable[[Request, Context, Principal | None], Awaitable[Response]],
-                public: bool = False) -> Callable[[Request], Awaitable[Response]]:
-        async def endpoint(request: Request) -> Response:
-            lang = lang_of(request)
-            principal: Principal | None = None
-            try:
-                if not public:
-                    principal = authenticate(request, ctx)
-                return await fn(request, ctx, principal)
-            except ApiError as exc:
-                await run_in_threadpool(_audit_refusal, ctx, request, principal, exc)
-                return outcome(exc.status, exc.key, lang, code=exc.code, severity=exc.severity,
-                               finding=exc.finding, **exc.params)
-            except Exception:  # never a stack trace to the caller; the log keeps it
-                log.exception("unexpected error in %s %s", request.method, request.url.path)
-                await run_in_threadpool(_audit_refusal, ctx, request, principal, ApiError(500, "internal"))
-                return outcome(500, "internal", lang, code="exception")
-        return endpoint
-
-    routes = [
-        Route("/metadata", handler(capability, public=True), methods=["GET"]),
-        Route("/health", handler(health, public=True), methods=["GET"]),
-        Route("/fhir/Bundle", handler(submit), methods=["POST"]),
-        Route("/fhir/Bundle/{id}", handler(retrieve), methods=["GET"]),
-        Route("/fhir/DocumentReference", handler(search), methods=["GET"]),
-        Route("/fhir/DocumentReference/_search", handler(search), methods=["POST"]),
-        Route("/fhir/DocumentReference/{id}", handler(read_docref), methods=["GET"]),
-        Route("/fhir/DocumentReference/{id}", handler(patch_docref), methods=["PATCH"]),
-        Route("/fhir/AuditEvent", handler(audit_log), methods=["GET"]),
-        Route("/blocks", handler(add_block), methods=["POST"]),
-        Route("/blocks", handler(list_blocks), methods=["GET"]),
-        Route("/blocks/{id}", handler(lift_block), methods=["DELETE"]),
-        Route("/admin/relations", handler(add_relation), methods=["POST"]),
-    ]
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         try:
@@ -157,9 +189,46 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         finally:
             ctx.store.close()
 
-    app = Starlette(routes=routes, exception_handlers={404: _not_found, 405: _not_allowed}, lifespan=lifespan)
+    app = Starlette(routes=[Route(r.path, _handler(r, ctx), methods=[r.method]) for r in (routes or ROUTES)],
+                    exception_handlers={404: _not_found, 405: _not_allowed}, lifespan=lifespan)
+    # Starlette answers /path/ and /path%2F with a redirect to a URL built from the Host header, unaudited:
+    # here they are what they are, a path nothing answers (404, audited).
+    app.router.redirect_slashes = False
     app.state.ctx = ctx
     return app
+
+
+def _handler(spec: RouteSpec, ctx: Context) -> Callable[[Request], Awaitable[Response]]:
+    """The route's handler wrapped: the caller authenticated, parameters and body read within their bounds,
+    the rule asked, and every refusal an OperationOutcome in the audit log."""
+    async def endpoint(request: Request) -> Response:
+        call = Call(request, ctx, Rule(spec.rule))
+        try:
+            if spec.public:
+                call.rule(None)  # public: nothing to refuse, but asked all the same
+            else:
+                call.principal = authenticate(request, ctx)
+            call.params = inputs.parameters(request.scope.get("query_string", b""), ctx.settings)
+            call.body = await inputs.read_body(request.stream(), request.headers.get("content-length"),
+                                               spec.body_limit(ctx.settings))
+            response = await spec.endpoint(call)
+        except (ApiError, BadInput) as raised:
+            exc = raised if isinstance(raised, ApiError) else ApiError.of(raised)
+            await run_in_threadpool(_audit_refusal, ctx, request, call.principal, exc)
+            return outcome(exc.status, exc.key, call.lang, code=exc.code, severity=exc.severity,
+                           finding=exc.finding, **exc.params)
+        except Exception:  # never a stack trace to the caller; the log keeps it
+            log.exception("unexpected error in %s %s", request.method, request.url.path)
+            await run_in_threadpool(_audit_refusal, ctx, request, call.principal, ApiError(500, "internal"))
+            return outcome(500, "internal", call.lang, code="exception")
+        if response.status_code < 400 and not call.rule.asked:
+            # A handler that stopped asking its rule must not answer as if it had been allowed.
+            log.error("%s %s answered without asking its access rule %s", spec.method, spec.path,
+                      spec.rule.__name__)
+            await run_in_threadpool(_audit_refusal, ctx, request, call.principal, ApiError(500, "internal"))
+            return outcome(500, "internal", call.lang, code="exception")
+        return response
+    return endpoint
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:
@@ -194,32 +263,26 @@ def authenticate(request: Request, ctx: Context) -> Principal:
 
 
 def _audit_refusal(ctx: Context, request: Request, principal: Principal | None, exc: ApiError) -> None:
+    detail: dict[str, Any] = {"method": request.method, "path": request.url.path, "status": exc.status}
+    patient = exc.params.get("patient")
+    if patient is not None and not _is_cpr(patient):
+        detail["patient"], patient = str(patient)[:100], None  # what was asked, but not as a patient
     rec = AuditRecord("refused", principal, outcome="4" if exc.status < 500 else "8",
-                      patient_cpr=exc.params.get("patient"), reason=exc.key,
-                      detail={"method": request.method, "path": request.url.path, "status": exc.status})
+                      patient_cpr=patient, reason=exc.key, detail=detail)
     try:
         ctx.store.record(rec)
     except Exception:  # the refusal itself must still be answered
         log.exception("could not record a refusal in the audit log")
 
 
-async def read_body(request: Request, ctx: Context) -> bytes:
-    limit = ctx.settings.max_request_bytes
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, "too-large", code="too-long", limit=limit)
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, "too-large", code="too-long", limit=limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
+def _is_cpr(value: Any) -> bool:
+    return isinstance(value, str) and re.fullmatch(policy.IDENTIFIER_FORMATS["patient"], value) is not None
 
 
 # -- routes ------------------------------------------------------------------------------------------------
 
-async def capability(request: Request, ctx: Context, principal: Principal | None) -> Response:
+async def capability(call: Call) -> Response:
+    await run_in_threadpool(_record, call.ctx, AuditRecord("metadata", call.principal))
     return fhir({
         "resourceType": "CapabilityStatement", "status": "active", "kind": "instance",
         "date": dt.date.today().isoformat(), "fhirVersion": "4.0.1",
@@ -238,36 +301,41 @@ async def capability(request: Request, ctx: Context, principal: Principal | None
     })
 
 
-async def health(request: Request, ctx: Context, principal: Principal | None) -> Response:
+async def health(call: Call) -> Response:
+    await run_in_threadpool(_record, call.ctx, AuditRecord("health", call.principal))
     return JSONResponse({"status": "ok", "version": __version__})
 
 
-async def submit(request: Request, ctx: Context, principal: Principal | None) -> Response:
-    assert principal is not None
-    if principal.role != "source":
-        raise ApiError(403, "only-sources-submit", code="forbidden")
-    body = await read_body(request, ctx)
-    replaces = request.query_params.get("replaces")
-    content_type = request.headers.get("content-type", FHIR_JSON).split(";")[0].strip() or FHIR_JSON
-    if content_type not in ("application/fhir+json", "application/json", "application/fhir+xml",
-                            "application/xml"):
+async def submit(call: Call) -> Response:
+    principal = call.who
+    # Whether this caller may share anything at all (its own organisation's documents); the document's own
+    # author is asked about once it is known.
+    decision = call.rule(principal, principal.sor)
+    if not decision.allowed:
+        raise ApiError(decision.status, decision.reason, code="forbidden")
+    replaces = call.one("replaces")
+    if replaces is not None:
+        replaces = inputs.resource_id(replaces, "replaced-not-found")
+    content_type = inputs.media_type(call.request.headers.get("content-type")) or FHIR_JSON
+    if content_type not in DOCUMENT_TYPES:
         raise ApiError(415, "media-type", code="not-supported", found=content_type)
-    stored_type = "application/fhir+xml" if "xml" in content_type else "application/fhir+json"
-    return await anyio.to_thread.run_sync(_submit, request, ctx, principal, body, stored_type, replaces,
-                                          limiter=ctx.submitting)
+    return await anyio.to_thread.run_sync(_submit, call, replaces, limiter=call.ctx.submitting)
 
 
-def _submit(request: Request, ctx: Context, principal: Principal, body: bytes, content_type: str,
-            replaces: str | None) -> Response:
-    lang = lang_of(request)
+def _submit(call: Call, replaces: str | None) -> Response:
+    ctx, principal, body, request = call.ctx, call.who, call.body, call.request
     try:
         parsed = parse(body, ctx.validator.limits)
     except Unreadable as exc:
         report = Report([exc.finding], source_name="<request>")
     else:
+        where = inputs.bad_text_in(parsed.data)
+        if where is not None:
+            # FHIR strings hold no control characters, and Unicode no lone surrogates: nothing could store it.
+            raise ApiError(422, "document-text", code="invalid", finding="encoding", field=where)
         report = ctx.validator.validate_parsed(parsed)
     if not report.valid or report.standard is None:
-        oo = operation_outcome(report, lang)
+        oo = operation_outcome(report, call.lang)
         _record(ctx, AuditRecord("refused", principal, outcome="4", reason="invalid-document",
                                  detail={"path": "/fhir/Bundle", "status": 422,
                                          "errors": sorted(report.rules(Severity.ERROR))}))
@@ -285,10 +353,10 @@ def _submit(request: Request, ctx: Context, principal: Principal, body: bytes, c
                if isinstance(e, dict) and isinstance(e.get("resource"), dict)]
     meta_report = ctx.validator.validate_resource(meta.docref, meta.profile, report.standard, trusted=bundled)
     if not meta_report.valid:
-        oo = operation_outcome(meta_report, lang)
+        oo = operation_outcome(meta_report, call.lang)
         raise ApiError(422, "metadata-invalid", code="invalid",
                        detail="; ".join(i["diagnostics"] for i in oo["issue"] if i["severity"] == "error"))
-    decision = policy.may_submit(principal, meta.author_org_sor)
+    decision = call.rule(principal, meta.author_org_sor)
     if not decision.allowed:
         raise ApiError(decision.status, decision.reason, code="forbidden", patient=meta.patient_cpr,
                        found=meta.author_org_sor, own=principal.sor)
@@ -319,23 +387,28 @@ def _record(ctx: Context, rec: AuditRecord) -> None:
     ctx.store.record(rec)
 
 
-def _override(request: Request) -> str | None:
+def _override(call: Call) -> str | None:
     """Værdispring: the consent override and its reason, as DDS's HSUID ConsentOverride."""
-    value = request.headers.get("x-consent-override") or request.query_params.get("_consent-override")
+    value = call.request.headers.get("x-consent-override") or call.one("_consent-override")
     return value.strip() if value else None
 
 
-def _patient_param(params: dict[str, str]) -> str | None:
-    ident = params.get("patient.identifier")
+def _patient_param(call: Call) -> str | None:
+    """The patient a search or access log is about: a CPR number (patient.identifier or Patient/<CPR>)."""
+    ident, ref = call.one("patient.identifier"), call.one("patient")
     if ident:
         system, _, value = ident.rpartition("|")
         if system and system != CPR_SYSTEM:
-            raise ApiError(400, "patient-system", code="invalid", found=system)
-        return value or None
-    ref = params.get("patient")
-    if ref:
-        return ref.rsplit("/", 1)[-1]  # Patient/<CPR>: the logical id is the CPR (no Patient resources here)
-    return None
+            raise ApiError(400, "patient-system", code="invalid", found=system[:100])
+    elif ref:
+        value = ref.rsplit("/", 1)[-1]  # Patient/<CPR>: the logical id is the CPR (no Patient resources here)
+    else:
+        return None
+    if not value:
+        return None
+    if not _is_cpr(value):
+        raise ApiError(400, "patient-format", code="invalid", found=value[:20])
+    return value
 
 
 def _tokens(value: str | None) -> list[tuple[str | None, str]]:
@@ -348,68 +421,101 @@ def _tokens(value: str | None) -> list[tuple[str | None, str]]:
     return out
 
 
-def _date_range(values: list[str]) -> tuple[dt.datetime | None, dt.datetime | None]:
-    lo = hi = None
-    for v in values:
-        prefix, raw = (v[:2], v[2:]) if v[:2] in ("ge", "gt", "le", "lt", "eq") else ("eq", v)
-        t = instant(raw) if "T" in raw else _date(raw)
+DATE_PREFIXES = ("ge", "gt", "le", "lt", "eq")
+
+
+@dataclass
+class DateRange:
+    """Where a search's date parameters leave the registration time: from (inclusive), to (exclusive), or empty
+    (no time at all satisfies them, e.g. gt9999-12-31)."""
+
+    lo: dt.datetime | None = None
+    hi: dt.datetime | None = None
+    empty: bool = False
+
+    def after(self, t: dt.datetime | None, *, unbounded_means_none: bool) -> None:
         if t is None:
-            raise ApiError(400, "bad-date", code="invalid", found=v)
-        day = dt.timedelta(days=1) if "T" not in raw else dt.timedelta(seconds=1)
-        if prefix in ("ge", "gt"):
-            lo = t if prefix == "ge" else t + day
-        elif prefix in ("le", "lt"):
-            hi = t + day if prefix == "le" else t
-        else:
-            lo, hi = t, t + day
-    return lo, hi
+            self.empty = self.empty or unbounded_means_none
+        elif self.lo is None or t > self.lo:
+            self.lo = t
+
+    def before(self, t: dt.datetime | None, *, unbounded_means_none: bool) -> None:
+        if t is None:
+            self.empty = self.empty or unbounded_means_none
+        elif self.hi is None or t < self.hi:
+            self.hi = t
 
 
-def _date(raw: str) -> dt.datetime | None:
-    try:
-        return dt.datetime.fromisoformat(raw[:10])
-    except ValueError:
-        return None
+def _date_range(values: list[str]) -> DateRange:
+    """FHIR date search (ge, gt, le, lt, eq; repeated parameters all hold). A date is a Danish day."""
+    out = DateRange()
+    for v in values:
+        prefix, raw = (v[:2], v[2:]) if v[:2] in DATE_PREFIXES else ("eq", v)
+        start, end = _span(raw, v)
+        if prefix in ("ge", "eq"):
+            out.after(start, unbounded_means_none=False)  # from before the calendar: from anything
+        if prefix == "gt":
+            out.after(end, unbounded_means_none=True)  # after the calendar's last day: nothing
+        if prefix in ("le", "eq"):
+            out.before(end, unbounded_means_none=False)
+        if prefix == "lt":
+            out.before(start, unbounded_means_none=True)
+    return out
 
 
-async def search(request: Request, ctx: Context, principal: Principal | None) -> Response:
-    assert principal is not None
-    if request.method == "POST":
-        form = await request.form()
-        items = [(k, str(v)) for k, v in form.multi_items()]
-    else:
-        items = list(request.query_params.multi_items())
-    return await run_in_threadpool(_search, request, ctx, principal, items)
+def _span(raw: str, given: str) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """The time a date value stands for, [start, end) as naive UTC; None where it leaves the calendar."""
+    if "T" in raw:
+        try:
+            t = instant(raw)
+        except (ValueError, OverflowError):  # a valid dateTime whose UTC falls outside the calendar
+            t = None
+        if t is None:
+            raise ApiError(400, "bad-date", code="invalid", found=given[:40])
+        try:
+            return t, t + dt.timedelta(seconds=1)
+        except OverflowError:
+            return t, None
+    day = inputs.calendar_date(raw)
+    if day is None:
+        raise ApiError(400, "bad-date", code="invalid", found=given[:40])
+    return inputs.danish_day_start(day), inputs.danish_day_end(day)
 
 
-def _search(request: Request, ctx: Context, principal: Principal, items: list[tuple[str, str]]) -> Response:
+async def search(call: Call) -> Response:
+    items = call.params
+    if call.request.method == "POST":
+        # FHIR's POST _search: parameters in the form and the query string together, bounded together.
+        items = inputs.check_parameters(
+            items + inputs.form(call.body, call.request.headers.get("content-type"), call.ctx.settings),
+            call.ctx.settings)
+    call.params = items
+    return await run_in_threadpool(_search, call)
+
+
+def _search(call: Call) -> Response:
     """ITI-67. A repeated parameter must hold for each value (AND); commas within a value are OR."""
+    ctx, principal, items, request = call.ctx, call.who, call.params, call.request
     params: dict[str, list[str]] = {}
     for k, v in items:
         params.setdefault(k, []).append(v)
-    one = {k: v[-1] for k, v in params.items()}
-    patient = _patient_param(one)
-    if not patient or not one.get("status"):
+    patient, status = _patient_param(call), call.one("status")
+    if not patient or not status:
         raise ApiError(400, "missing-param", code="required", finding="XDSStoredQueryMissingParam")
-    try:
-        count = min(int(one.get("_count", ctx.settings.page_size)), ctx.settings.max_page_size)
-        offset = int(one.get("_offset", 0))
-    except ValueError:
-        raise ApiError(400, "bad-count", code="invalid") from None
-    if count < 0 or offset < 0:
-        raise ApiError(400, "bad-count", code="invalid")
-    statuses = [s for s in one["status"].split(",") if s]
-    override = _override(request)
-    decision = _read_decision(ctx, principal, patient, override)
-    lo, hi = _date_range(params.get("date", []))
+    count_param, offset_param = call.one("_count"), call.one("_offset")
+    count = min(inputs.whole_number("_count", count_param) if count_param is not None else ctx.settings.page_size,
+                ctx.settings.max_page_size)
+    offset = inputs.whole_number("_offset", offset_param) if offset_param is not None else 0
+    statuses = [s for s in status.split(",") if s]
+    decision = _read_decision(ctx, call.rule, principal, patient, _override(call))
+    dates = _date_range(params.get("date", []))
     q = SearchQuery(patient, statuses,
                     [_tokens(v) for v in params.get("type", [])],
                     [[c for _, c in _tokens(v)] for v in params.get("category", [])],
                     [[c for _, c in _tokens(v)] for v in params.get("author.identifier", [])],
-                    [_tokens(v) for v in params.get("event", [])], lo, hi)
-    found = [] if decision.nothing else ctx.store.search(q)
+                    [_tokens(v) for v in params.get("event", [])], dates.lo, dates.hi)
+    found = [] if decision.nothing or dates.empty else ctx.store.search(q)
     visible = [d for d in found if decision.visible(d.info)]
-    filtered = len(found) - len(visible)
     page = visible[offset:offset + count]
     url = base_url(request, ctx.settings)
     # As DDS's own audit log, the record does not say whether blocks filtered anything; MinLog shows værdispring.
@@ -424,82 +530,85 @@ def _search(request: Request, ctx: Context, principal: Principal, items: list[tu
                    "search": {"mode": "match"}} for d in page],
     }
     if count > 0 and offset + count < len(visible):
-        from urllib.parse import urlencode
-
         nxt = [(k, v) for k, v in items if k not in ("_offset", "_count")]
         nxt += [("_count", str(count)), ("_offset", str(offset + count))]
         bundle["link"].append({"relation": "next", "url": f"{url}/fhir/DocumentReference?{urlencode(nxt)}"})
-    if filtered:
+    if decision.hidden:
+        # Said whenever the patient has a block that applies to this reader, whether or not it hid anything
+        # from this answer: a warning only when something was hidden would tell, question by question, what
+        # the blocked documents are (their codes, authors and dates).
         bundle["entry"].append({"resource": {"resourceType": "OperationOutcome", "issue": [{
             "severity": "warning", "code": "suppressed",
             "details": {"coding": [{"system": "urn:kroniker:finding", "code": "filtered-by-block"}]},
-            "diagnostics": messages.render("srv-filtered", {}, lang_of(request))}]}, "search": {"mode": "outcome"}})
+            "diagnostics": messages.render("srv-filtered", {}, call.lang)}]}, "search": {"mode": "outcome"}})
     return fhir(bundle)
 
 
-def _read_decision(ctx: Context, principal: Principal, patient: str, override: str | None) -> policy.Decision:
+def _read_decision(ctx: Context, rule: Rule, principal: Principal, patient: str,
+                   override: str | None) -> policy.Decision:
     relations = ctx.store.relations(patient) if principal.role == "clinician" else []
     blocks = ctx.store.active_blocks(patient) if principal.role == "clinician" else []
-    decision = policy.may_read(principal, patient, relations, blocks, override, utcnow())
+    decision = rule(principal, patient, relations, blocks, override, utcnow())
     if not decision.allowed:
         raise ApiError(decision.status, decision.reason, code="forbidden" if decision.status == 403 else "invalid",
                        patient=patient)
     return decision
 
 
-async def read_docref(request: Request, ctx: Context, principal: Principal | None) -> Response:
-    assert principal is not None
-    return await run_in_threadpool(_read_one, request, ctx, principal, request.path_params["id"], False)
+async def read_docref(call: Call) -> Response:
+    return await run_in_threadpool(_read_one, call, False)
 
 
-async def retrieve(request: Request, ctx: Context, principal: Principal | None) -> Response:
-    assert principal is not None
-    return await run_in_threadpool(_read_one, request, ctx, principal, request.path_params["id"], True)
+async def retrieve(call: Call) -> Response:
+    return await run_in_threadpool(_read_one, call, True)
 
 
-def _read_one(request: Request, ctx: Context, principal: Principal, doc_id: str, content: bool) -> Response:
+def _read_one(call: Call, content: bool) -> Response:
+    ctx, principal, request = call.ctx, call.who, call.request
+    doc_id = inputs.resource_id(request.path_params["id"], "unknown-document")
     stored = ctx.store.get(doc_id)
     if stored is None:
         raise ApiError(404, "unknown-document", code="not-found", id=doc_id)
     patient = stored.row["patient_cpr"]
     try:
-        decision = _read_decision(ctx, principal, patient, _override(request))
+        decision = _read_decision(ctx, call.rule, principal, patient, _override(call))
     except ApiError as exc:
         # Whether a document exists is itself health data: the refusal does not say more than 'not here'.
         if exc.key == "citizen-other-patient":
             raise ApiError(404, "unknown-document", code="not-found", id=doc_id) from None
         raise
+    action = "retrieve" if content else "read-metadata"
     if decision.nothing or not decision.visible(stored.info):
-        _record(ctx, AuditRecord("retrieve" if content else "read-metadata", principal, outcome="4",
-                                 patient_cpr=patient, reason="blocked", minlog=False, detail={"id": doc_id}))
-        return outcome(404, "unknown-document", lang_of(request), code="not-found", id=doc_id)
+        _record(ctx, AuditRecord(action, principal, outcome="4", patient_cpr=patient, reason="blocked", minlog=False,
+                                 detail={"id": doc_id}))
+        return outcome(404, "unknown-document", call.lang, code="not-found", id=doc_id)
     if stored.row["status"] == "entered-in-error":
         _record(ctx, AuditRecord("retrieve", principal, outcome="4", patient_cpr=patient, documents=[doc_id],
                                  reason="entered-in-error", detail={"id": doc_id}))
-        return outcome(410, "gone", lang_of(request), code="deleted", id=doc_id)
-    _record(ctx, AuditRecord("retrieve" if content else "read-metadata", principal, patient_cpr=patient,
+        return outcome(410, "gone", call.lang, code="deleted", id=doc_id)
+    if content and not _acceptable(request.headers.get("accept", ""), stored.row["content_type"]):
+        # Nothing of the document left the server: recorded as a refusal, not as a look-up (not in MinLog).
+        _record(ctx, AuditRecord(action, principal, outcome="4", patient_cpr=patient, reason="not-acceptable",
+                                 detail={"id": doc_id}))
+        return outcome(406, "not-acceptable", call.lang, code="not-supported", found=stored.row["content_type"])
+    _record(ctx, AuditRecord(action, principal, patient_cpr=patient,
                              documents=[doc_id], purpose="TREAT" if principal.role == "clinician" else "PATRQT",
                              override=decision.override, minlog=decision.minlog, detail={"id": doc_id}))
     if content:
-        full = ctx.store.get(doc_id)
-        assert full is not None
-        if not _acceptable(request.headers.get("accept", ""), full.row["content_type"]):
-            return outcome(406, "not-acceptable", lang_of(request), code="not-supported",
-                           found=full.row["content_type"])
-        return Response(full.row["content"], media_type=full.row["content_type"])
+        return Response(stored.row["content"], media_type=stored.row["content_type"])
     return fhir(stored.docref(base_url(request, ctx.settings)))
 
 
-async def patch_docref(request: Request, ctx: Context, principal: Principal | None) -> Response:
-    assert principal is not None
-    decision = policy.may_administer(principal)
+async def patch_docref(call: Call) -> Response:
+    principal, ctx = call.who, call.ctx
+    decision = call.rule(principal)
     if not decision.allowed:
         raise ApiError(403, decision.reason, code="forbidden")
-    body = _json(await read_body(request, ctx))
+    body = inputs.json_object(call.body, ctx.settings)
     status, reason = body.get("status"), body.get("reason")
     if status != "entered-in-error" or not isinstance(reason, str) or not reason.strip():
         raise ApiError(400, "patch-body", code="invalid")
-    doc_id = request.path_params["id"]
+    doc_id = inputs.resource_id(call.request.path_params["id"], "unknown-document")
 
     def work() -> Response:
         stored = ctx.store.get(doc_id)
@@ -509,7 +618,7 @@ async def patch_docref(request: Request, ctx: Context, principal: Principal | No
                           reason=reason, detail={"status": status})
         updated = ctx.store.set_status(doc_id, status, reason, rec)
         assert updated is not None
-        return fhir(updated.docref(base_url(request, ctx.settings)))
+        return fhir(updated.docref(base_url(call.request, ctx.settings)))
 
     return await run_in_threadpool(work)
 
@@ -518,71 +627,61 @@ def _acceptable(accept: str, content_type: str) -> bool:
     """ITI-68 answers the document as submitted; a client that accepts none of that gets 406."""
     if not accept.strip():
         return True
+    content_type = content_type.lower()
     main = content_type.split("/")[0]
     for part in accept.split(","):
-        media = part.split(";")[0].strip().lower()
+        media = inputs.media_type(part)
         if media in ("*/*", f"{main}/*", content_type, "application/json" if "json" in content_type else "",
                      "application/xml" if "xml" in content_type else ""):
             return True
     return False
 
 
-def _json(body: bytes) -> dict[str, Any]:
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise ApiError(400, "not-json", code="invalid") from None
-    if not isinstance(data, dict):
-        raise ApiError(400, "not-json", code="invalid")
-    return data
-
-
-async def audit_log(request: Request, ctx: Context, principal: Principal | None) -> Response:
-    assert principal is not None
-    params = dict(request.query_params)
-    patient = _patient_param(params)
-    decision = policy.may_read_audit(principal, patient)
+async def audit_log(call: Call) -> Response:
+    principal, ctx = call.who, call.ctx
+    patient = _patient_param(call)
+    decision = call.rule(principal, patient)
     if not decision.allowed:
         raise ApiError(403, decision.reason, code="forbidden", patient=patient)
     citizen = principal.role == "citizen"
     if citizen:
         patient = principal.cpr
-    count = min(int(params.get("_count", "100")) if params.get("_count", "100").isdigit() else 100, 1000)
-    offset = int(params["_offset"]) if params.get("_offset", "").isdigit() else 0
+    count_param, offset_param = call.one("_count"), call.one("_offset")
+    count = min(inputs.whole_number("_count", count_param) if count_param is not None else 100, 1000)
+    offset = inputs.whole_number("_offset", offset_param) if offset_param is not None else 0
 
     def work() -> Response:
         found, total = audit.rows(ctx.store.engine, patient_cpr=patient, minlog_only=citizen, limit=count,
                                   offset=offset)
         _record(ctx, AuditRecord("audit", principal, patient_cpr=patient, detail={"returned": len(found)}))
         bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset", "total": total,
-                                  "link": [{"relation": "self", "url": str(request.url)}], "entry": [
+                                  "link": [{"relation": "self", "url": str(call.request.url)}], "entry": [
             {"resource": audit.as_audit_event(r, for_citizen=citizen), "search": {"mode": "match"}} for r in found]}
         if offset + count < total:
-            from urllib.parse import urlencode
-
-            nxt = [(k, v) for k, v in request.query_params.multi_items() if k not in ("_offset", "_count")]
+            nxt = [(k, v) for k, v in call.params if k not in ("_offset", "_count")]
             nxt += [("_count", str(count)), ("_offset", str(offset + count))]
-            bundle["link"].append({"relation": "next", "url": f"{base_url(request, ctx.settings)}/fhir/AuditEvent?"
+            bundle["link"].append({"relation": "next", "url": f"{base_url(call.request, ctx.settings)}/fhir/AuditEvent?"
                                                             f"{urlencode(nxt)}"})
         return fhir(bundle)
 
     return await run_in_threadpool(work)
 
 
-async def add_block(request: Request, ctx: Context, principal: Principal | None) -> Response:
-    assert principal is not None
-    body = _json(await read_body(request, ctx))
+async def add_block(call: Call) -> Response:
+    principal, ctx = call.who, call.ctx
+    body = inputs.json_object(call.body, ctx.settings)
     patient = body.get("patient") or principal.cpr
     if not isinstance(patient, str):
         raise ApiError(400, "block-patient", code="required")
-    decision = policy.may_manage_blocks(principal, patient)
+    if not _is_cpr(patient):
+        raise ApiError(400, "bad-field", code="invalid", field="patient")
+    decision = call.rule(principal, patient)
     if not decision.allowed:
         raise ApiError(403, decision.reason, code="forbidden", patient=patient)
     problem = policy.validate_block(body)
     if problem:
         raise ApiError(400, problem, code="invalid", field=policy.bad_field(body) or "")
-    start = _when(body.get("start"))
-    end = _when(body.get("end"))
+    start, end = _period(body)
     rec = AuditRecord("block", principal, patient_cpr=patient, detail={k: body.get(k) for k in (
         "kind", "clinician", "organisation", "start", "end")})
     bid = await run_in_threadpool(ctx.store.add_block, patient, body["kind"], body.get("clinician"),
@@ -590,23 +689,43 @@ async def add_block(request: Request, ctx: Context, principal: Principal | None)
     return JSONResponse({"id": bid, "patient": patient, "kind": body["kind"]}, status_code=201)
 
 
-def _when(value: Any) -> dt.datetime | None:
+def _period(body: dict[str, Any]) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """A block's or relation's start and end. A date is a Danish day and the end day is included: 'to 30 June'
+    lasts until 1 July begins in Denmark. A dateTime is that instant (the end is where it stops)."""
+    start, end = _when(body.get("start"), end=False), _when(body.get("end"), end=True)
+    if start is not None and end is not None and end <= start:
+        raise ApiError(400, "bad-period", code="invalid", start=body["start"][:40], end=body["end"][:40])
+    return start, end
+
+
+def _when(value: Any, *, end: bool) -> dt.datetime | None:
     if value in (None, ""):
         return None
     if not isinstance(value, str):
-        raise ApiError(400, "bad-date", code="invalid", found=str(value))
-    t = instant(value) if "T" in value else _date(value)
-    if t is None:
-        raise ApiError(400, "bad-date", code="invalid", found=value)
-    return t
+        raise ApiError(400, "bad-date", code="invalid", found=str(value)[:40])
+    if "T" in value:
+        try:
+            t = instant(value)
+        except (ValueError, OverflowError):
+            t = None
+        if t is None:
+            raise ApiError(400, "bad-date", code="invalid", found=value[:40])
+        return t
+    day = inputs.calendar_date(value)
+    if day is None:
+        raise ApiError(400, "bad-date", code="invalid", found=value[:40])
+    # None: the calendar's first day begins, or its last day ends, outside what the store holds (unbounded).
+    return inputs.danish_day_end(day) if end else inputs.danish_day_start(day)
 
 
-async def list_blocks(request: Request, ctx: Context, principal: Principal | None) -> Response:
-    assert principal is not None
-    patient = request.query_params.get("patient") or principal.cpr
+async def list_blocks(call: Call) -> Response:
+    principal, ctx = call.who, call.ctx
+    patient = call.one("patient") or principal.cpr
     if not patient:
         raise ApiError(400, "block-patient", code="required")
-    decision = policy.may_manage_blocks(principal, patient)
+    if not _is_cpr(patient):
+        raise ApiError(400, "bad-field", code="invalid", field="patient")
+    decision = call.rule(principal, patient)
     if not decision.allowed:
         raise ApiError(403, decision.reason, code="forbidden", patient=patient)
 
@@ -619,13 +738,13 @@ async def list_blocks(request: Request, ctx: Context, principal: Principal | Non
     return await run_in_threadpool(work)
 
 
-async def lift_block(request: Request, ctx: Context, principal: Principal | None) -> Response:
-    assert principal is not None
-    bid = request.path_params["id"]
+async def lift_block(call: Call) -> Response:
+    principal, ctx = call.who, call.ctx
+    bid = inputs.resource_id(call.request.path_params["id"], "unknown-block")
     row = await run_in_threadpool(ctx.store.block_row, bid)
     if row is None:
         raise ApiError(404, "unknown-block", code="not-found", id=bid)
-    decision = policy.may_manage_blocks(principal, row["patient_cpr"])
+    decision = call.rule(principal, row["patient_cpr"])
     if not decision.allowed:
         # Someone else's block is not theirs to know about either.
         raise ApiError(404, "unknown-block", code="not-found", id=bid)
@@ -634,12 +753,12 @@ async def lift_block(request: Request, ctx: Context, principal: Principal | None
     return JSONResponse({"id": bid, "lifted": done})
 
 
-async def add_relation(request: Request, ctx: Context, principal: Principal | None) -> Response:
-    assert principal is not None
-    decision = policy.may_administer(principal)
+async def add_relation(call: Call) -> Response:
+    principal, ctx = call.who, call.ctx
+    decision = call.rule(principal)
     if not decision.allowed:
         raise ApiError(403, decision.reason, code="forbidden")
-    body = _json(await read_body(request, ctx))
+    body = inputs.json_object(call.body, ctx.settings)
     patient, evidence = body.get("patient"), body.get("evidence")
     if not isinstance(patient, str) or not isinstance(evidence, str) or not (body.get("clinician")
                                                                               or body.get("organisation")):
@@ -647,13 +766,35 @@ async def add_relation(request: Request, ctx: Context, principal: Principal | No
     bad = policy.bad_field(body)
     if bad:
         raise ApiError(400, "bad-field", code="invalid", field=bad)
-    start = _when(body.get("start")) or utcnow()
-    end = _when(body.get("end"))
+    start, end = _period(body)
     rec = AuditRecord("relation", principal, patient_cpr=patient, detail={k: body.get(k) for k in (
         "clinician", "organisation", "evidence", "start", "end")})
     rid = await run_in_threadpool(ctx.store.add_relation, patient, body.get("clinician"), body.get("organisation"),
-                                  evidence, start, end, rec)
+                                  evidence, start or utcnow(), end, rec)
     return JSONResponse({"id": rid}, status_code=201)
+
+
+# -- the route table -----------------------------------------------------------------------------------------
+
+# Every route, the access rule (policy.py) its handler asks, and the body it takes. Tests check that each route
+# refuses the wrong role with its rule's own reason, and the app refuses to answer for a handler that did not ask.
+ROUTES: tuple[RouteSpec, ...] = (
+    RouteSpec("GET", "/metadata", capability, policy.may_see_metadata, public=True),
+    RouteSpec("GET", "/health", health, policy.may_check_health, public=True),
+    RouteSpec("POST", "/fhir/Bundle", submit, policy.may_submit, body="document"),
+    RouteSpec("GET", "/fhir/Bundle/{id}", retrieve, policy.may_read),
+    RouteSpec("GET", "/fhir/DocumentReference", search, policy.may_read),
+    RouteSpec("POST", "/fhir/DocumentReference/_search", search, policy.may_read, body="form"),
+    RouteSpec("GET", "/fhir/DocumentReference/{id}", read_docref, policy.may_read),
+    RouteSpec("PATCH", "/fhir/DocumentReference/{id}", patch_docref, policy.may_administer, body="json"),
+    RouteSpec("GET", "/fhir/AuditEvent", audit_log, policy.may_read_audit),
+    RouteSpec("POST", "/blocks", add_block, policy.may_manage_blocks, body="json"),
+    RouteSpec("GET", "/blocks", list_blocks, policy.may_manage_blocks),
+    RouteSpec("DELETE", "/blocks/{id}", lift_block, policy.may_manage_blocks),
+    RouteSpec("POST", "/admin/relations", add_relation, policy.may_administer, body="json"),
+)
+ROUTE_RULES: dict[tuple[str, str], Callable[..., policy.Decision]] = {(r.method, r.path): r.rule for r in ROUTES}
+PUBLIC = {(r.method, r.path) for r in ROUTES if r.public}
 
 
 def routes_of(app: Starlette) -> set[tuple[str, str]]:
@@ -664,5 +805,3 @@ def routes_of(app: Starlette) -> set[tuple[str, str]]:
             if m != "HEAD":
                 out.add((m, r.path))  # type: ignore[attr-defined]
     return out
-
-

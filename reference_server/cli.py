@@ -26,7 +26,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     t.add_argument("--auth-id", dest="auth_id")
     t.add_argument("--org-name", dest="org_name")
     t.add_argument("--name")
-    t.add_argument("--hours", type=float, default=12.0, help="how long the token is valid")
+    t.add_argument("--hours", type=float, default=12.0,
+                   help="how long the token is valid (at most KRONIKER_TOKEN_MAX_HOURS, default 24)")
     t.set_defaults(func=cmd_token)
 
     a = sub.add_parser("audit", help="the audit log")
@@ -89,15 +90,21 @@ def _safe(url: str) -> str:
 
 def cmd_token(args: argparse.Namespace) -> int:
     from kroniker.reference_server.settings import Settings
-    from kroniker.reference_server.tokens import Principal, issue, load_or_create_key, missing_identity
+    from kroniker.reference_server.tokens import Principal, TokenError, issue, load_or_create_key, missing_identity
 
     p = Principal(args.role, args.cpr, args.sor, args.ydernummer, args.auth_id, args.org_name, args.name)
     problem = missing_identity(p)
     if problem:
         print(f"kroniker token: {problem}", file=sys.stderr)
         return 2
-    key = load_or_create_key(Settings.from_env().key_file)
-    print(issue(key, p, int(args.hours * 3600)))
+    settings = Settings.from_env()
+    try:  # the server would refuse a token that lives longer than its maximum: none is made
+        token = issue(load_or_create_key(settings.key_file), p, int(args.hours * 3600),
+                      max_lifetime=settings.max_token_lifetime)
+    except TokenError as exc:
+        print(f"kroniker token: {exc} (KRONIKER_TOKEN_MAX_HOURS)", file=sys.stderr)
+        return 2
+    print(token)
     return 0
 
 

@@ -8,7 +8,8 @@ They follow DDS as spec/sharing-and-clinical.md §2 and §4 describe it:
   documents out, with a warning; værdispring (consent override) with a reason lifts blocks and is shown to the
   citizen as such;
 - an admin has the admin endpoints and the full audit log.
-Routes never decide access themselves; every route names its rule (ROUTE_RULES in app.py).
+Routes never decide access themselves; every route is declared with its rule (ROUTES in app.py), which its
+handler is given and must ask.
 """
 
 from __future__ import annotations
@@ -181,8 +182,12 @@ def may_administer(p: Principal) -> Decision:
     return Decision(True) if p.role == "admin" else deny("admin-only")
 
 
-def may_see_metadata(p: Principal) -> Decision:
+def may_see_metadata(p: Principal | None) -> Decision:
     return Decision(True)  # the CapabilityStatement is public, as on any FHIR server
+
+
+def may_check_health(p: Principal | None) -> Decision:
+    return Decision(True)  # liveness for a load balancer: no data, no caller
 
 
 def _text(value: Any, pattern: str) -> bool:

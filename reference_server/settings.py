@@ -18,7 +18,17 @@ class Settings:
     home: Path = field(default_factory=default_home)
     database_url: str | None = None  # default: SQLite in home
     package_cache: Path | None = None  # default: the FHIR package cache (~/.fhir/packages)
-    max_request_bytes: int = 10 * 1024 * 1024
+    # Limits on what a request may carry, checked before anything is parsed (docs/server.md, "Limits").
+    max_request_bytes: int = 10 * 1024 * 1024  # a document (POST /fhir/Bundle)
+    max_small_body_bytes: int = 64 * 1024  # the JSON of /blocks, /admin/relations and PATCH; a _search form
+    max_query_bytes: int = 8 * 1024  # the query string (or a _search form) before it is split
+    max_query_params: int = 64  # parameters in one request
+    max_param_repeats: int = 16  # occurrences of one parameter
+    max_param_values: int = 32  # comma-separated values in one occurrence
+    max_json_depth: int = 8  # nesting of a JSON body other than a document (the validator bounds documents)
+    # The longest a bearer token may live (exp minus now, and exp minus iat): a stolen token is good for this long
+    # at most, and `kroniker token` will not make a longer one.
+    max_token_lifetime: int = 24 * 3600
     page_size: int = 50
     max_page_size: int = 500
     base_url: str = ""  # the public base of absolute URLs; default: taken from each request
@@ -43,6 +53,21 @@ class Settings:
             "database_url": os.environ.get("KRONIKER_DATABASE") or None,
             "package_cache": Path(os.environ["KRONIKER_FHIR_PACKAGES"]) if os.environ.get("KRONIKER_FHIR_PACKAGES")
             else None,
+            "max_token_lifetime": _hours("KRONIKER_TOKEN_MAX_HOURS"),
         }
         env.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**env)  # type: ignore[arg-type]
+        return cls(**{k: v for k, v in env.items() if v is not None})  # type: ignore[arg-type]
+
+
+def _hours(name: str) -> int | None:
+    """An environment variable in hours (as `kroniker token --hours`), as whole seconds; None when unset."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        hours = float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number of hours, found {raw!r}") from None
+    if not 0 < hours <= 24 * 366:
+        raise ValueError(f"{name} must be more than 0 and at most a year of hours, found {raw!r}")
+    return int(hours * 3600)

@@ -20,6 +20,9 @@ import jwt
 ROLES = ("source", "citizen", "clinician", "admin", "dpo")
 ISSUER = "kroniker"
 DEFAULT_LIFETIME = 12 * 3600
+MAX_LIFETIME = 24 * 3600  # Settings.max_token_lifetime's default
+# Clocks of the issuer and the server may differ a little: a token may claim this much more than the maximum.
+LEEWAY = 60
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,11 @@ def load_or_create_key(path: Path) -> bytes:
     return key
 
 
-def issue(key: bytes, principal: Principal, lifetime: int = DEFAULT_LIFETIME) -> str:
+def issue(key: bytes, principal: Principal, lifetime: int = DEFAULT_LIFETIME, *,
+          max_lifetime: int = MAX_LIFETIME) -> str:
+    """A signed token for the principal, valid for `lifetime` seconds; TokenError beyond `max_lifetime`."""
+    if lifetime > max_lifetime:
+        raise TokenError(f"a token may live at most {max_lifetime / 3600:g} hours; asked for {lifetime / 3600:g}")
     now = int(time.time())
     claims: dict[str, Any] = {"iss": ISSUER, "iat": now, "exp": now + lifetime, "jti": uuid.uuid4().hex,
                               "role": principal.role}
@@ -76,16 +83,17 @@ def issue(key: bytes, principal: Principal, lifetime: int = DEFAULT_LIFETIME) ->
     return jwt.encode(claims, key, algorithm="HS256")
 
 
-def verify(key: bytes, token: str) -> Principal:
-    return _verified(key, token)[0]
+def verify(key: bytes, token: str, max_lifetime: int = MAX_LIFETIME) -> Principal:
+    return _verified(key, token, max_lifetime)[0]
 
 
-def _verified(key: bytes, token: str) -> tuple[Principal, float]:
+def _verified(key: bytes, token: str, max_lifetime: int) -> tuple[Principal, float]:
     """The token's principal and when the token expires (epoch seconds); TokenError if it does not verify."""
     try:
         claims = jwt.decode(token, key, algorithms=["HS256"], issuer=ISSUER, options={"require": ["exp", "role"]})
     except jwt.PyJWTError as exc:
         raise TokenError(str(exc)) from None
+    _check_lifetime(claims, max_lifetime)
     role = claims.get("role")
     if role not in ROLES:
         raise TokenError(f"unknown role {role!r}")
@@ -97,19 +105,28 @@ def _verified(key: bytes, token: str) -> tuple[Principal, float]:
     return principal, float(claims["exp"])
 
 
+def _check_lifetime(claims: dict[str, Any], max_lifetime: int) -> None:
+    """A token that would stay valid longer than the server allows is refused, however well it is signed."""
+    exp, iat = claims["exp"], claims.get("iat")
+    if exp - time.time() > max_lifetime + LEEWAY:
+        raise TokenError(f"the token is valid for more than {max_lifetime / 3600:g} hours from now")
+    if isinstance(iat, (int, float)) and exp - iat > max_lifetime + LEEWAY:
+        raise TokenError(f"the token was issued to live more than {max_lifetime / 3600:g} hours")
+
+
 class Verifier:
     """verify() with memory: a token that verified is not verified again until it expires (a GP system sends
     the same token with every submission). At most `size` tokens are kept; then the memory starts afresh."""
 
-    def __init__(self, key: bytes, size: int = 4096) -> None:
-        self.key, self.size = key, size
+    def __init__(self, key: bytes, size: int = 4096, max_lifetime: int = MAX_LIFETIME) -> None:
+        self.key, self.size, self.max_lifetime = key, size, max_lifetime
         self._known: dict[str, tuple[Principal, float]] = {}
 
     def __call__(self, token: str) -> Principal:
         hit = self._known.get(token)
         if hit is not None and time.time() < hit[1]:
             return hit[0]
-        principal, exp = _verified(self.key, token)  # raises for a bad token: those are never kept
+        principal, exp = _verified(self.key, token, self.max_lifetime)  # raises for a bad token: those are never kept
         if len(self._known) >= self.size:
             self._known = {}
         self._known[token] = (principal, exp)

@@ -240,9 +240,9 @@ class Server:
 
 
 @contextmanager
-def running(settings: Settings) -> Iterator[Server]:
-    """The app from create_app(settings), served by uvicorn in a thread on a free loopback port."""
-    app = create_app(settings)
+def running(settings: Settings, **app_options: Any) -> Iterator[Server]:
+    """The app from create_app(settings, **app_options), served by uvicorn in a thread on a free loopback port."""
+    app = create_app(settings, **app_options)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))

@@ -5,6 +5,8 @@ rule is tested from the refused side too, and no answer to anyone carries anothe
 
 from __future__ import annotations
 
+import datetime as dt
+import inspect
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,9 +14,10 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.responses import JSONResponse, Response
 
 from kroniker.reference_server import policy
-from kroniker.reference_server.app import PUBLIC, ROUTE_RULES, create_app, routes_of
+from kroniker.reference_server.app import PUBLIC, ROUTE_RULES, ROUTES, RouteSpec, create_app, routes_of
 from kroniker.reference_server.settings import Settings
 from kroniker.reference_server.tokens import Principal
 from kroniker.validators.packages import PackageCache
@@ -45,6 +48,7 @@ from tests.server_support import (
 pytestmark = pytest.mark.network
 
 OVERRIDE = "X-Consent-Override"
+NOT_HERE = {"unknown-document", "unknown-block"}  # what a refusal says where existence itself is health data
 
 
 @dataclass
@@ -97,15 +101,45 @@ def test_every_route_has_an_access_rule_and_every_rule_a_route(tmp_path: Path, p
     assert routes_of(app) == set(ROUTE_RULES)
 
 
-def test_every_rule_names_access_functions_that_exist() -> None:
+def test_every_route_is_declared_with_an_access_function_of_the_policy_module() -> None:
     for route, rule in ROUTE_RULES.items():
-        names = re.findall(r"\bmay_\w+", rule)
+        assert callable(rule) and rule.__module__ == policy.__name__ and rule.__name__.startswith("may_"), route
+        assert getattr(policy, rule.__name__) is rule, f"{route}: policy.{rule.__name__} is not the declared rule"
         if route in PUBLIC:
-            assert rule.startswith("public"), f"{route} is answered without a token but its rule says {rule!r}"
-            continue
-        assert names, f"{route}: the rule does not name its function in policy.py: {rule!r}"
-        for name in names:
-            assert callable(getattr(policy, name, None)), f"{route}: policy.{name} does not exist"
+            assert rule(None).allowed, f"{route} is answered without a token, but its rule refuses anyone"
+
+
+def deny_reasons(rule: Any) -> set[str]:
+    """Every refusal reason an access function can give: its own deny(...) calls and those of the rules it asks
+    (read from policy.py's source, so a route refused for another reason than its declared rule's is caught)."""
+    source = inspect.getsource(rule)
+    reasons = set(re.findall(r'deny\("([a-z-]+)"', source))
+    for name in set(re.findall(r"\bmay_\w+", source)) - {rule.__name__}:
+        reasons |= deny_reasons(getattr(policy, name))
+    return reasons
+
+
+def test_every_access_function_can_refuse_someone() -> None:
+    for route, rule in ROUTE_RULES.items():
+        assert route in PUBLIC or deny_reasons(rule), f"{route}: {rule.__name__} never refuses"
+
+
+def test_a_handler_that_does_not_ask_its_rule_is_not_answered(tmp_path: Path, package_cache: PackageCache) -> None:
+    """If a handler stops asking its access rule, the app answers 500 (and audits it) instead of what the handler
+    made: a route cannot silently become open to every role."""
+    async def careless(call: Any) -> Response:
+        return JSONResponse({"patient": "0101709996"})  # answers without asking call.rule
+
+    routes = [RouteSpec("GET", "/careless", careless, policy.may_administer),
+              *(r for r in ROUTES if r.public)]
+    settings = Settings(home=tmp_path, package_cache=package_cache.root)
+    with s.running(settings, routes=routes) as server:
+        before = server.rows()["audit_events"]
+        r = server.get("/careless", s.citizen(new_patient()))
+        assert r.status_code == 500 and "0101709996" not in r.text
+        assert finding_codes(r.json()) == {"internal"}
+        assert server.rows()["audit_events"] == before + 1
+        assert server.get("/metadata").status_code == 200  # a public route's rule is asked by the app itself
 
 
 def test_only_the_public_routes_answer_without_a_token(server: Server) -> None:
@@ -158,12 +192,15 @@ def test_the_wrong_role_is_refused_on_every_route_and_nothing_changes(server: Se
     cases = refusals(server)
     assert {(m, route) for m, route, *_ in cases} == set(ROUTE_RULES) - PUBLIC, "a route without a refusal case"
     before = server.rows()
-    for method, _, path, who, status, kwargs in cases:
+    for method, route, path, who, status, kwargs in cases:
         headers = server.auth(who, **kwargs.get("headers", {}))
         r = server.client.request(method, path, headers=headers,
                                   **{k: v for k, v in kwargs.items() if k != "headers"})
         assert r.status_code == status, (method, path, who.role, r.text)
         assert is_outcome(r), (method, path, who.role)
+        # The refusal is the declared rule's own (or, where existence is itself health data, 'not here').
+        allowed = deny_reasons(ROUTE_RULES[(method, route)]) | (NOT_HERE if status == 404 else set())
+        assert finding_codes(r.json()) & allowed, (method, path, who.role, r.text)
     after = server.rows()
     assert {t: n for t, n in after.items() if t != "audit_events"} == \
         {t: n for t, n in before.items() if t != "audit_events"}
@@ -320,6 +357,84 @@ def test_a_block_on_a_period_filters_the_documents_from_it(server: Server) -> No
     assert rec.old["id"] not in ids(bundle)
     assert rec.annual["id"] in ids(bundle)
     assert "filtered-by-block" in {c for o in outcomes(bundle) for c in finding_codes(o)}
+
+
+def warned(bundle: dict[str, Any]) -> bool:
+    return "filtered-by-block" in {c for o in outcomes(bundle) for c in finding_codes(o)}
+
+
+def test_the_block_warning_does_not_tell_which_hidden_documents_match(server: Server) -> None:
+    """Issue 9 item 5: a warning only when a hidden document matched let a clinician learn the blocked note's
+    event codes, authors and dates one question at a time. Now the warning is there for every question while a
+    block may apply to this reader, and the answers to questions that do and do not match the hidden note are
+    alike."""
+    rec = record(server, "Bodil", "Blok")
+    assert server.block(citizen(rec.patient), kind="organisation", organisation=OTHER_CLINIC.sor).status_code == 201
+    probes = [{}, {"author.identifier": OTHER_CLINIC.sor}, {"author.identifier": "999"},
+              {"date": "2025-05-02"}, {"date": "2025-05-03"}, {"event": "279039007"}, {"type": "nothing|nothing"}]
+    for params in probes:
+        bundle = server.search(rec.doctor, rec.patient, **params).json()
+        assert rec.old["id"] not in ids(bundle), params
+        assert warned(bundle), params
+    hidden = server.search(rec.doctor, rec.patient, **{"author.identifier": OTHER_CLINIC.sor}).json()
+    absent = server.search(rec.doctor, rec.patient, **{"author.identifier": "999"}).json()
+    assert (hidden["total"], outcomes(hidden)) == (absent["total"], outcomes(absent)) == (0, outcomes(absent))
+
+
+def test_no_block_warning_when_no_block_can_apply_to_the_reader(server: Server) -> None:
+    rec = record(server, "Bjarne", "Blank")
+    assert not warned(server.search(rec.doctor, rec.patient).json())
+    # A block on another professional does not apply to this one, and one not yet in force applies to nobody.
+    assert server.block(citizen(rec.patient), kind="professional", clinician=rec.colleague.auth_id).status_code == 201
+    assert server.block(citizen(rec.patient), kind="organisation", organisation=OTHER_CLINIC.sor,
+                        start=days_from_now(10)).status_code == 201
+    bundle = server.search(rec.doctor, rec.patient).json()
+    assert ids(bundle) == rec.all_ids and not warned(bundle)
+
+
+# Denmark's summer time began on 29 March 2026 at 02:00 (a 23-hour day) and ends on 25 October 2026 at 03:00
+# (a 25-hour day): EU Directive 2000/84/EC, last Sunday of March and of October at 01:00 UTC.
+DST_NOTES = {  # service time as the GP wrote it (Danish offset), and whether a block of that one day covers it
+    "spring, 00:30 on the day (23:30 UTC the day before)": ("2026-03-29T00:30:00+01:00", True),
+    "spring, 23:30 on the day": ("2026-03-29T23:30:00+02:00", True),
+    "spring, 00:30 the next day (22:30 UTC on the day)": ("2026-03-30T00:30:00+02:00", False),
+    "spring, 23:30 the day before": ("2026-03-28T23:30:00+01:00", False),
+    "autumn, 00:30 on the day (22:30 UTC the day before)": ("2026-10-25T00:30:00+02:00", True),
+    "autumn, 23:30 on the day": ("2026-10-25T23:30:00+01:00", True),
+    "autumn, 00:30 the next day (23:30 UTC on the day)": ("2026-10-26T00:30:00+01:00", False),
+}
+
+
+@pytest.mark.parametrize("day", ["2026-03-29", "2026-10-25"], ids=["spring forward", "fall back"])
+def test_a_period_block_covers_danish_days_with_the_end_day_included(server: Server, day: str) -> None:
+    """'Spær fra 29. marts til 29. marts' is that whole Danish day, whatever its length, and no more."""
+    p = new_patient("Dagny", "Døgn")
+    doctor = new_doctor()
+    server.relate(p, clinician_id=doctor.auth_id)
+    season = "spring" if day.startswith("2026-03") else "autumn"
+    docs = {}
+    for what, (when, covered) in DST_NOTES.items():
+        if what.startswith(season):
+            updated = when.replace(":30:00", ":45:00")
+            docs[what] = (server.shared(source(), note(p, created=when, updated=updated))["id"], covered)
+    r = server.block(citizen(p), kind="period", start=day, end=day)
+    assert r.status_code == 201, r.text
+    shown = ids(server.search(doctor, p).json())
+    assert {what for what, (i, _) in docs.items() if i not in shown} == \
+        {what for what, (_, covered) in docs.items() if covered}
+    [listed] = server.get("/blocks", citizen(p)).json()
+    offset = {"2026-03-29": (1, 2), "2026-10-25": (2, 1)}[day]  # UTC offset when the day begins, when it ends
+    begins = dt.datetime.fromisoformat(day) - dt.timedelta(hours=offset[0])
+    ends = dt.datetime.fromisoformat(day) + dt.timedelta(days=1, hours=-offset[1])
+    assert (listed["period_start"], listed["period_end"]) == (begins.isoformat(), ends.isoformat())
+
+
+def test_a_period_that_ends_before_it_begins_is_refused(server: Server) -> None:
+    p = new_patient("Per", "Omvendt")
+    before = server.rows()
+    r = server.block(citizen(p), kind="period", start="2026-06-30", end="2026-06-01")
+    assert r.status_code == 400 and "bad-period" in finding_codes(r.json())
+    assert server.rows()["blocks"] == before["blocks"]
 
 
 def test_a_general_block_answers_every_clinician_with_nothing(server: Server) -> None:

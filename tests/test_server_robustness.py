@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import jwt
@@ -129,6 +130,12 @@ def bad_authorisations(server: Server) -> dict[str, str | None]:
         "unsigned (alg none)": "Bearer " + jwt.encode({**src, "iss": "kroniker", "exp": int(time.time()) + 60}, None,
                                                       algorithm="none"),
         "no expiry": "Bearer " + jwt.encode({**src, "iss": "kroniker"}, server.key, algorithm="HS256"),
+        # Settings.max_token_lifetime (24 hours by default) bounds how long a stolen token is good for.
+        "valid for 30 days": "Bearer " + jwt.encode({**src, "iss": "kroniker", "exp": int(time.time()) + 30 * 86400},
+                                                    server.key, algorithm="HS256"),
+        "issued to live 48 hours": "Bearer " + jwt.encode(
+            {**src, "iss": "kroniker", "iat": int(time.time()) - 47 * 3600, "exp": int(time.time()) + 3600},
+            server.key, algorithm="HS256"),
     }
 
 
@@ -249,8 +256,9 @@ def test_refusals_are_explained_in_danish_on_request(server: Server) -> None:
 
 # -- the `kroniker token` command ------------------------------------------------------------------------------
 
-def kroniker(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "KRONIKER_HOME": str(home)}
+def kroniker(*args: str, home: Path, **env_vars: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "KRONIKER_TOKEN_MAX_HOURS"}  # the user's own setting
+    env.update(KRONIKER_HOME=str(home), **env_vars)
     return subprocess.run([sys.executable, "-m", "kroniker", *args], capture_output=True, text=True, env=env,
                           cwd=ROOT, timeout=120, check=False)
 
@@ -264,6 +272,25 @@ def test_a_token_from_the_command_line_is_accepted_by_the_server(server: Server)
     r = server.client.post("/fhir/Bundle", content=encode(note(new_patient("Hugo", "Hegn"))),
                            headers={"Authorization": f"Bearer {token}", "Content-Type": FHIR_JSON})
     assert r.status_code == 201, r.text
+
+
+def test_the_command_line_will_not_make_a_token_the_server_would_refuse(server: Server) -> None:
+    home = server.settings.home
+    made = kroniker("token", "--role", "source", "--sor", GP_CLINIC.sor, "--hours", "48", home=home)
+    assert made.returncode == 2 and made.stdout == ""
+    assert "24 hours" in made.stderr and "Traceback" not in made.stderr
+    # A data directory whose servers allow longer tokens may make them; this server (24 hours) refuses one.
+    made = kroniker("token", "--role", "source", "--sor", GP_CLINIC.sor, "--hours", "48", home=home,
+                    KRONIKER_TOKEN_MAX_HOURS="72")
+    assert made.returncode == 0, made.stderr
+    r = assert_refused_and_nothing_stored(server, lambda: server.client.get(
+        "/fhir/AuditEvent", headers={"Authorization": f"Bearer {made.stdout.strip()}"}), 401)
+    assert "bad-token" in s.finding_codes(r.json())
+
+
+def test_a_token_of_the_maximum_lifetime_is_accepted(server: Server) -> None:
+    token = issue(server.key, ADMIN, lifetime=server.settings.max_token_lifetime)
+    assert server.client.get("/fhir/AuditEvent", headers={"Authorization": f"Bearer {token}"}).status_code == 200
 
 
 @pytest.mark.parametrize("args", [["--role", "citizen"], ["--role", "clinician", "--auth-id", "X1"],
@@ -321,3 +348,250 @@ def test_xml_and_json_of_the_same_document_are_not_silently_two(server: Server) 
     assert r.status_code in (200, 409), r.text
     assert len(s.entries(server.search(citizen(p), p).json())) == 1
     assert json.loads(r.text)["resourceType"] in ("DocumentReference", "OperationOutcome")
+
+
+# -- hostile requests that once answered 500 (issue 9, item 3): each now a refusal with its own finding -----------
+
+def refused(server: Server, send: Any, status: int, code: str) -> httpx.Response:
+    """A request that must be refused with `status` and finding `code`, store untouched, the refusal audited."""
+    r = assert_refused_and_nothing_stored(server, send, status)
+    assert code in s.finding_codes(r.json()), r.text[:500]
+    return r
+
+
+def ascii_json(value: Any) -> bytes:
+    """JSON as a hostile client may send it: \\u escapes for NUL and lone surrogates (which UTF-8 cannot carry)."""
+    return json.dumps(value, ensure_ascii=True).encode("ascii")
+
+
+def test_dates_at_the_ends_of_the_calendar_are_answered(server: Server) -> None:
+    """FHIR date search: le9999-12-31 holds for every time there is, gt9999-12-31 and lt0001-01-01 for none."""
+    p = new_patient("Ole", "Overløb")
+    d = server.shared(source(), note(p))
+    for date, expected in [("le9999-12-31", {d["id"]}), ("ge0001-01-01", {d["id"]}), ("gt9999-12-31", set()),
+                           ("lt0001-01-01", set()), ("eq9999-12-31", set()), ("le9999-12-31T23:59:59Z", {d["id"]}),
+                           ("ge0001-01-01T00:00:00Z", {d["id"]})]:
+        r = server.search(citizen(p), p, date=date)
+        assert r.status_code == 200, (date, r.text[:300])
+        assert s.ids(r.json()) == expected, date
+
+
+@pytest.mark.parametrize("date", ["ge9999-12-31T23:59:59-05:00", "le0001-01-01T00:00:00+01:00", "ne2026-01-01",
+                                  "ge2026-01-01junk", "20260101", "2026-1-1"])
+def test_a_date_that_is_no_fhir_date_or_leaves_the_calendar_is_refused(server: Server, date: str) -> None:
+    p = new_patient("Oda", "Overløb")
+    refused(server, lambda: server.search(citizen(p), p, date=date), 400, "bad-date")
+
+
+@pytest.mark.parametrize("route", ["/fhir/DocumentReference", "/fhir/AuditEvent"])
+@pytest.mark.parametrize("param,value", [("_count", "²"), ("_count", "٣"), ("_count", "1_0"), ("_count", " 5"),
+                                         ("_offset", "9" * 5000), ("_offset", "9" * 20), ("_offset", "-1")],
+                         ids=["superscript two", "arabic-indic three", "underscore", "space", "5000 digits",
+                              "20 digits", "negative"])
+def test_count_and_offset_are_ascii_whole_numbers_of_at_most_nine_digits(server: Server, route: str, param: str,
+                                                                         value: str) -> None:
+    p = new_patient("Palle", "Paging")
+    query = {"patient.identifier": p.identifier, "status": "current", param: value}
+    refused(server, lambda: server.get(route, citizen(p), params=query), 400, "bad-count")
+
+
+def test_a_parameter_repeated_1200_times_is_refused_before_the_database_sees_it(server: Server) -> None:
+    p = new_patient("Rita", "Repetition")
+    base = [("patient.identifier", p.identifier), ("status", "current")]
+    # As the attacker sent it (14 KB): longer than a query may be. Short values: more parameters than allowed.
+    def get(*extra: tuple[str, str]) -> httpx.Response:
+        return server.get("/fhir/DocumentReference", citizen(p), params=[*base, *extra])
+
+    refused(server, lambda: get(*[("type", "a|b")] * 1200), 414, "query-too-long")
+    refused(server, lambda: get(*[("type", "")] * 1200), 400, "too-many-params")
+    query = [("patient.identifier", p.identifier), ("status", "current"), *[("type", "a|b")] * 17]
+    refused(server, lambda: server.get("/fhir/DocumentReference", citizen(p), params=query), 400, "param-repeated")
+
+
+def test_the_largest_search_the_limits_allow_is_answered(server: Server) -> None:
+    """64 parameters (the most), 16 occurrences each of four token parameters with 32 values each, sent as a
+    form: within every limit, and within what both databases take in one statement (SQLite's expression depth of
+    1,000 is what ended the search with 1,200 type parameters)."""
+    p = new_patient("Lis", "Lang")
+    d = server.shared(source(), note(p))
+    lbp = "http://snomed.info/sct|866144008"  # the Shared Note's type (docs/server.md)
+    types = ",".join([lbp, *[f"urn:oid:2.16.840.1.113883.6.96|{n}" for n in range(31)]])
+    numbers = ",".join(str(n) for n in range(32))
+    base = [("patient.identifier", p.identifier), ("status", "current")]
+    widest = [*base, *[("type", types)] * 16, *[("category", numbers)] * 16,
+              *[("author.identifier", numbers)] * 16, *[("event", numbers)] * 14]
+    assert len(widest) == 64
+
+    def search(items: list[tuple[str, str]]) -> httpx.Response:
+        return server.request("POST", "/fhir/DocumentReference/_search", citizen(p), content=urlencode(items),
+                              headers={"Content-Type": "application/x-www-form-urlencoded"})
+
+    r = search(widest)
+    assert r.status_code == 200, r.text[:300]
+    assert s.ids(r.json()) == set()  # the note has none of those categories: the query ran, all of it
+    r = search([*base, *[("type", types)] * 16])
+    assert r.status_code == 200, r.text[:300]
+    assert s.ids(r.json()) == {d["id"]}
+
+
+def test_too_many_parameters_too_many_values_and_a_long_query_are_refused(server: Server) -> None:
+    p = new_patient("Tove", "Tæt")
+    base = [("patient.identifier", p.identifier), ("status", "current")]
+
+    def get(*extra: tuple[str, str]) -> httpx.Response:
+        return server.get("/fhir/DocumentReference", citizen(p), params=[*base, *extra])
+
+    refused(server, lambda: get(*[(f"x{i}", "1") for i in range(63)]), 400, "too-many-params")
+    refused(server, lambda: get(("type", ",".join("a" * 33))), 400, "too-many-values")
+    refused(server, lambda: get(("type", "a" * 9000)), 414, "query-too-long")
+    refused(server, lambda: get(("_count", "1"), ("_count", "2")),
+            400, "param-once")
+
+
+@pytest.mark.parametrize("content_type,body", [
+    ("multipart/form-data; boundary=x", b"--x\r\nContent-Disposition: form-data; name=\"status\"\r\n\r\ncurrent"),
+    ("multipart/form-data", b"--x--"),
+    ("multipart/form-data; boundary=", b"\r\n\r\n"),
+    ("application/json", b'{"status": "current"}'),
+    (None, b"status=current"),
+], ids=["truncated multipart", "multipart without boundary", "empty boundary", "JSON", "no content type"])
+def test_a_search_form_that_is_not_urlencoded_is_refused_unparsed(server: Server, content_type: str | None,
+                                                                  body: bytes) -> None:
+    p = new_patient("Mona", "Multipart")
+    headers = {"Content-Type": content_type} if content_type else {}
+    refused(server, lambda: server.request("POST", "/fhir/DocumentReference/_search", citizen(p), content=body,
+                                           headers=headers), 415, "form-media-type")
+
+
+def test_a_search_form_over_the_limit_is_not_read(server: Server) -> None:
+    p = new_patient("Frede", "Form")
+    form = urlencode({"patient.identifier": p.identifier, "status": "current", "type": "x" * (LIMIT + 1)})
+    refused(server, lambda: server.request("POST", "/fhir/DocumentReference/_search", citizen(p), content=form,
+                                           headers={"Content-Type": "application/x-www-form-urlencoded"}),
+            413, "too-large")
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: counted as it is read
+        data = form.encode()
+        for i in range(0, len(data), 4096):
+            yield data[i:i + 4096]
+
+    refused(server, lambda: server.request("POST", "/fhir/DocumentReference/_search", citizen(p), content=chunks(),
+                                           headers={"Content-Type": "application/x-www-form-urlencoded"}),
+            413, "too-large")
+
+
+@pytest.mark.parametrize("method,path", [("GET", "/fhir/DocumentReference"), ("GET", "/metadata"),
+                                         ("DELETE", "/blocks/x"), ("GET", "/fhir/AuditEvent")])
+def test_a_route_that_takes_no_body_refuses_one(server: Server, method: str, path: str) -> None:
+    refused(server, lambda: server.request(method, path, ADMIN, content=b"x" * 100), 413, "no-body")
+
+
+DEEP = b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+
+
+@pytest.mark.parametrize("method,route", [("POST", "/blocks"), ("POST", "/admin/relations"),
+                                          ("PATCH", "/fhir/DocumentReference/x")])
+@pytest.mark.parametrize("body", [DEEP[:LIMIT - 10], b'{"kind": "general", "x": ' + b"[" * 9 + b"]" * 9 + b"}"],
+                         ids=["deeper than Python's stack", "nine levels"])
+def test_deep_json_is_refused_before_it_is_parsed(server: Server, method: str, route: str, body: bytes) -> None:
+    refused(server, lambda: server.request(method, route, ADMIN, content=body,
+                                           headers={"Content-Type": "application/json"}), 400, "too-deep")
+
+
+@pytest.mark.parametrize("text", ["\ud800", "a\x00b", "\x1b[31m"], ids=["lone surrogate", "NUL", "escape"])
+def test_text_no_database_can_store_is_refused_in_json_bodies(server: Server, text: str) -> None:
+    p = new_patient("Sara", "Surrogat")
+    d = server.shared(source(), note(p))
+    patch = ascii_json({"status": "entered-in-error", "reason": f"forkert patient {text}"})
+    refused(server, lambda: server.request("PATCH", f"/fhir/DocumentReference/{d['id']}", ADMIN, content=patch),
+            400, "bad-text")
+    assert server.status_of(d["id"]) == "current"
+    block = ascii_json({"patient": p.cpr, "kind": "general", f"note{text}": "x"})
+    refused(server, lambda: server.request("POST", "/blocks", citizen(p), content=block), 400, "bad-text")
+    relation = ascii_json({"patient": p.cpr, "organisation": "1", "evidence": "referral", "x": text})
+    refused(server, lambda: server.request("POST", "/admin/relations", ADMIN, content=relation), 400, "bad-text")
+
+
+@pytest.mark.parametrize("text", ["\ud800", "Journal\x00notat", "\udfff\ud800"], ids=["lone surrogate", "NUL",
+                                                                                     "reversed pair"])
+def test_a_document_with_text_no_database_can_store_is_refused(server: Server, text: str) -> None:
+    doc = note(new_patient("Nina", "Nul"))
+    s.composition(doc)["title"] = text
+    r = refused(server, lambda: server.submit(source(), ascii_json(doc)), 422, "encoding")
+    assert "title" in r.json()["issue"][0]["diagnostics"]
+
+
+@pytest.mark.parametrize("path", ["/fhir/Bundle/%00", "/fhir/DocumentReference/%00", "/fhir/Bundle/a%00b",
+                                  "/fhir/DocumentReference/" + "x" * 65])
+def test_an_id_that_is_no_fhir_id_is_not_here(server: Server, path: str) -> None:
+    refused(server, lambda: server.get(path, ADMIN), 404, "unknown-document")
+
+
+def test_nul_in_parameters_and_block_ids_is_refused(server: Server) -> None:
+    p = new_patient("Nikolaj", "Nul")
+    refused(server, lambda: server.search(citizen(p), p, type="\x00"), 400, "bad-text")
+    refused(server, lambda: server.get("/fhir/AuditEvent", ADMIN, params={"patient.identifier": "\x00"}),
+            400, "bad-text")
+    refused(server, lambda: server.get("/blocks", ADMIN, params={"patient": "01017\x0099"}), 400, "bad-text")
+    refused(server, lambda: server.request("DELETE", "/blocks/%00", citizen(p)), 404, "unknown-block")
+
+
+@pytest.mark.parametrize("patient", ["12345", "0101709996x", "Patient/", "abcdefghij"])
+def test_a_patient_that_is_no_cpr_number_is_refused(server: Server, patient: str) -> None:
+    p = new_patient("Carl", "Cpr")
+    if patient == "Patient/":  # names no patient at all
+        refused(server, lambda: server.get("/fhir/DocumentReference", citizen(p),
+                                           params={"patient": patient, "status": "current"}),
+                400, "XDSStoredQueryMissingParam")
+        return
+    refused(server, lambda: server.get("/fhir/DocumentReference", citizen(p),
+                                       params={"patient.identifier": f"{s.CPR_SYSTEM}|{patient}", "status": "current"}),
+            400, "patient-format")
+    refused(server, lambda: server.get("/fhir/AuditEvent", ADMIN, params={"patient": patient}), 400, "patient-format")
+
+
+@pytest.mark.parametrize("path", ["/fhir/DocumentReference/", "/fhir/Bundle%2F", "/metadata/", "/fhir/Bundle/x/",
+                                  "/blocks/"])
+def test_a_trailing_or_encoded_slash_is_not_redirected_to_the_host_header(server: Server, path: str) -> None:
+    """Starlette's redirect_slashes answered these with 307 to http://<Host>/…, unaudited."""
+    r = refused(server, lambda: server.client.get(path, headers={"Host": "evil.example", **server.auth(ADMIN)}),
+                404, "no-route")
+    assert "location" not in r.headers and "evil.example" not in r.text
+
+
+@pytest.mark.parametrize("content_type", ["Application/FHIR+JSON; charset=UTF-8", "APPLICATION/JSON",
+                                          "application/fhir+json;charset=utf-8", "Application/Fhir+Json"])
+def test_media_types_are_case_insensitive(server: Server, content_type: str) -> None:
+    p = new_patient("Carla", "Case")
+    r = server.submit(source(), note(p), content_type=content_type)
+    assert r.status_code == 201, r.text[:300]
+    r = server.request("POST", "/fhir/DocumentReference/_search", citizen(p),
+                       content=urlencode({"patient.identifier": p.identifier, "status": "current"}),
+                       headers={"Content-Type": "Application/X-WWW-Form-Urlencoded; Charset=UTF-8"})
+    assert r.status_code == 200 and len(s.entries(r.json())) == 1, r.text[:300]
+    stored = s.entries(r.json())[0]
+    got = server.client.get(stored["content"][0]["attachment"]["url"],
+                            headers=server.auth(citizen(p), Accept="Application/FHIR+JSON"))
+    assert got.status_code == 200
+
+
+def test_an_unacceptable_retrieve_is_not_logged_as_a_look_up(server: Server) -> None:
+    p = new_patient("Ada", "Accept")
+    doctor = s.clinician("R4711")
+    server.relate(p, clinician_id=doctor.auth_id)
+    d = server.shared(source(), note(p))
+    r = server.client.get(d["content"][0]["attachment"]["url"], headers=server.auth(doctor, Accept="application/pdf"))
+    assert r.status_code == 406 and is_outcome(r)
+    assert [e for e in server.minlog(p) if e["subtype"][0]["code"] == "ITI-68"] == []
+    [logged] = [e for e in server.audit_log(p) if e["subtype"][0]["code"] == "ITI-68"]
+    assert logged["outcome"] == "4" and logged["outcomeDesc"] == "not-acceptable"
+
+
+@pytest.mark.parametrize("path", ["/metadata", "/health"])
+def test_the_public_routes_are_audited_too(server: Server, path: str) -> None:
+    """Found by the fuzz (test_server_fuzz.py) on the old server: every request is in the audit log, these too."""
+    before = server.rows()
+    assert server.get(path).status_code == 200
+    after = server.rows()
+    assert {t: after[t] - before[t] for t in after} == {
+        "documents": 0, "document_events": 0, "treatment_relations": 0, "blocks": 0, "audit_events": 1}
