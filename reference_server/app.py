@@ -113,7 +113,10 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     if run_migrations:
         migrate(engine)
     key = load_or_create_key(settings.key_file)
-    ctx = Context(settings, Store(engine), Validator(PackageCache(settings.package_cache)), key,
+    store = Store(engine, audit.load_or_create_key(settings.audit_key_file))
+    if run_migrations:
+        store.seal()  # a chain from before migration 0003 is re-keyed once (kroniker serve does it before workers)
+    ctx = Context(settings, store, Validator(PackageCache(settings.package_cache)), key,
                   anyio.CapacityLimiter(settings.submit_threads), Verifier(key))
 
     def handler(fn: Callable[[Request, Context, Principal | None], Awaitable[Response]],
@@ -477,16 +480,15 @@ def _read_one(request: Request, ctx: Context, principal: Principal, doc_id: str,
         _record(ctx, AuditRecord("retrieve", principal, outcome="4", patient_cpr=patient, documents=[doc_id],
                                  reason="entered-in-error", detail={"id": doc_id}))
         return outcome(410, "gone", lang_of(request), code="deleted", id=doc_id)
+    # Content negotiation before the record: a 406 is a refusal (nothing was seen), not a look-up in MinLog.
+    if content and not _acceptable(request.headers.get("accept", ""), stored.row["content_type"]):
+        raise ApiError(406, "not-acceptable", code="not-supported", found=stored.row["content_type"],
+                       patient=patient)
     _record(ctx, AuditRecord("retrieve" if content else "read-metadata", principal, patient_cpr=patient,
                              documents=[doc_id], purpose="TREAT" if principal.role == "clinician" else "PATRQT",
                              override=decision.override, minlog=decision.minlog, detail={"id": doc_id}))
     if content:
-        full = ctx.store.get(doc_id)
-        assert full is not None
-        if not _acceptable(request.headers.get("accept", ""), full.row["content_type"]):
-            return outcome(406, "not-acceptable", lang_of(request), code="not-supported",
-                           found=full.row["content_type"])
-        return Response(full.row["content"], media_type=full.row["content_type"])
+        return Response(stored.row["content"], media_type=stored.row["content_type"])
     return fhir(stored.docref(base_url(request, ctx.settings)))
 
 
