@@ -414,7 +414,7 @@ def where_time_goes(validator: Any, docs: list[bytes], urls: dict[str, str]) -> 
     for label, url in urls.items():
         engine = make_engine(url)
         migrate(engine)
-        stores[label] = Store(engine)
+        stores[label] = Store(engine, b"bench-audit-key-" * 4)
     principal = Principal("source", sor=CLINIC["sor"])
     try:
         for body in docs:  # the server's steps, in its order (app._submit)

@@ -178,7 +178,10 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True,
     if run_migrations:
         migrate(engine)
     key = load_or_create_key(settings.key_file)
-    ctx = Context(settings, Store(engine), Validator(PackageCache(settings.package_cache)), key,
+    store = Store(engine, audit.load_or_create_key(settings.audit_key_file))
+    if run_migrations:
+        store.seal()  # a chain from before migration 0003 is re-keyed once (kroniker serve does it before workers)
+    ctx = Context(settings, store, Validator(PackageCache(settings.package_cache)), key,
                   anyio.CapacityLimiter(settings.submit_threads),
                   Verifier(key, max_lifetime=settings.max_token_lifetime))
 

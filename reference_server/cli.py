@@ -1,8 +1,10 @@
-"""`kroniker serve`, `kroniker token`, `kroniker audit verify`: the reference server's sub-commands."""
+"""`kroniker serve`, `kroniker token`, `kroniker audit verify|checkpoint`: the reference server's sub-commands."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 from pathlib import Path
 
@@ -32,10 +34,28 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
 
     a = sub.add_parser("audit", help="the audit log")
     acts = a.add_subparsers(dest="audit_command", metavar="ACTION")
-    v = acts.add_parser("verify", help="check the audit log's hash chain for tampering")
+    v = acts.add_parser("verify", help="check the audit log's keyed hash chain and the stored documents for "
+                        "tampering", description="Exit status: 0 intact, 1 tampered with, 2 cannot be checked "
+                        "(no database, no key, an unreadable checkpoint).")
     v.add_argument("--database", help="database URL (default: SQLite in $KRONIKER_HOME)")
+    v.add_argument("--against", type=Path, metavar="CHECKPOINT",
+                   help="a checkpoint file (kroniker audit checkpoint): the log must still reach it, unchanged")
+    v.add_argument("--lang", choices=["da", "en"], default=_default_lang(), help="language of the messages")
     v.set_defaults(func=cmd_audit_verify)
+    c = acts.add_parser("checkpoint", help="verify the audit log, then write its head signed with the audit key",
+                        description="Keep checkpoints where the database's administrators cannot write; "
+                        "`kroniker audit verify --against FILE` then finds a log cut short or rewritten. "
+                        "Exit status: 0 written, 1 the log is tampered with (nothing written), 2 cannot be checked.")
+    c.add_argument("--database", help="database URL (default: SQLite in $KRONIKER_HOME)")
+    c.add_argument("--output", "-o", type=Path, metavar="FILE", help="write it here (default: standard output)")
+    c.add_argument("--lang", choices=["da", "en"], default=_default_lang(), help="language of the messages")
+    c.set_defaults(func=cmd_audit_checkpoint)
     a.set_defaults(func=lambda args: (a.print_help(sys.stderr), 2)[1])
+
+
+def _default_lang() -> str:
+    env = os.environ.get("KRONIKER_LANG") or os.environ.get("LANG", "")
+    return "da" if env.lower().startswith("da") else "en"
 
 
 def _number(low: int, high: int):  # type: ignore[no-untyped-def]
@@ -56,13 +76,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
+    from kroniker.reference_server import audit
     from kroniker.reference_server.db import make_engine, migrate
     from kroniker.reference_server.settings import Settings
+    from kroniker.reference_server.store import Store
     from kroniker.reference_server.tokens import load_or_create_key
 
     settings = Settings.from_env(database_url=args.database, package_cache=args.cache)
-    migrate(make_engine(settings.database))  # once, before any worker starts
+    engine = make_engine(settings.database)
+    migrate(engine)  # once, before any worker starts
     load_or_create_key(settings.key_file)
+    store = Store(engine, audit.load_or_create_key(settings.audit_key_file))
+    store.seal()  # an audit chain from before migration 0003 is re-keyed once, before any worker writes
+    store.close()
     if args.database:
         os.environ["KRONIKER_DATABASE"] = args.database
     if args.cache:
@@ -110,14 +136,76 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     from kroniker.reference_server import audit
+
+    try:
+        engine, key = _audit_inputs(args)
+        checkpoint = audit.read_checkpoint(args.against) if args.against else None
+        problems = audit.verify(engine, key, checkpoint)
+        counts = _counts(engine) if not problems else (0, 0)
+    except audit.Unreadable as exc:
+        print(f"kroniker audit verify: {audit.message(exc.key, args.lang, **exc.params)}", file=sys.stderr)
+        return 2
+    if problems:
+        for p in problems:
+            print(p.text(args.lang))
+        print(audit.message("tampered", args.lang, count=len(problems)), file=sys.stderr)
+        return 1
+    print(audit.message("intact", args.lang, records=counts[0], documents=counts[1]))
+    if checkpoint is not None:
+        print(audit.message("intact-checkpoint", args.lang, seq=checkpoint["seq"], time=checkpoint["time"]))
+    return 0
+
+
+def cmd_audit_checkpoint(args: argparse.Namespace) -> int:
+    from kroniker.reference_server import audit
+
+    try:
+        engine, key = _audit_inputs(args)
+        problems = audit.verify(engine, key)
+        cp = audit.make_checkpoint(engine, key) if not problems else None
+    except audit.Unreadable as exc:
+        print(f"kroniker audit checkpoint: {audit.message(exc.key, args.lang, **exc.params)}", file=sys.stderr)
+        return 2
+    if cp is None:  # a checkpoint of a tampered log would vouch for the tampering
+        for p in problems:
+            print(p.text(args.lang))
+        print(audit.message("tampered", args.lang, count=len(problems)), file=sys.stderr)
+        return 1
+    text = json.dumps(cp, indent=2) + "\n"
+    if args.output is None:
+        sys.stdout.write(text)
+        return 0
+    try:
+        args.output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        print(f"kroniker audit checkpoint: {args.output}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    print(audit.message("checkpoint-written", args.lang, seq=cp["seq"], path=str(args.output)), file=sys.stderr)
+    return 0
+
+
+def _audit_inputs(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """The database engine and the audit key (never made here: a missing key is 'cannot check', exit 2)."""
+    import sqlalchemy as sa
+
+    from kroniker.reference_server import audit
     from kroniker.reference_server.db import make_engine
     from kroniker.reference_server.settings import Settings
 
     settings = Settings.from_env(database_url=args.database)
-    problems = audit.verify(make_engine(settings.database))
-    if not problems:
-        print("the audit log is intact: every record chains to the one before it")
-        return 0
-    for p in problems:
-        print(f"record {p.seq}: {p.problem}")
-    return 1
+    key = audit.load_key(settings.audit_key_file)
+    try:
+        engine = make_engine(settings.database)
+    except (sa.exc.SQLAlchemyError, ValueError, ImportError) as exc:
+        raise audit.Unreadable("database", detail=str(exc).splitlines()[0]) from None
+    return engine, key
+
+
+def _counts(engine) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+    import sqlalchemy as sa
+
+    from kroniker.reference_server.db import audit_events, documents, reading
+
+    with reading(engine) as conn:
+        return (conn.execute(sa.select(sa.func.count()).select_from(audit_events)).scalar_one(),
+                conn.execute(sa.select(sa.func.count()).select_from(documents)).scalar_one())

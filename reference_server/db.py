@@ -105,7 +105,9 @@ audit_events = sa.Table(
     sa.Column("actor_name", sa.String(200)),
     sa.Column("org_sor", sa.String(20)),
     sa.Column("org_name", sa.String(200)),
-    sa.Column("patient_cpr", sa.String(10), index=True),
+    # What was asked, in a safe bounded form (audit.append escapes and truncates, and says so in `detail`): a
+    # refusal is recorded whatever the patient value was.
+    sa.Column("patient_cpr", sa.String(64), index=True),
     sa.Column("documents", sa.Text, nullable=False),  # JSON list of document ids
     sa.Column("purpose", sa.String(40)),
     sa.Column("reason", sa.Text),
@@ -115,6 +117,8 @@ audit_events = sa.Table(
     sa.Column("detail", sa.Text, nullable=False),  # JSON: query, status, …
     sa.Column("prev_hash", sa.String(64), nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
+    # A submission's record carries the stored bytes' SHA-256 (the chain covers each document and its patient).
+    sa.Column("content_sha256", sa.String(64)),
 )
 
 audit_head = sa.Table(
@@ -122,6 +126,8 @@ audit_head = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("seq", sa.Integer, nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
+    # Records up to here were hashed with unkeyed SHA-256 (before migration 0003); the next one re-keys the chain.
+    sa.Column("keyed_from", sa.Integer, nullable=False, server_default="0"),
 )
 
 

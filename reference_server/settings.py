@@ -46,6 +46,11 @@ class Settings:
     def key_file(self) -> Path:
         return self.home / "token.key"
 
+    @property
+    def audit_key_file(self) -> Path:
+        """The audit chain's HMAC key: kept apart from the token key, so neither reveals the other."""
+        return self.home / "audit.key"
+
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
         env = {

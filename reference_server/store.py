@@ -110,9 +110,10 @@ _INSERT_EVENT = document_events.insert()
 
 
 class Store:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, audit_key: bytes) -> None:
         self.engine = engine
         self.writer = Writer(engine)
+        self.audit_key = audit_key  # the audit chain's HMAC key (audit.load_or_create_key)
 
     def close(self) -> None:
         """Return the write connection and close the engine's pool (the app's shutdown)."""
@@ -122,7 +123,12 @@ class Store:
     def record(self, rec: audit.AuditRecord) -> dict[str, Any]:
         """Append one audit record in a transaction of its own (refusals, searches, reads)."""
         with self.writer.transaction() as conn:
-            return audit.append(conn, rec)
+            return audit.append(conn, rec, self.audit_key)
+
+    def seal(self) -> dict[str, Any] | None:
+        """Re-key an audit chain from before migration 0003 (once; see audit.seal)."""
+        with self.writer.transaction() as conn:
+            return audit.seal(conn, self.audit_key)
 
     # -- documents -----------------------------------------------------------------------------------
     def submit(self, meta: DocumentMeta, content: bytes, content_type: str, standard: str, submitter_sor: str,
@@ -156,8 +162,10 @@ class Store:
                 if meta.events:
                     compiled(_INSERT_EVENT, conn).executemany(conn, [
                         {"document_id": meta.id, "system": s, "code": c} for s, c in meta.events])
+                # The record carries what was stored (bytes' SHA-256, patient): the chain covers the document.
                 rec.documents = [meta.id] + ([replaces] if replaces else [])
-                audit.append(conn, rec)
+                rec.patient_cpr, rec.content_sha256 = meta.patient_cpr, sha
+                audit.append(conn, rec, self.audit_key)
         except (IntegrityError, StaleReplacement) as exc:
             # The identifier is taken (a resubmission, or a concurrent one that won the race): the same bytes
             # are answered as the stored document; other bytes are a conflict.
@@ -166,6 +174,7 @@ class Store:
                     documents.c.master_identifier == meta.master_identifier)).mappings().first()
             if existing is not None and existing["content_sha256"] == sha:
                 rec.documents = [existing["id"]]
+                rec.patient_cpr, rec.content_sha256 = existing["patient_cpr"], sha
                 rec.detail = {**rec.detail, "idempotent": True}
                 self.record(rec)
                 return Stored(dict(existing)), False
@@ -220,7 +229,7 @@ class Store:
                                 .values(status=status, status_reason=reason))
             if done.rowcount != 1:
                 return None
-            audit.append(conn, rec)
+            audit.append(conn, rec, self.audit_key)
         return self.get(doc_id)
 
     # -- treatment relations and blocks -------------------------------------------------------------------
@@ -231,7 +240,7 @@ class Store:
             conn.execute(treatment_relations.insert().values(
                 id=rid, patient_cpr=patient_cpr, clinician_auth_id=clinician, org_sor=org_sor, evidence=evidence,
                 start=start, end=end, created=utcnow()))
-            audit.append(conn, rec)
+            audit.append(conn, rec, self.audit_key)
         return rid
 
     def relations(self, patient_cpr: str) -> list[Relation]:
@@ -247,14 +256,14 @@ class Store:
             conn.execute(blocks.insert().values(
                 id=bid, patient_cpr=patient_cpr, kind=kind, clinician_auth_id=clinician, org_sor=org_sor,
                 period_start=start, period_end=end, created=utcnow(), created_by=by))
-            audit.append(conn, rec)
+            audit.append(conn, rec, self.audit_key)
         return bid
 
     def lift_block(self, block_id: str, by: str, rec: audit.AuditRecord) -> bool:
         with self.writer.transaction() as conn:
             done = conn.execute(blocks.update().where((blocks.c.id == block_id) & blocks.c.lifted.is_(None))
                                 .values(lifted=utcnow(), lifted_by=by))
-            audit.append(conn, rec)
+            audit.append(conn, rec, self.audit_key)
             return done.rowcount == 1
 
     def block_row(self, block_id: str) -> dict[str, Any] | None:

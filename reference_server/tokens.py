@@ -97,8 +97,10 @@ def _verified(key: bytes, token: str, max_lifetime: int) -> tuple[Principal, flo
     role = claims.get("role")
     if role not in ROLES:
         raise TokenError(f"unknown role {role!r}")
-    principal = Principal(role, claims.get("cpr"), claims.get("sor"), claims.get("ydernummer"),
-                          claims.get("auth_id"), claims.get("org_name"), claims.get("name"), claims.get("jti"))
+    ids = {name: _text_claim(claims, name) for name in ("cpr", "sor", "ydernummer", "auth_id", "org_name", "name",
+                                                        "jti")}
+    principal = Principal(role, ids["cpr"], ids["sor"], ids["ydernummer"], ids["auth_id"], ids["org_name"],
+                          ids["name"], ids["jti"])
     problem = missing_identity(principal)
     if problem:
         raise TokenError(problem)
@@ -112,6 +114,17 @@ def _check_lifetime(claims: dict[str, Any], max_lifetime: int) -> None:
         raise TokenError(f"the token is valid for more than {max_lifetime / 3600:g} hours from now")
     if isinstance(iat, (int, float)) and exp - iat > max_lifetime + LEEWAY:
         raise TokenError(f"the token was issued to live more than {max_lifetime / 3600:g} hours")
+
+
+def _text_claim(claims: dict[str, Any], name: str) -> str | None:
+    """An identity claim as text: a number (`"cpr": 101011234`) is its digits, so the access rules and the audit
+    log see one value whatever JSON type the issuer chose; anything else that is not text is refused."""
+    value = claims.get(name)
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise TokenError(f"the claim {name!r} is not text")
 
 
 class Verifier:

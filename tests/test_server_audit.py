@@ -5,11 +5,16 @@ nothing. On SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
+import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +22,7 @@ import pytest
 import sqlalchemy as sa
 
 from kroniker.reference_server import audit
-from kroniker.reference_server.db import audit_events
+from kroniker.reference_server.db import audit_events, audit_head, documents, make_engine
 from kroniker.reference_server.settings import Settings
 from kroniker.reference_server.tokens import Principal
 from kroniker.validators.packages import PackageCache
@@ -180,7 +185,7 @@ def test_no_request_changes_or_removes_a_record(server: Server) -> None:
     after = all_rows(server)
     assert after[:len(before)] == before
     assert len(after) > len(before)
-    assert audit.verify(server.engine) == []
+    assert audit.verify(server.engine, audit.load_key(server.settings.audit_key_file)) == []
 
 
 def test_an_attempt_to_delete_the_audit_log_is_itself_recorded(server: Server) -> None:
@@ -189,72 +194,263 @@ def test_an_attempt_to_delete_the_audit_log_is_itself_recorded(server: Server) -
     assert [(r["action"], r["actor"]) for r in new] == [("refused", f"autorisation:{someone.auth_id}")]
 
 
-# -- the hash chain and `kroniker audit verify` -----------------------------------------------------------------
+# -- the keyed chain and `kroniker audit verify`: 13 kinds of tampering by someone with the database's superuser ---
 
-def verify_cli(url: str, home: Path) -> subprocess.CompletedProcess[str]:
+def audit_cli(home: Path, *args: str | Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "KRONIKER_HOME": str(home)}
-    env.pop("KRONIKER_DATABASE", None)
-    return subprocess.run([sys.executable, "-m", "kroniker", "audit", "verify", "--database", url],
+    for name in ("KRONIKER_DATABASE", "KRONIKER_LANG"):
+        env.pop(name, None)
+    return subprocess.run([sys.executable, "-m", "kroniker", "audit", *map(str, args)],
                           capture_output=True, text=True, env=env, cwd=ROOT, timeout=120, check=False)
 
 
-def _change(conn: sa.Connection, seq: int) -> None:
-    conn.execute(audit_events.update().where(audit_events.c.seq == seq).values(actor="autorisation:NOBODY"))
+def verify_cli(url: str, home: Path, *args: str | Path) -> subprocess.CompletedProcess[str]:
+    return audit_cli(home, "verify", "--database", url, "--lang", "en", *args)
 
 
-def _hide_from_minlog(conn: sa.Connection, seq: int) -> None:
-    conn.execute(audit_events.update().where(audit_events.c.seq == seq).values(minlog=False))
+@contextmanager
+def attacker(engine: sa.Engine) -> Iterator[sa.Connection]:
+    """A connection as the database's superuser has it: the append-only triggers are dropped (SQLite) or not
+    fired (PostgreSQL's replica role) — the very access `audit verify` must still catch."""
+    with engine.begin() as conn:
+        if conn.dialect.name == "sqlite":
+            for (name,) in conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'trigger'").all():
+                conn.exec_driver_sql(f'DROP TRIGGER "{name}"')
+        else:
+            conn.exec_driver_sql("SET LOCAL session_replication_role = replica")
+        yield conn
 
 
-def _delete(conn: sa.Connection, seq: int) -> None:
-    conn.execute(audit_events.delete().where(audit_events.c.seq == seq))
+@dataclass
+class Scene:
+    """A log with two shared notes, look-ups and a refusal; a checkpoint; then more look-ups."""
+
+    engine: sa.Engine
+    home: Path
+    rows: list[dict[str, Any]]
+    checkpoint: dict[str, Any]
+    other_patient: str
+
+    @property
+    def last(self) -> int:
+        return self.rows[-1]["seq"]
+
+    @property
+    def minlog(self) -> int:
+        """The first professional's look-up (shown in MinLog)."""
+        return next(r["seq"] for r in self.rows if r["minlog"])
+
+    @property
+    def cp(self) -> int:
+        return self.checkpoint["seq"]
+
+    def doc(self) -> tuple[str, int]:
+        """The first stored document and the seq of the record that stored it."""
+        first = next(r for r in self.rows if r["action"] == "submit")
+        return json.loads(first["documents"])[0], first["seq"]
 
 
-def _rehash(conn: sa.Connection, seq: int) -> None:
-    """Change a record and give it a hash that fits its new content: the next record no longer chains to it."""
-    row = dict(conn.execute(sa.select(audit_events).where(audit_events.c.seq == seq)).mappings().one())
-    row["reason"] = "nothing to see"
-    row["hash"] = hashlib.sha256(audit._canonical(audit._hashed_fields(row))).hexdigest()
-    conn.execute(audit_events.update().where(audit_events.c.seq == seq).values(reason=row["reason"],
-                                                                               hash=row["hash"]))
+def _head(conn: sa.Connection, seq: int) -> None:
+    """Point the head at a record (what an attacker does to make a shortened or lengthened log look whole)."""
+    h = conn.execute(sa.select(audit_events.c.hash).where(audit_events.c.seq == seq)).scalar_one()
+    conn.execute(audit_head.update().values(seq=seq, hash=h))
 
 
-TAMPERING: dict[str, tuple[Callable[[sa.Connection, int], None], str, int]] = {
-    # how, which record (a MinLog one or the last), the record verify must name (relative: 0 = that one, 1 = next)
-    "a record changed": (_change, "minlog", 0),
-    "a look-up hidden from MinLog": (_hide_from_minlog, "minlog", 0),
-    "a record removed": (_delete, "minlog", 0),
-    "a record changed and rehashed": (_rehash, "minlog", 1),
-    "the last record removed": (_delete, "last", 0),
+def _all(conn: sa.Connection) -> list[dict[str, Any]]:
+    return [dict(r) for r in conn.execute(sa.select(audit_events).order_by(audit_events.c.seq)).mappings()]
+
+
+def _plain_sha256(row: dict[str, Any]) -> str:
+    fields = {k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in row.items() if k != "hash"}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _rewrite(conn: sa.Connection, sc: Scene, hasher: Callable[[dict[str, Any]], str]) -> None:
+    """Change one record, then hash the whole chain anew with `hasher` (every record chains to the one before)."""
+    rows = _all(conn)
+    conn.execute(audit_events.delete())
+    prev = audit.GENESIS
+    for r in rows:
+        if r["seq"] == sc.minlog:
+            r["reason"] = "nothing to see"
+        r["prev_hash"] = prev
+        r["hash"] = prev = hasher(r)
+        conn.execute(audit_events.insert().values(**r))
+    conn.execute(audit_head.update().values(seq=rows[-1]["seq"], hash=prev))
+
+
+def _cut(conn: sa.Connection, sc: Scene) -> None:
+    conn.execute(audit_events.delete().where(audit_events.c.seq >= sc.cp - 1))
+
+
+def _swap(conn: sa.Connection, sc: Scene) -> None:
+    a, b = (dict(conn.execute(sa.select(audit_events).where(audit_events.c.seq == n)).mappings().one())
+            for n in (sc.minlog, sc.minlog + 1))
+    conn.execute(audit_events.delete().where(audit_events.c.seq.in_((a["seq"], b["seq"]))))
+    conn.execute(audit_events.insert().values(**{**a, "seq": b["seq"], "id": b["id"]}))
+    conn.execute(audit_events.insert().values(**{**b, "seq": a["seq"], "id": a["id"]}))
+
+
+def _forge(conn: sa.Connection, sc: Scene) -> None:
+    head = _all(conn)[-1]
+    forged = {**head, "seq": sc.last + 1, "id": str(uuid.uuid4()), "actor": "autorisation:ALIBI",
+              "prev_hash": head["hash"]}
+    forged["hash"] = _plain_sha256(forged)
+    conn.execute(audit_events.insert().values(**forged))
+    _head(conn, sc.last + 1)
+
+
+def _gap(conn: sa.Connection, sc: Scene) -> None:
+    conn.execute(audit_events.update().where(audit_events.c.seq == sc.last).values(seq=sc.last + 3))
+    _head(conn, sc.last + 3)
+
+
+def _duplicate(conn: sa.Connection, sc: Scene) -> None:
+    copy = dict(conn.execute(sa.select(audit_events).where(audit_events.c.seq == sc.minlog)).mappings().one())
+    conn.execute(audit_events.insert().values(**{**copy, "seq": sc.last + 1, "id": str(uuid.uuid4())}))
+    _head(conn, sc.last + 1)
+
+
+def _document(conn: sa.Connection, sc: Scene, **values: Any) -> None:
+    doc_id, _ = sc.doc()
+    conn.execute(documents.update().where(documents.c.id == doc_id).values(**values))
+
+
+def _swap_key(conn: sa.Connection, sc: Scene) -> None:
+    """The attacker also has the data directory: a key of their own, and the whole chain rewritten with it."""
+    new_key = b"f" * 64
+    (sc.home / "audit.key").write_bytes(new_key)
+    _rewrite(conn, sc, lambda r: audit.keyed_hash(new_key, r))
+
+
+OTHER_KEY = b"0123456789abcdef" * 4
+MUTATED = b'{"resourceType":"Bundle"}'
+
+
+def _expected(kind: str, sc: Scene) -> tuple[bool, list[tuple[str, int | None, dict[str, Any]]]]:
+    """(whether the checkpoint is needed, the lines `audit verify` must print: message key, record, values)."""
+    doc_id, stored_by = sc.doc()
+    when = {"time": sc.checkpoint["time"]}
+    return {
+        "a record's field changed": (False, [("hash", sc.minlog, {})]),
+        "a look-up hidden from MinLog": (False, [("hash", sc.minlog, {})]),
+        "a record deleted in the middle": (False, [("missing", sc.minlog, {"first": sc.minlog,
+                                                                              "last": sc.minlog}),
+                                                   ("chain", sc.minlog + 1, {})]),
+        "the tail cut off": (True, [("checkpoint-cut", sc.cp, {"last": sc.cp - 2, **when}),
+                                    ("head", sc.last, {"last": sc.cp - 2})]),
+        "the chain rewritten with unkeyed SHA-256": (False, [("hash", 1, {})]),
+        "the chain rewritten with another key": (False, [("hash", 1, {})]),
+        "a document's bytes changed": (False, [("doc-bytes", None, {"id": doc_id})]),
+        "a document's hash column changed with its bytes": (False, [("doc-sha", stored_by, {"id": doc_id})]),
+        "a document moved to another patient": (False, [("doc-patient", stored_by, {"id": doc_id})]),
+        "two records reordered": (False, [("hash", sc.minlog, {}), ("hash", sc.minlog + 1, {})]),
+        "a forged record inserted": (False, [("hash", sc.last + 1, {})]),
+        "a sequence gap": (False, [("missing", sc.last, {"first": sc.last, "last": sc.last + 2})]),
+        "the head moved back": (True, [("checkpoint-cut", sc.cp, {"last": sc.cp - 2, **when})]),
+        "the key swapped": (True, [("checkpoint-key", None, when)]),
+        "a record duplicated": (False, [("duplicate", sc.last + 1, {"other": sc.minlog})]),
+    }[kind]
+
+
+TAMPERING: dict[str, Callable[[sa.Connection, Scene], None]] = {
+    "a record's field changed": lambda c, sc: c.execute(
+        audit_events.update().where(audit_events.c.seq == sc.minlog).values(actor="autorisation:NOBODY")),
+    "a look-up hidden from MinLog": lambda c, sc: c.execute(
+        audit_events.update().where(audit_events.c.seq == sc.minlog).values(minlog=False)),
+    "a record deleted in the middle": lambda c, sc: c.execute(
+        audit_events.delete().where(audit_events.c.seq == sc.minlog)),
+    "the tail cut off": _cut,
+    "the chain rewritten with unkeyed SHA-256": lambda c, sc: _rewrite(c, sc, _plain_sha256),
+    "the chain rewritten with another key": lambda c, sc: _rewrite(c, sc, lambda r: audit.keyed_hash(OTHER_KEY, r)),
+    "a document's bytes changed": lambda c, sc: _document(c, sc, content=MUTATED),
+    "a document's hash column changed with its bytes": lambda c, sc: _document(
+        c, sc, content=MUTATED, content_sha256=hashlib.sha256(MUTATED).hexdigest()),
+    "a document moved to another patient": lambda c, sc: _document(c, sc, patient_cpr=sc.other_patient),
+    "two records reordered": _swap,
+    "a forged record inserted": _forge,
+    "a sequence gap": _gap,
+    "the head moved back": lambda c, sc: (_cut(c, sc), _head(c, sc.cp - 2)),
+    "the key swapped": _swap_key,
+    "a record duplicated": _duplicate,
 }
 
 
-@pytest.mark.parametrize("tampering", list(TAMPERING))
-def test_audit_verify_finds_a_record_tampered_with_in_the_database(
-        tampering: str, database_url: str, tmp_path: Path, package_cache: PackageCache) -> None:
-    settings = Settings(home=tmp_path, database_url=database_url, package_cache=package_cache.root)
+def _scene(database_url: str, home: Path, package_cache: PackageCache) -> Scene:
+    settings = Settings(home=home, database_url=database_url, package_cache=package_cache.root)
     with s.running(settings) as server:
-        p = new_patient("Eva", "Efterspor")
+        p, q = new_patient("Eva", "Efterspor"), new_patient("Olaf", "Omvej")
         doctor = new_doctor()
         server.relate(p, clinician_id=doctor.auth_id)
         server.shared(source(), note(p))
+        server.shared(source(), note(q))
+        server.search(doctor, p)
         server.search(doctor, p)
         server.search(new_doctor(), p)  # refused
         server.search(citizen(p), p)
-        engine = server.engine
+        written = audit_cli(home, "checkpoint", "--database", database_url, "-o", home / "checkpoint.json")
+        assert written.returncode == 0, written.stdout + written.stderr
+        server.search(citizen(q), q)  # after the checkpoint
+        server.search(doctor, p)
         rows = all_rows(server)
-    intact = verify_cli(database_url, tmp_path)
-    assert intact.returncode == 0, intact.stdout + intact.stderr
-    assert "intact" in intact.stdout
-    how, which, named = TAMPERING[tampering]
-    seq = rows[-1]["seq"] if which == "last" else next(r["seq"] for r in rows if r["minlog"])
-    with engine.begin() as conn:
-        how(conn, seq)
-    found = verify_cli(database_url, tmp_path)
-    assert found.returncode == 1, found.stdout + found.stderr
-    assert f"record {seq + named}:" in found.stdout
-    assert "Traceback" not in found.stderr
-    engine.dispose()
+    checkpoint = json.loads((home / "checkpoint.json").read_text(encoding="utf-8"))
+    return Scene(make_engine(database_url), home, rows, checkpoint, q.cpr)
+
+
+def test_there_are_thirteen_kinds_of_tampering_and_each_has_its_expected_finding() -> None:
+    """The issue's list (record field, middle deletion, tail cut, rewrite unkeyed/other key, document bytes, sha
+    column, patient, reordering, forged insert, sequence gap, head moved back, key swap, duplicate) is all here."""
+    assert len(TAMPERING) == 15  # 13 kinds; the rewrite in two variants, a field change also as MinLog hiding
+
+
+@pytest.mark.parametrize("kind", list(TAMPERING))
+def test_audit_verify_finds_tampering_by_the_database_superuser(
+        kind: str, database_url: str, tmp_path: Path, package_cache: PackageCache) -> None:
+    sc = _scene(database_url, tmp_path, package_cache)
+    cp_file = tmp_path / "checkpoint.json"
+    try:
+        intact = verify_cli(database_url, tmp_path, "--against", cp_file)
+        assert intact.returncode == 0, intact.stdout + intact.stderr
+        assert "intact" in intact.stdout and "checkpoint" in intact.stdout
+        with attacker(sc.engine) as conn:
+            TAMPERING[kind](conn, sc)
+        needs_checkpoint, lines = _expected(kind, sc)
+        found = verify_cli(database_url, tmp_path, *(["--against", cp_file] if needs_checkpoint else []))
+        assert found.returncode == 1, found.stdout + found.stderr
+        printed = found.stdout.splitlines()
+        for key, seq, params in lines:
+            assert audit.message(key, "en", seq=seq, **params) in printed, (key, found.stdout)
+        assert "Traceback" not in found.stderr
+        if kind in ("the head moved back", "the key swapped"):
+            # Without a checkpoint the log is consistent in itself: this is what checkpoints are for.
+            assert verify_cli(database_url, tmp_path).returncode == 0
+    finally:
+        sc.engine.dispose()
+
+
+def test_a_checkpoint_is_not_written_for_a_tampered_log(database_url: str, tmp_path: Path,
+                                                        package_cache: PackageCache) -> None:
+    sc = _scene(database_url, tmp_path, package_cache)
+    try:
+        with attacker(sc.engine) as conn:
+            TAMPERING["a record's field changed"](conn, sc)
+        out = tmp_path / "second.json"
+        r = audit_cli(tmp_path, "checkpoint", "--database", database_url, "-o", out, "--lang", "da")
+        assert r.returncode == 1 and not out.exists()
+        assert audit.message("hash", "da", seq=sc.minlog) in r.stdout.splitlines()
+    finally:
+        sc.engine.dispose()
+
+
+def test_a_checkpoint_edited_by_hand_is_refused(database_url: str, tmp_path: Path,
+                                                package_cache: PackageCache) -> None:
+    sc = _scene(database_url, tmp_path, package_cache)
+    sc.engine.dispose()
+    forged = {**sc.checkpoint, "seq": sc.cp - 3}  # an older head, so that a cut would pass
+    (tmp_path / "forged.json").write_text(json.dumps(forged), encoding="utf-8")
+    r = verify_cli(database_url, tmp_path, "--against", tmp_path / "forged.json")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert audit.message("checkpoint-signature", "en", time=sc.checkpoint["time"]) in r.stdout.splitlines()
 
 
 # -- MinLog ------------------------------------------------------------------------------------------------------------

@@ -125,7 +125,7 @@ class Load:
 
 # -- what the database holds -------------------------------------------------------------------------------
 
-def half_written(url: str) -> tuple[dict[str, bytes], list[str]]:
+def half_written(url: str, home: Path) -> tuple[dict[str, bytes], list[str]]:
     """The stored documents (id → bytes) and every sign of a half-written submission (read with the server down)."""
     engine = make_engine(url)
     problems: list[str] = []
@@ -141,7 +141,7 @@ def half_written(url: str) -> tuple[dict[str, bytes], list[str]]:
                 integrity = [r[0] for r in conn.exec_driver_sql("PRAGMA integrity_check")]
                 if integrity != ["ok"]:
                     problems.append(f"SQLite's integrity check: {'; '.join(integrity[:5])}")
-        tampering = audit.verify(engine)
+        tampering = audit.verify(engine, audit.load_key(home / "audit.key"))
     finally:
         engine.dispose()
     stored = {r["id"]: r["content"] for r in rows}
@@ -222,7 +222,7 @@ def test_sigkill_during_load_loses_no_acknowledged_document(database_url: str, p
             load.join(15)
             assert not load.unexpected, f"round {round_no}: unexpected answers: {load.unexpected}"
 
-            stored, problems = half_written(database_url)
+            stored, problems = half_written(database_url, server.home)
             lost = [s for s in load.acked if stored.get(s.doc_id or "") != s.body]
             tally.acknowledged += len(load.acked)
             tally.in_flight += len(load.in_flight)
@@ -241,7 +241,7 @@ def test_sigkill_during_load_loses_no_acknowledged_document(database_url: str, p
             assert time.monotonic() - round_start < ROUND_LIMIT, f"round {round_no} took too long"
         server.stop()
 
-    stored, problems = half_written(database_url)
+    stored, problems = half_written(database_url, server.home)
     tally.stored = len(stored)
     tally.half_written += len(problems)
     tally.problems += [f"at the end: {p}" for p in problems]

@@ -318,7 +318,7 @@ def test_the_same_document_sent_concurrently_is_stored_once(server: Server) -> N
         statuses = list(pool.map(send, range(8)))
     assert sorted(statuses) == [200] * 7 + [201]
     assert len(s.entries(server.search(citizen(p), p).json())) == 1
-    assert audit.verify(server.engine) == []
+    assert audit.verify(server.engine, audit.load_key(server.settings.audit_key_file)) == []
 
 
 def test_concurrent_submissions_keep_the_audit_chain_whole(server: Server) -> None:
@@ -333,7 +333,7 @@ def test_concurrent_submissions_keep_the_audit_chain_whole(server: Server) -> No
     with ThreadPoolExecutor(6) as pool:
         statuses = list(pool.map(send, bodies))
     assert statuses == [201] * 12
-    assert audit.verify(server.engine) == []
+    assert audit.verify(server.engine, audit.load_key(server.settings.audit_key_file)) == []
     submissions = [r for r in audit.iter_all(server.engine) if r["patient_cpr"] == p.cpr and r["action"] == "submit"]
     assert len(submissions) == 12
 

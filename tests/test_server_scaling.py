@@ -34,6 +34,7 @@ from tests import server_support as s
 from tests.server_process import FHIR_JSON, ServerProcess, distinct_note, tokens
 
 SOURCE = Principal("source", sor="481751000016007", org_name="Lægerne i Kronikergården")
+AUDIT_KEY = b"a" * 64  # the audit chain's key in these tests
 
 
 def _record(store: Store, label: str) -> dict[str, Any]:
@@ -46,7 +47,7 @@ def _chain(url: str) -> tuple[list[int], list[str]]:
     try:
         with reading(engine) as conn:
             seqs = [r[0] for r in conn.execute(sa.select(audit_events.c.seq).order_by(audit_events.c.seq))]
-        return seqs, [f"{t.seq}: {t.problem}" for t in audit.verify(engine)]
+        return seqs, [f"{t.seq}: {t.problem}" for t in audit.verify(engine, AUDIT_KEY)]
     finally:
         engine.dispose()
 
@@ -54,7 +55,7 @@ def _chain(url: str) -> tuple[list[int], list[str]]:
 def test_threads_writing_at_once_make_one_unbroken_chain(database_url: str) -> None:
     engine = make_engine(database_url)
     migrate(engine)
-    store = Store(engine)
+    store = Store(engine, AUDIT_KEY)
     errors: list[BaseException] = []
 
     def writer(n: int) -> None:
@@ -77,7 +78,7 @@ def test_threads_writing_at_once_make_one_unbroken_chain(database_url: str) -> N
 
 
 def _write_in_a_process(url: str, label: str, count: int) -> int:
-    store = Store(make_engine(url))
+    store = Store(make_engine(url), AUDIT_KEY)
     try:
         for i in range(count):
             _record(store, f"{label}-{i}")
@@ -105,7 +106,7 @@ def test_an_sqlite_writer_waits_for_the_flock_other_processes_take(tmp_path: Pat
     url = f"sqlite:///{tmp_path / 'kroniker.db'}"
     engine = make_engine(url)
     migrate(engine)
-    store = Store(engine)
+    store = Store(engine, AUDIT_KEY)
     _record(store, "first")  # the lock file exists from the first write on
     lock_file = tmp_path / "kroniker.db-writer.lock"
     assert lock_file.is_file()
@@ -131,7 +132,7 @@ def test_a_lost_postgresql_write_connection_is_replaced(pg_database_url: str) ->
     database_url = pg_database_url
     engine = make_engine(database_url)
     migrate(engine)
-    store = Store(engine)
+    store = Store(engine, AUDIT_KEY)
     _record(store, "before")
     with store.writer.transaction() as conn:
         pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
@@ -167,7 +168,7 @@ def test_compiled_statements_write_what_sqlalchemy_reads_back(database_url: str)
                title="Årskontrol – lænderyg", service_start=when, created=when, docref=json.dumps({"æ": "ø"}))
     insert = documents.insert()
     try:
-        with Store(engine).writer.transaction() as conn:
+        with Store(engine, AUDIT_KEY).writer.transaction() as conn:
             assert compiled(insert, conn).execute(conn, row) == 1
         with reading(engine) as conn:
             back = dict(conn.execute(sa.select(documents).where(documents.c.id == "d1")).mappings().one())
