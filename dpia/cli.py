@@ -277,8 +277,8 @@ def cmd_init(args: argparse.Namespace) -> int:
     if args.template in model.TEMPLATES:
         document, source = model.template(args.template), f"{args.template}-template.json"
     else:
-        source = _shown(args.template)
-        document = reading.parse(reading.read_file(args.template, _limits(args), source), source, _limits(args))
+        source, limits = _shown(args.template), _limits(args)
+        document = reading.parse(reading.read_file(args.template, limits, source), source, limits)
         model.require_valid(document, source)
     with _store(args) as store:
         try:
@@ -332,7 +332,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     with _store(args) as store:
         text = exchange.export_text(store, _register_id(args), args.revision)
     if args.output:
-        _write_whole(args.output, text)
+        args.output.write_text(text, encoding="utf-8")
     else:
         from kroniker.validators.render import write_utf8
 
@@ -340,21 +340,6 @@ def cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-
-
-def _write_whole(path: Path, text: str) -> None:
-    """The whole export or nothing: written beside the target and renamed over it, so a full disk or an interrupted
-    run never leaves a cut-off export where the last good one was."""
-    import tempfile
-
-    fd, partial = tempfile.mkstemp(dir=path.parent or Path("."), prefix=f".{path.name}.", suffix=".partial")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(partial, path)
-    except BaseException:
-        Path(partial).unlink(missing_ok=True)
-        raise
 
 
 # -- check ---------------------------------------------------------------------------------------------------
@@ -422,7 +407,7 @@ def _print_check(args: argparse.Namespace, results: list[dict[str, Any]], second
 
 @_guarded
 def cmd_adopt(args: argparse.Namespace) -> int:
-    from kroniker.dpia import delta, reading
+    from kroniker.dpia import reading
 
     with _store(args) as store:
         template = store.revision(args.template).content if store.info(args.template).kind == "template" else {}
@@ -432,12 +417,21 @@ def cmd_adopt(args: argparse.Namespace) -> int:
             extra = reading.parse(reading.read_file(args.delta, limits, source), source, limits)
             if not isinstance(extra, dict):
                 return _fail(args, _t("dpia-delta-object", args, source=source))
-            changes = delta.apply(changes, extra)
+            changes = _compose(changes, extra)
         rev = store.adopt(args.template, args.clinic, changes, author=_author(args),
                           reason=args.reason or _t("dpia-reason-adopt", args, template=args.template))
     print(_t("dpia-adopted", args, register=rev.register_id, template=args.template,
              template_number=rev.template_number, number=rev.number, hash=rev.hash, deltas=_count_leaves(rev.content)))
     return EXIT_OK
+
+
+def _compose(first: dict[str, Any], then: dict[str, Any]) -> dict[str, Any]:
+    """One delta that does what `first` and then `then` do: unlike applying `then` to `first`, a null in `then`
+    stays a null (a removal the store then judges) instead of vanishing from the result unseen."""
+    out = dict(first)
+    for key, value in then.items():
+        out[key] = _compose(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 def _adoption_changes(args: argparse.Namespace, template: dict[str, Any]) -> dict[str, Any]:

@@ -82,9 +82,10 @@ class Limits:
         return cls(number(ENV_MAX_BYTES, DEFAULT_MAX_BYTES), number(ENV_MAX_DEPTH, DEFAULT_MAX_DEPTH))
 
 
-def finding(code: str, path: tuple[str | int, ...] = (), *, key: str | None = None, line: int | None = None,
+def finding(code: str, path: tuple[str | int, ...] = (), *, text: str | None = None, line: int | None = None,
             column: int | None = None, **params: Any) -> Finding:
-    return Finding(CODES[code], code, pointer(path) or "/", path, params=params, message_key=key, line=line,
+    """A finding of this module; `text` names a catalogue text other than the code's own."""
+    return Finding(CODES[code], code, pointer(path) or "/", path, params=params, message_key=text, line=line,
                    column=column)
 
 
@@ -116,7 +117,7 @@ def parse(data: str | bytes, source: str = "<input>", limits: Limits | None = No
     try:
         document = json.loads(text, object_pairs_hook=_pairs(duplicates), parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
-        raise RegisterError(source, [finding("DPIA-JSON-SYNTAX", key="dpia-json-syntax-at", line=exc.lineno,
+        raise RegisterError(source, [finding("DPIA-JSON-SYNTAX", text="dpia-json-syntax-at", line=exc.lineno,
                                              column=exc.colno, at_line=exc.lineno, at_column=exc.colno,
                                              detail=_JSON_DETAILS.get(exc.msg, exc.msg))]) from None
     except RecursionError:
@@ -133,7 +134,7 @@ def parse(data: str | bytes, source: str = "<input>", limits: Limits | None = No
 def _decode(data: bytes, source: str) -> str:
     # JSON between systems is UTF-8 (RFC 8259 §8.1); json.loads would guess UTF-16 or -32 from bytes.
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        raise RegisterError(source, [finding("DPIA-ENCODING", key="dpia-encoding-utf16")])
+        raise RegisterError(source, [finding("DPIA-ENCODING", text="dpia-encoding-utf16")])
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

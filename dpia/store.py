@@ -340,6 +340,10 @@ class Store:
                     number: int = 1) -> Revision:
         clinic_delta = delta.make(template.content, target)
         model.require_valid_where(target, clinic_delta, register_id)
+        # A clinic retires what does not apply to it; a delta that deletes a template's item (null) would drop a
+        # party, risk or measure of the common assessment from its register without a trace.
+        for key in clinic_delta:  # only the parts the delta touches: the rest is the template's, unchanged
+            _nothing_dropped(template.content.get(key), target.get(key), (key,))
         conn.execute(registers.insert().values(id=register_id, kind="clinic", template_id=template.register_id,
                                                clinic_sor=sor, head=number, created=time))
         return self._add_revision(conn, register_id, number, clinic_delta, template, author, time, reason)
@@ -694,9 +698,11 @@ def _writable(info: RegisterInfo, kind: str) -> None:
         raise StoreError("dpia-kind-changed", register=info.id, was=info.kind, now=kind)
 
 
-def _nothing_dropped(old: Any, new: Any) -> None:
+def _nothing_dropped(old: Any, new: Any, prefix: tuple[str, ...] = ()) -> None:
     """Nothing is deleted from a register, only retired: an item (with an id) may not disappear between revisions."""
     gone = removed_items(old, new)
     if gone:
-        raise StoreError("dpia-item-removed", where=", ".join(c.where or c.path for c in gone[:5]),
-                         count=len(gone))
+        where = [c.where or c.path for c in gone[:5]]
+        if prefix:
+            where = [f"{prefix[0]}{w if w.startswith(('/', '[')) else '/' + w}" for w in where]
+        raise StoreError("dpia-item-removed", where=", ".join(where), count=len(gone))
