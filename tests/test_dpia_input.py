@@ -329,7 +329,7 @@ SURROGATE = "\udcff"  # what Python makes of the byte 0xff in a command-line arg
      "--statement"),
     (["retire", "lbp", "--reason", f"lukket{SURROGATE}"], "--reason"),
     (["export", f"lbp{SURROGATE}"], "REGISTER"),
-    (["diff", "lbp", f"r1{SURROGATE}"], "REF"),
+    (["diff", "lbp", f"abcd{SURROGATE}"], "REF"),  # a hash prefix: it reached the database
     (["history", "--clinic", SURROGATE], "--clinic"),
 ])
 def test_a_lone_surrogate_in_an_option_is_refused(database_url: str, args: list[str], option: str,
@@ -346,7 +346,6 @@ def test_a_lone_surrogate_in_an_option_is_refused(database_url: str, args: list[
     (["adopt", "--clinic", SOR, "--author", "A" * 201], "--author", 200),
     (["retire", "lbp", "--reason", "R" * 2001], "--reason", 2000),
     (["adopt", "--clinic", SOR, "--party", "lps-vendor=" + "L" * 1000], "--party", 1000),
-    (["export", "x" * 101], "REGISTER", 100),
 ])
 def test_an_over_long_option_is_refused_before_the_database_is_asked(database_url: str, args: list[str], option: str,
                                                                      limit: int,
