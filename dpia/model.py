@@ -146,24 +146,28 @@ def require_valid_where(document: Mapping[str, Any], patch: Mapping[str, Any], s
         raise RegisterError(source, findings)
 
 
+_CONTAINERS = (dict, list)
+
+
 def duplicate_ids(node: Any, prefix: tuple[str | int, ...] = ()) -> list[tuple[tuple[str | int, ...], str]]:
     """(path of the id, id) for every item whose id an earlier item of the same list already has, in any list of
     objects with ids anywhere in the document (organisations, activities, risks, measures, data categories, …).
     Without recursion, so any depth the reader let through is fine."""
     found: list[tuple[tuple[str | int, ...], str]] = []
-    stack: list[tuple[Any, tuple[str | int, ...]]] = [(node, prefix)]
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(node, prefix)] if node.__class__ in _CONTAINERS else []
     while stack:
         item, path = stack.pop()
-        if isinstance(item, dict):
-            stack += [(v, (*path, k)) for k, v in reversed(item.items())]
-        elif isinstance(item, list):
+        # Only containers go on the stack: a register is mostly text, and this runs for every clinic `check` reads.
+        if item.__class__ is dict:
+            stack += [(v, (*path, k)) for k, v in reversed(item.items()) if v.__class__ in _CONTAINERS]
+        else:
             seen: set[str] = set()
             for i, element in enumerate(item):
-                if isinstance(element, dict) and isinstance(element.get("id"), str):
+                if element.__class__ is dict and element.get("id").__class__ is str:
                     if element["id"] in seen:
                         found.append(((*path, i, "id"), element["id"]))
                     seen.add(element["id"])
-            stack += [(v, (*path, i)) for i, v in reversed(list(enumerate(item)))]
+            stack += [(v, (*path, i)) for i, v in reversed(list(enumerate(item))) if v.__class__ in _CONTAINERS]
     return found  # depth first, children in order: document order
 
 
