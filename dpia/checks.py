@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any, NamedTuple
 
-from kroniker.dpia import model
+from kroniker.dpia import model, reading
 from kroniker.dpia.model import CLAUSES, CONTROLLER_ROLES, DESCRIPTION, NECESSITY, PROCESSOR_ROLES, TERMS, THREATS
 from kroniker.validators.findings import Finding, Severity
 
@@ -27,6 +27,8 @@ class Rule(NamedTuple):
 
 
 CODES: dict[str, Rule] = {
+    # reading a file (import, check --file, init --template, adopt --delta): refused before anything is written
+    **{code: Rule(severity, "kroniker register file") for code, severity in reading.CODES.items()},
     # structure and references
     "DPIA-SCHEMA": Rule(E, "kroniker register schema"),
     "DPIA-ID-DUPLICATE": Rule(E, "kroniker register schema"),
@@ -226,31 +228,8 @@ def schema_shape(doc: Mapping[str, Any], ctx: Context) -> Iterator[Finding]:
 
 
 def duplicate_ids(doc: Mapping[str, Any], ctx: Context) -> Iterator[Finding]:
-    for path, items in _id_lists(doc):
-        seen: set[str] = set()
-        for i, item in enumerate(items):
-            if isinstance(item, dict) and isinstance(item.get("id"), str):
-                if item["id"] in seen:
-                    yield finding("DPIA-ID-DUPLICATE", (*path, i, "id"), id=item["id"])
-                seen.add(item["id"])
-
-
-def _id_lists(doc: Mapping[str, Any]) -> Iterator[tuple[Path, list[Any]]]:
-    """Every list of the register whose items are named by id (the schema's keyed lists)."""
-    def at(node: Any, *path: str | int) -> list[Any] | None:
-        for key in path:
-            node = node.get(key) if isinstance(node, dict) else None
-        return node if isinstance(node, list) else None
-
-    for path in (("organisations",), ("activities",), ("agreements",), ("sub_processor_approvals",),
-                 ("dpia", "risks"), ("dpia", "measures"), ("dpia", "description", "assets")):
-        items = at(doc, *path)
-        if items is not None:
-            yield path, items
-    for i, activity in enumerate(at(doc, "activities") or []):
-        categories = at(activity, "record", "data_categories")
-        if categories is not None:
-            yield ("activities", i, "record", "data_categories"), categories
+    """An id twice in one list (a register stored before import refused them, or a file checked as it is)."""
+    yield from model.duplicate_id_findings(doc)
 
 
 def references(doc: Mapping[str, Any], ctx: Context) -> Iterator[Finding]:

@@ -182,20 +182,79 @@ def _guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Na
         from kroniker.dpia.store import StoreError
 
         try:
+            _check_arguments(args)
             return func(args)
         except RegisterError as exc:
-            lines = [_t("dpia-unreadable", args, source=exc.source)] + [f"  {p}" for p in exc.problems[:20]]
-            if len(exc.problems) > 20:
-                lines.append(_t("dpia-more", args, count=len(exc.problems) - 20))
-            return _fail(args, "\n".join(lines))
+            return _fail(args, "\n".join([_t("dpia-unreadable", args, source=exc.source),
+                                          *_finding_lines(args, exc.findings), *_nothing_imported(args)]))
         except StoreError as exc:
             status = EXIT_FINDINGS if exc.key in ("dpia-signoff-errors", "dpia-signoff-moved") else EXIT_USAGE
-            return _fail(args, exc.message(args.lang), status)
+            text = exc.message(args.lang)
+            text = f"{_t('dpia-in-file', args, source=exc.source)} {text}" if exc.source else text
+            return _fail(args, "\n".join([text, *_nothing_imported(args)]), status)
         except (SQLAlchemyError, ImportError) as exc:
-            return _fail(args, _t("dpia-database", args, detail=str(exc).splitlines()[0]))
+            detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            return _fail(args, "\n".join([_t("dpia-database", args, detail=detail), *_nothing_imported(args)]))
         except OSError as exc:
             return _fail(args, _t("dpia-file", args, detail=f"{exc.filename or ''} {exc.strerror or exc}".strip()))
     return run
+
+
+def _finding_lines(args: argparse.Namespace, findings: list[Any], shown: int = 20) -> list[str]:
+    lines = [f"  {f.code:<22} {f.message(args.lang)}" for f in findings[:shown]]
+    if len(findings) > shown:
+        lines.append(_t("dpia-more", args, count=len(findings) - shown))
+    return lines
+
+
+def _nothing_imported(args: argparse.Namespace) -> list[str]:
+    """An import stores all its files in one transaction: after any refusal, none of them."""
+    if args.dpia_command == "import" and len(getattr(args, "files", ())) > 1:
+        return [_t("dpia-import-none", args, count=len(args.files))]
+    return []
+
+
+# The longest text each option takes: the database's columns for names (200), an explicit bound for the rest, so a
+# value is refused with a message instead of failing in PostgreSQL (varchar) or being stored at any length.
+TEXT_LIMITS = {"author": 200, "name": 200, "register": 100, "template": 1000, "reason": 2000, "statement": 20000}
+TEXT_LIMIT = 1000
+FILE_ARGUMENTS = {("import", "files"), ("init", "template")}  # paths: any bytes the file system allows
+POSITIONALS = {"register": "REGISTER", "registers": "REGISTER", "revisions": "REF"}
+
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    """Every text given on the command line can be stored and printed: no lone surrogate (what Python makes of
+    bytes that are not UTF-8 in an argument) and not longer than its limit. Paths are the file system's business."""
+    for dest, value in vars(args).items():
+        if (args.dpia_command, dest) in FILE_ARGUMENTS:
+            continue
+        name = POSITIONALS.get(dest, f"--{dest.replace('_', '-')}")
+        for text in value if isinstance(value, list) else [value]:
+            if isinstance(text, str):
+                _check_text(name, text, TEXT_LIMITS.get(dest, TEXT_LIMIT))
+    if "author" in vars(args) and not args.author:  # the default comes from the environment or the login name
+        _check_text("$KRONIKER_AUTHOR", _author(args), TEXT_LIMITS["author"])
+
+
+def _check_text(option: str, text: str, limit: int) -> None:
+    from kroniker.dpia.reading import text_findings
+    from kroniker.dpia.store import StoreError
+
+    problems = text_findings(text)
+    if problems:
+        raise StoreError("dpia-argument-text", option=option, char=problems[0].params.get("char", "\\u0000"))
+    if len(text) > limit:
+        raise StoreError("dpia-argument-long", option=option, count=len(text), limit=limit)
+
+
+def _limits(args: argparse.Namespace) -> Any:
+    from kroniker.dpia import reading
+    from kroniker.dpia.store import StoreError
+
+    try:
+        return reading.Limits.from_env()
+    except ValueError as exc:
+        raise StoreError("dpia-bad-limit", name=exc.args[0], value=exc.args[1]) from None
 
 
 def _register_id(args: argparse.Namespace) -> str:
@@ -212,14 +271,14 @@ def _register_id(args: argparse.Namespace) -> str:
 
 @_guarded
 def cmd_init(args: argparse.Namespace) -> int:
-    from kroniker.dpia import model
+    from kroniker.dpia import model, reading
     from kroniker.dpia.store import StoreError
 
     if args.template in model.TEMPLATES:
         document, source = model.template(args.template), f"{args.template}-template.json"
     else:
-        source = args.template
-        document = model.parse(Path(args.template).read_bytes(), source)
+        source, limits = _shown(args.template), _limits(args)
+        document = reading.parse(reading.read_file(args.template, limits, source), source, limits)
         model.require_valid(document, source)
     with _store(args) as store:
         try:
@@ -241,22 +300,29 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 @_guarded
 def cmd_import(args: argparse.Namespace) -> int:
-    from kroniker.dpia import exchange
+    from kroniker.dpia import exchange, reading
 
-    # Every file is read and validated before anything is written.
-    incoming = [exchange.read(_read_input(name), "<stdin>" if name == "-" else name) for name in args.files]
+    limits = _limits(args)
+    # Every file is read and validated before anything is written; then all are written in one transaction.
+    incoming = []
+    for name in args.files:
+        source = "<stdin>" if name == "-" else _shown(name)
+        incoming.append(exchange.read(reading.read_file(name, limits, source), source, limits))
     with _store(args) as store:
-        for item in incoming:
-            done = exchange.take_in(store, item, author=_author(args),
-                                    reason=args.reason or _t("dpia-reason-import", args, source=item.source))
-            key = "dpia-import-new" if done.new else "dpia-import-same"
-            print(_t(key, args, register=done.register_id, number=done.current.number, hash=done.current.hash,
-                     signoffs=done.sign_offs))
+        done = exchange.take_in_all(store, incoming, author=_author(args), reason=lambda item: args.reason or _t(
+            "dpia-reason-import", args, source=item.source))
+    for item in done:  # said only once the transaction is committed
+        key = "dpia-import-new" if item.new else "dpia-import-same"
+        print(_t(key, args, register=item.register_id, number=item.current.number, hash=item.current.hash,
+                 signoffs=item.sign_offs))
+        if item.passed_over:
+            print("  " + _t("dpia-import-passed-over", args, count=item.passed_over))
     return EXIT_OK
 
 
-def _read_input(name: str) -> bytes:
-    return sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
+def _shown(name: str | Path) -> str:
+    """A file name as messages and reasons show it: a name that is not UTF-8 with its bytes escaped."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
 @_guarded
@@ -280,15 +346,16 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 @_guarded
 def cmd_check(args: argparse.Namespace) -> int:
-    from kroniker.dpia import checks, exchange
+    from kroniker.dpia import checks, exchange, reading
 
     today = args.today or date.today()
     started = time.perf_counter()
     results: list[dict[str, Any]] = []
     for path in args.file:
-        incoming = exchange.read(path.read_bytes(), str(path))
+        limits = _limits(args)
+        incoming = exchange.read(reading.read_file(path, limits, _shown(path)), _shown(path), limits)
         doc = incoming.register
-        results.append(_result(args, doc["id"], doc["kind"], None, None, checks.check(doc, today), str(path)))
+        results.append(_result(args, doc["id"], doc["kind"], None, None, checks.check(doc, today), _shown(path)))
     ids = [*args.registers, *(f"clinic-{sor}" for sor in args.clinic)]
     if ids or not args.file:
         with _store(args) as store:
@@ -340,21 +407,31 @@ def _print_check(args: argparse.Namespace, results: list[dict[str, Any]], second
 
 @_guarded
 def cmd_adopt(args: argparse.Namespace) -> int:
-    from kroniker.dpia import delta, model
+    from kroniker.dpia import reading
 
     with _store(args) as store:
         template = store.revision(args.template).content if store.info(args.template).kind == "template" else {}
         changes = _adoption_changes(args, template)
         if args.delta:
-            extra = model.parse(args.delta.read_bytes(), str(args.delta))
+            limits, source = _limits(args), _shown(args.delta)
+            extra = reading.parse(reading.read_file(args.delta, limits, source), source, limits)
             if not isinstance(extra, dict):
-                return _fail(args, _t("dpia-delta-object", args, source=args.delta))
-            changes = delta.apply(changes, extra)
+                return _fail(args, _t("dpia-delta-object", args, source=source))
+            changes = _compose(changes, extra)
         rev = store.adopt(args.template, args.clinic, changes, author=_author(args),
                           reason=args.reason or _t("dpia-reason-adopt", args, template=args.template))
     print(_t("dpia-adopted", args, register=rev.register_id, template=args.template,
              template_number=rev.template_number, number=rev.number, hash=rev.hash, deltas=_count_leaves(rev.content)))
     return EXIT_OK
+
+
+def _compose(first: dict[str, Any], then: dict[str, Any]) -> dict[str, Any]:
+    """One delta that does what `first` and then `then` do: unlike applying `then` to `first`, a null in `then`
+    stays a null (a removal the store then judges) instead of vanishing from the result unseen."""
+    out = dict(first)
+    for key, value in then.items():
+        out[key] = _compose(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 def _adoption_changes(args: argparse.Namespace, template: dict[str, Any]) -> dict[str, Any]:

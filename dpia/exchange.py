@@ -5,20 +5,23 @@ number, hash, author, time and reason, for a clinic the template revision and th
 sign-offs that cover exactly that revision. Keys are sorted and indented the same way every time, so export →
 import → export gives the same bytes, and a register kept in git changes by small diffs.
 
-Import takes an export or a bare register (as written by hand or kept in git). It is validated against the schema
-first; nothing is written unless the whole file can be taken in. An export whose content still matches its hash is
+Import takes exports or bare registers (as written by hand or kept in git). Each is read strictly and within limits
+(`reading`) and validated against the schema first; then all are written in one transaction, so nothing is written
+unless every file can be taken in. An export whose content still matches its hash is
 the same revision: a register new here keeps its number, author, time and reason. Anything else (an edited file, a
 bare register) becomes a new revision by the person importing.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kroniker.dpia import model
+from kroniker.dpia import model, reading
 from kroniker.dpia.model import RegisterError
-from kroniker.dpia.store import Revision, Store, format_time
+from kroniker.dpia.store import Arrival, Received, Store, format_time, parse_time
+from kroniker.validators.findings import Finding
 
 
 def export(store: Store, register_id: str, ref: str | int | None = None) -> dict[str, Any]:
@@ -67,36 +70,48 @@ class Incoming:
         return self.revision is not None and self.revision["hash"] == model.register_hash(self.register)
 
 
-def read(data: str | bytes, source: str = "<input>") -> Incoming:
-    """Parse and validate an export or a bare register; RegisterError (with every problem) when it cannot be taken."""
-    document = model.parse(data, source)
+def read(data: str | bytes, source: str = "<input>", limits: reading.Limits | None = None) -> Incoming:
+    """Parse and validate an export or a bare register; RegisterError (with every finding) when it cannot be taken."""
+    document = reading.parse(data, source, limits)
     if model.is_export(document):
         model.require_valid(document, source, "export")
         register = document["register"]
+        problems = _times(document)
         if register["kind"] == "clinic" and "adoption" not in document:
-            raise RegisterError(source, ["/adoption: a clinic's register names the template revision it adopts"])
+            problems.append(reading.finding("DPIA-ADOPTION-MISSING", ()))
         if register["kind"] != "clinic" and "adoption" in document:
-            raise RegisterError(source, [f"/adoption: only a clinic's register adopts a template, this is a "
-                                         f"{register['kind']}"])
+            problems.append(reading.finding("DPIA-ADOPTION-UNEXPECTED", ("adoption",),
+                                            kind=f"@dpia-kind-{register['kind']}"))
+        if problems:
+            raise RegisterError(source, problems)
         return Incoming(source, register, document["revision"], document.get("adoption"),
                         tuple(document.get("sign_offs", ())))
     model.require_valid(document, source)
     if document["kind"] == "clinic":
-        raise RegisterError(source, ["/kind: a clinic's register is imported from an export (it names its template "
-                                     "revision), or made with `kroniker dpia adopt`"])
+        raise RegisterError(source, [reading.finding("DPIA-CLINIC-BARE", ("kind",))])
     return Incoming(source, document)
 
 
-@dataclass(frozen=True, slots=True)
-class Imported:
-    register_id: str
-    new: Revision | None  # None: the store already had this content
-    current: Revision
-    sign_offs: int
+def _times(document: dict[str, Any]) -> list[Finding]:
+    """The schema's pattern lets 2026-02-30T25:00:00Z through; a time the store keeps must be a real one."""
+    places: list[tuple[tuple[str | int, ...], str]] = [(("revision", "time"), document["revision"]["time"])]
+    places += [(("sign_offs", i, "time"), s["time"]) for i, s in enumerate(document.get("sign_offs", ()))]
+    out = []
+    for path, value in places:
+        try:
+            parse_time(value)
+        except ValueError:
+            out.append(reading.finding("DPIA-TIME-INVALID", path, value=value))
+    return out
 
 
-def take_in(store: Store, incoming: Incoming, *, author: str, reason: str) -> Imported:
-    new, current, added = store.receive(incoming.register, author=author, reason=reason,
-                                        revision=incoming.revision if incoming.intact else None,
-                                        adoption=incoming.adoption, signed=incoming.sign_offs)
-    return Imported(incoming.register["id"], new, current, added)
+def take_in(store: Store, incoming: Incoming, *, author: str, reason: str) -> Received:
+    return take_in_all(store, [incoming], author=author, reason=lambda _: reason)[0]
+
+
+def take_in_all(store: Store, incoming: Sequence[Incoming], *, author: str,
+                reason: Callable[[Incoming], str]) -> list[Received]:
+    """Store every file read, in one transaction: all of them or, on any refusal, none."""
+    return store.receive_all([Arrival(item.source, item.register, author, reason(item),
+                                      item.revision if item.intact else None, item.adoption, item.sign_offs)
+                              for item in incoming])

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from importlib import resources
@@ -18,6 +18,8 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
+
+from kroniker.validators.findings import Finding, Severity
 
 Register = dict[str, Any]
 
@@ -106,29 +108,72 @@ def _short(message: str) -> str:
 
 
 class RegisterError(ValueError):
-    """A document that cannot be taken in: not JSON, or not the shape the schema gives. Nothing was written."""
+    """A document that cannot be taken in: unreadable, not the shape the schema gives, or ids given twice. Carries
+    every finding (the validators' shape: code, JSON pointer, message in Danish and English). Nothing was written."""
 
-    def __init__(self, source: str, problems: list[SchemaProblem] | list[str]) -> None:
+    def __init__(self, source: str, findings: Sequence[Finding]) -> None:
         self.source = source
-        self.problems = [str(p) for p in problems]
-        super().__init__(f"{source}: " + "; ".join(self.problems[:5]) + (" …" if len(self.problems) > 5 else ""))
+        self.findings = list(findings)
+        shown = "; ".join(f.message("en") for f in self.findings[:5])
+        super().__init__(f"{source}: {shown}" + (" …" if len(self.findings) > 5 else ""))
 
 
-def parse(text: str | bytes, source: str = "<input>") -> Any:
-    """JSON text → Python, or a RegisterError saying where the JSON breaks."""
-    try:
-        # JSON between systems is UTF-8 (RFC 8259 §8.1); json.loads would guess UTF-16 or -32 from bytes.
-        return json.loads(text.decode("utf-8-sig") if isinstance(text, bytes) else text)
-    except UnicodeDecodeError as exc:
-        raise RegisterError(source, [f"not UTF-8 text ({exc.reason} at byte {exc.start})"]) from None
-    except json.JSONDecodeError as exc:
-        raise RegisterError(source, [f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"]) from None
+def schema_finding(problem: SchemaProblem, prefix: str = "") -> Finding:
+    where = prefix + problem.pointer
+    return Finding(Severity.ERROR, "DPIA-SCHEMA", where or "/", parse_pointer(where),
+                   params={"detail": problem.message})
 
 
 def require_valid(document: Any, source: str, definition: str = "") -> None:
-    problems = schema_problems(document, definition)
-    if problems:
-        raise RegisterError(source, problems)
+    """The document has the schema's shape (a register, or with definition 'export' an export) and no id twice in
+    any list of its register; else a RegisterError with every finding."""
+    findings = [schema_finding(p) for p in schema_problems(document, definition)]
+    if not findings:
+        register, prefix = (document["register"], ("register",)) if definition == "export" else (document, ())
+        findings = duplicate_id_findings(register, prefix)
+    if findings:
+        raise RegisterError(source, findings)
+
+
+def require_valid_where(document: Mapping[str, Any], patch: Mapping[str, Any], source: str) -> None:
+    """As require_valid for the parts of a document a clinic's delta touched (the rest is the template's, checked
+    when it was stored)."""
+    findings = [schema_finding(p) for p in schema_problems_where(document, patch)]
+    for key in patch:
+        if key in document:
+            findings += duplicate_id_findings(document[key], (key,))
+    if findings:
+        raise RegisterError(source, findings)
+
+
+_CONTAINERS = (dict, list)
+
+
+def duplicate_ids(node: Any, prefix: tuple[str | int, ...] = ()) -> list[tuple[tuple[str | int, ...], str]]:
+    """(path of the id, id) for every item whose id an earlier item of the same list already has, in any list of
+    objects with ids anywhere in the document (organisations, activities, risks, measures, data categories, …).
+    Without recursion, so any depth the reader let through is fine."""
+    found: list[tuple[tuple[str | int, ...], str]] = []
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(node, prefix)] if node.__class__ in _CONTAINERS else []
+    while stack:
+        item, path = stack.pop()
+        # Only containers go on the stack: a register is mostly text, and this runs for every clinic `check` reads.
+        if item.__class__ is dict:
+            stack += [(v, (*path, k)) for k, v in reversed(item.items()) if v.__class__ in _CONTAINERS]
+        else:
+            seen: set[str] = set()
+            for i, element in enumerate(item):
+                if element.__class__ is dict and element.get("id").__class__ is str:
+                    if element["id"] in seen:
+                        found.append(((*path, i, "id"), element["id"]))
+                    seen.add(element["id"])
+            stack += [(v, (*path, i)) for i, v in reversed(list(enumerate(item))) if v.__class__ in _CONTAINERS]
+    return found  # depth first, children in order: document order
+
+
+def duplicate_id_findings(node: Any, prefix: tuple[str | int, ...] = ()) -> list[Finding]:
+    return [Finding(Severity.ERROR, "DPIA-ID-DUPLICATE", pointer(path), path, params={"id": item_id})
+            for path, item_id in duplicate_ids(node, prefix)]
 
 
 def is_export(document: Any) -> bool:

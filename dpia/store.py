@@ -86,6 +86,7 @@ class StoreError(Exception):
     def __init__(self, key: str, **params: Any) -> None:
         self.key = key
         self.params = params
+        self.source: str | None = None  # the file it is about, when one of several is imported
         super().__init__(f"{key}: {params}")
 
     def message(self, lang: str = "en") -> str:
@@ -119,6 +120,28 @@ class Revision:
     author: str
     time: datetime
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    """An imported register to take in: read and validated (exchange.read), with what the file says of it."""
+
+    source: str  # the file, for messages
+    document: dict[str, Any]
+    author: str
+    reason: str
+    revision: Mapping[str, Any] | None = None
+    adoption: Mapping[str, Any] | None = None
+    signed: Sequence[Mapping[str, Any]] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    register_id: str
+    new: Revision | None  # None: the store already had this content
+    current: Revision
+    sign_offs: int  # taken over
+    passed_over: int = 0  # in the file, but not for the revision the file holds
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,7 +339,11 @@ class Store:
                     target: dict[str, Any], *, author: str, reason: str, time: datetime,
                     number: int = 1) -> Revision:
         clinic_delta = delta.make(template.content, target)
-        _require_valid_where(target, clinic_delta, register_id)
+        model.require_valid_where(target, clinic_delta, register_id)
+        # A clinic retires what does not apply to it; a delta that deletes a template's item (null) would drop a
+        # party, risk or measure of the common assessment from its register without a trace.
+        for key in clinic_delta:  # only the parts the delta touches: the rest is the template's, unchanged
+            _nothing_dropped(template.content.get(key), target.get(key), (key,))
         conn.execute(registers.insert().values(id=register_id, kind="clinic", template_id=template.register_id,
                                                clinic_sor=sor, head=number, created=time))
         return self._add_revision(conn, register_id, number, clinic_delta, template, author, time, reason)
@@ -345,7 +372,7 @@ class Store:
         document = delta.apply(template.content, clinic_delta, share=True)
         if current.template_number == template.number and current.content == clinic_delta:
             return None
-        _require_valid_where(document, clinic_delta, info.id)
+        model.require_valid_where(document, clinic_delta, info.id)
         old = self._effective(conn, info.id, info.head).document
         _nothing_dropped(old, document)
         return self._next(conn, info, clinic_delta, template, author, time, reason)
@@ -446,26 +473,46 @@ class Store:
     # -- import (exchange.py reads and checks the file; this writes it, all or nothing) ------------------------
 
     def receive(self, document: dict[str, Any], *, author: str, reason: str, revision: Mapping[str, Any] | None = None,
-                adoption: Mapping[str, Any] | None = None,
-                signed: Sequence[Mapping[str, Any]] = ()) -> tuple[Revision | None, Revision, int]:
-        """Take in an imported register in one transaction: (the new revision or None, the revision now current,
-        how many sign-offs were added). `revision` is the exported revision's metadata, kept when the register is
-        new here and its content is exactly what the hash says."""
+                adoption: Mapping[str, Any] | None = None, signed: Sequence[Mapping[str, Any]] = ()) -> Received:
+        """Take in one imported register in one transaction (see receive_all)."""
+        return self.receive_all([Arrival(document["id"], document, author, reason, revision, adoption, signed)])[0]
+
+    def receive_all(self, arrivals: Sequence[Arrival]) -> list[Received]:
+        """Take in imported registers, all in one transaction: every one is stored or none is. A later file may
+        build on an earlier one (a template's export, then its clinics'). A refusal names the file it is about.
+        `revision` is the exported revision's metadata, kept when the register is new here and its content is
+        exactly what the hash says."""
         with self._write() as conn:
-            exists = conn.execute(sa.select(registers.c.id).where(registers.c.id == document["id"])).first()
-            intact = revision is not None and revision["hash"] == model.register_hash(document)
-            keep = intact and not exists and revision is not None
-            meta = {"author": revision["author"], "reason": revision["reason"], "time": parse_time(revision["time"]),
-                    "number": revision["number"]} if keep and revision is not None else \
-                {"author": author, "reason": reason, "time": utc_now(), "number": None}
-            if document["kind"] == "clinic":
-                new = self._receive_clinic(conn, document, adoption, bool(exists), meta)
-            else:
-                new = self._save(conn, document, author=meta["author"], reason=meta["reason"], time=meta["time"],
-                                 number=meta["number"])
-            current = self.revision(document["id"], None, conn)
-            added = self._receive_sign_offs(conn, document["id"], signed)
-            return new, current, added
+            out = []
+            for arrival in arrivals:
+                try:
+                    out.append(self._receive(conn, arrival))
+                except StoreError as exc:
+                    exc.source = arrival.source
+                    raise
+                except model.RegisterError as exc:
+                    raise model.RegisterError(arrival.source, exc.findings) from None
+            return out
+
+    def _receive(self, conn: Connection, arrival: Arrival) -> Received:
+        document, revision = arrival.document, arrival.revision
+        exists = conn.execute(sa.select(registers.c.id).where(registers.c.id == document["id"])).first()
+        intact = revision is not None and revision["hash"] == model.register_hash(document)
+        keep = intact and not exists and revision is not None
+        meta = {"author": revision["author"], "reason": revision["reason"], "time": parse_time(revision["time"]),
+                "number": revision["number"]} if keep and revision is not None else \
+            {"author": arrival.author, "reason": arrival.reason, "time": utc_now(), "number": None}
+        if document["kind"] == "clinic":
+            new = self._receive_clinic(conn, document, arrival.adoption, bool(exists), meta)
+        else:
+            new = self._save(conn, document, author=meta["author"], reason=meta["reason"], time=meta["time"],
+                             number=meta["number"])
+        current = self.revision(document["id"], None, conn)
+        # The file's sign-offs vouch for the file's revision only: one naming another revision, or the file's
+        # revision when its content was edited after export, is not taken over (and counted, not dropped silently).
+        vouched = revision["hash"] if intact and revision is not None else None
+        added, passed = self._receive_sign_offs(conn, document["id"], arrival.signed, vouched)
+        return Received(document["id"], new, current, added, passed)
 
     def _receive_clinic(self, conn: Connection, document: dict[str, Any], adoption: Mapping[str, Any] | None,
                         exists: bool, meta: Mapping[str, Any]) -> Revision | None:
@@ -500,20 +547,27 @@ class Store:
                              f"template {newest.register_id} r{newest.number}: taken over on import")
         return rev
 
-    def _receive_sign_offs(self, conn: Connection, register_id: str, signed: Sequence[Mapping[str, Any]]) -> int:
-        known = {r.hash: r.number for r in (_revision(row) for row in conn.execute(
-            sa.select(revisions).where(revisions.c.register_id == register_id)))}
+    def _receive_sign_offs(self, conn: Connection, register_id: str, signed: Sequence[Mapping[str, Any]],
+                           vouched: str | None) -> tuple[int, int]:
+        """(sign-offs added, sign-offs not taken over); those already here count as neither."""
+        known = {row.hash: row.number for row in conn.execute(
+            sa.select(revisions.c.hash, revisions.c.number).where(revisions.c.register_id == register_id))}
         have = {(s.role, s.name, s.time, s.revision) for s in self.sign_offs(register_id, conn)}
-        added = 0
+        added = passed = 0
         for s in signed:
-            if s["revision"] not in known or (s["role"], s["name"], s["time"], s["revision"]) in have:
+            key = (s["role"], s["name"], s["time"], s["revision"])
+            if key in have:
+                continue
+            if s["revision"] != vouched or s["revision"] not in known:
+                passed += 1
                 continue
             conn.execute(sign_offs.insert().values(
                 register_id=register_id, revision=known[s["revision"]], hash=s["revision"], role=s["role"],
                 name=s["name"], decision=s["decision"], statement=s.get("statement"),
                 despite_errors=bool(s.get("despite_errors")), created=parse_time(s["time"])))
+            have.add(key)  # the same sign-off twice in one file is stored once
             added += 1
-        return added
+        return added, passed
 
     # -- checking --------------------------------------------------------------------------------------------
 
@@ -637,12 +691,6 @@ def _number(ref: str | int | None) -> int | None:
     return None
 
 
-def _require_valid_where(document: dict[str, Any], clinic_delta: dict[str, Any], source: str) -> None:
-    problems = model.schema_problems_where(document, clinic_delta)
-    if problems:
-        raise model.RegisterError(source, problems)
-
-
 def _writable(info: RegisterInfo, kind: str) -> None:
     if info.retired:
         raise StoreError("dpia-retired", register=info.id)
@@ -650,9 +698,11 @@ def _writable(info: RegisterInfo, kind: str) -> None:
         raise StoreError("dpia-kind-changed", register=info.id, was=info.kind, now=kind)
 
 
-def _nothing_dropped(old: Any, new: Any) -> None:
+def _nothing_dropped(old: Any, new: Any, prefix: tuple[str, ...] = ()) -> None:
     """Nothing is deleted from a register, only retired: an item (with an id) may not disappear between revisions."""
     gone = removed_items(old, new)
     if gone:
-        raise StoreError("dpia-item-removed", where=", ".join(c.where or c.path for c in gone[:5]),
-                         count=len(gone))
+        where = [c.where or c.path for c in gone[:5]]
+        if prefix:
+            where = [f"{prefix[0]}{w if w.startswith(('/', '[')) else '/' + w}" for w in where]
+        raise StoreError("dpia-item-removed", where=", ".join(where), count=len(gone))

@@ -158,11 +158,12 @@ def test_export_import_export_through_the_command_is_identical(db: str, tmp_path
 
 
 @pytest.mark.parametrize(("content", "says"), [
-    (b'{"schema_version": 1, "id": "lbp", ', "not valid JSON: Expecting property name enclosed in double quotes at "
-                                             "line 1, column 36"),  # just after the 35 characters
+    (b'{"schema_version": 1, "id": "lbp", ', "DPIA-JSON-SYNTAX       /: not valid JSON at line 1, "
+                                             "column 36: expecting a property name"),  # just after the 35 characters
     (json.dumps({**template(), "dpia": {**template()["dpia"], "review": {"next": "snart"}}}).encode(),
      "/dpia/review/next"),
-    (json.dumps({**template(), "kind": "practice"}).encode(), "/kind: 'practice' is not one of"),
+    (json.dumps({**template(), "kind": "practice"}).encode(),
+     "/kind: the register does not have the schema's shape: 'practice' is not one of"),
 ])
 def test_bad_input_is_a_readable_message_exit_2_and_nothing_written(db: str, tmp_path: Path, content: bytes,
                                                                     says: str,

@@ -68,9 +68,10 @@ def test_the_hash_is_sha256_of_the_canonical_form_and_ignores_key_order() -> Non
 
 @pytest.mark.parametrize(("data", "says"), [
     (b"{\"id\": ", "not valid JSON"),
-    (b"\xff\xfe", "not UTF-8"),
+    (b"\xff\xfe", "the file is UTF-16"),
+    (b'{"id": "\xff"}', "not valid UTF-8 at byte 8 (line 1, column 9)"),
     (b"[]", "is not of type 'object'"),
-    (b'{"schema_version": 1, "id": "x", "kind": "clinic", "title": "t"}', "made with `kroniker dpia adopt`"),
+    (b'{"schema_version": 1, "id": "x", "kind": "clinic", "title": "t"}', "made with kroniker dpia adopt"),
 ])
 def test_unreadable_input_is_a_register_error_saying_why(data: bytes, says: str) -> None:
     with pytest.raises(RegisterError) as exc:

@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 from pytest_bdd import given, parsers, scenarios, then, when
 
-from kroniker.dpia import exchange
+from kroniker.dpia import exchange, model
 from kroniker.dpia.diff import diff
+from kroniker.dpia.model import RegisterError
 from kroniker.dpia.store import Store, StoreError
 from kroniker.validators import Severity
 from kroniker.validators.findings import Finding
@@ -44,6 +45,8 @@ class Register:
     signed: Any = None
     read_revision: int | None = None
     refused: StoreError | None = None
+    files: list[tuple[str, bytes]] = field(default_factory=list)  # name, content: what the DPO imports
+    import_refused: Exception | None = None
 
 
 @pytest.fixture
@@ -385,3 +388,86 @@ def sign_off_refused(register: Register) -> None:
 @then("der er ingen godkendelse i historikken")
 def no_sign_off(register: Register) -> None:
     assert register.store.sign_offs(_only(register)) == []
+
+
+# -- indlæsning (import) -----------------------------------------------------------------------------------
+
+def _template_file(register: Register, change: Any) -> None:
+    exported = exchange.export(register.store, "lbp")
+    change(exported["register"])
+    register.files.append(("lbp.json", json.dumps(exported, ensure_ascii=False).encode("utf-8")))
+
+
+@given(parsers.parse('en fil med skabelonen, hvor jeg har tilføjet databehandleren "{vendor}"'))
+def file_with_processor(register: Register, vendor: str) -> None:
+    _template_file(register, lambda doc: doc["organisations"].append(
+        {"id": "it-support", "name": vendor, "kind": "vendor", "contact": {"email": "it@klinik-it.example"}}))
+
+
+@given("en fil med skabelonen, hvor lægesystemets leverandør står to gange")
+def file_with_vendor_twice(register: Register) -> None:
+    def twice(doc: dict[str, Any]) -> None:
+        vendor = copy.deepcopy(get(doc, resolve(doc, "/organisations[lps-vendor]")))
+        doc["organisations"].append(vendor | {"name": "Lægesystemer II A/S"})
+    _template_file(register, twice)
+
+
+@given("en fil med skabelonen, hvor titlen står to gange")
+def file_with_title_twice(register: Register) -> None:
+    exported = exchange.export(register.store, "lbp")
+    twice = '{"title": "Anden titel", ' + json.dumps(exported["register"], ensure_ascii=False)[1:]
+    text = json.dumps(exported | {"register": "REGISTER"}, ensure_ascii=False).replace('"REGISTER"', twice)
+    register.files.append(("lbp.json", text.encode("utf-8")))
+
+
+@given("en kliniks eksport, der bygger på en skabelonrevision, som ikke findes i denne fortegnelse")
+def clinic_on_unknown_template(register: Register) -> None:
+    document = template() | {"id": "clinic-100000000009", "kind": "clinic"}
+    elsewhere = {"number": 4, "hash": "sha256:" + hashlib.sha256(b"another database").hexdigest()}
+    export = {"format": model.EXPORT_FORMAT, "register": document,
+              "revision": {"number": 1, "hash": model.register_hash(document), "author": "Lægerne",
+                           "time": "2026-11-01T10:00:00Z", "reason": "eksport"},
+              "adoption": {"template": "lbp", "template_revision": elsewhere, "delta": {}}}
+    register.files.append(("klinik.json", json.dumps(export, ensure_ascii=False).encode("utf-8")))
+
+
+@when("jeg indlæser de to filer")
+@when("jeg indlæser filen")
+def import_files(register: Register) -> None:
+    try:
+        incoming = [exchange.read(content, name) for name, content in register.files]
+        exchange.take_in_all(register.store, incoming, author="DPO", reason=lambda item: f"fra {item.source}")
+    except (RegisterError, StoreError) as exc:
+        register.import_refused = exc
+
+
+@then("bliver indlæsningen afvist med en dansk besked, der nævner den anden fil")
+def import_refused_naming_file(register: Register) -> None:
+    refused = register.import_refused
+    assert isinstance(refused, StoreError) and refused.source == "klinik.json"
+    text = refused.message("da")
+    assert "findes ikke i denne database" in text and not ENGLISH.search(text), text
+
+
+@then(parsers.parse('bliver filen afvist med fejlen "{code}" ved den anden leverandørs id'))
+def refused_at_second_vendor(register: Register, code: str) -> None:
+    refused = register.import_refused
+    assert isinstance(refused, RegisterError)
+    organisations = template()["organisations"]
+    where = f"/register/organisations/{len(organisations)}/id"  # appended after the template's own
+    assert [(f.code, f.location) for f in refused.findings] == [(code, where)]
+    assert not ENGLISH.search(refused.findings[0].message("da"))
+
+
+@then(parsers.parse('bliver filen afvist med fejlen "{code}" ved "{where}"'))
+def refused_at(register: Register, code: str, where: str) -> None:
+    refused = register.import_refused
+    assert isinstance(refused, RegisterError)
+    assert [(f.code, f.location) for f in refused.findings] == [(code, f"/register{where}")]
+
+
+@then(parsers.parse('skabelonen står uændret i revision 1 uden "{name}"'))
+def template_unchanged(register: Register, name: str) -> None:
+    assert [r.number for r in register.store.revisions("lbp")] == [1]
+    assert name not in json.dumps(register.store.effective("lbp").document, ensure_ascii=False)
+    assert [i.id for i in register.store.registers(include_retired=True)] == ["lbp"]
