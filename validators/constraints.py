@@ -194,20 +194,17 @@ def binding(state: _State, elem: Elem, type_code: str, value: Any, path: JsonPat
         results = [exp.check(s, c) for s, c in coded]
         if Membership.IN in results:
             return
-        # A code the value set would draw from a whole code system, but which cannot exist in that system:
-        # named by that system's own rule, where it is (an error for a required binding).
-        named = [i for i, (s, c) in enumerate(coded)
-                 if results[i] is Membership.NOT_IN and s in exp.open_systems and codes.impossible(s, c)]
-        for i in named:
-            system, c = coded[i]
-            v = codes.check(system, c) if system is not None else None
-            if v is not None:
-                sev = Severity.ERROR if strength == "required" else Severity.WARNING
-                yield finding(sev, v.code, where[i][1], where[i][0], elem, message_key=v.message_key, **v.params)
-        if len(named) == len(coded):
-            return
+        # A code the value set draws from a whole code system, which that system's own rules say cannot
+        # exist there (codes.py): named by that rule where it stands (an error for a required binding).
+        named = {i: v for i, (s, c) in enumerate(coded) if results[i] is Membership.NOT_IN and s is not None
+                 and s in exp.open_systems and (v := codes.check(s, c)) is not None}
+        for i, v in named.items():
+            sev = Severity.ERROR if strength == "required" else Severity.WARNING
+            yield finding(sev, v.code, where[i][1], where[i][0], elem, message_key=v.message_key, **v.params)
         coded = [sc for i, sc in enumerate(coded) if i not in named]
         results = [r for i, r in enumerate(results) if i not in named]
+        if not results:
+            return
         verdict = Membership.UNKNOWN if Membership.UNKNOWN in results else Membership.NOT_IN
     if verdict is Membership.IN:
         return
