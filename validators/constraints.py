@@ -10,7 +10,7 @@ from collections.abc import Generator, Iterator
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from kroniker.validators import base
+from kroniker.validators import base, codes
 from kroniker.validators.findings import Finding, JsonPath, Severity
 from kroniker.validators.invariants import WALK_INVARIANTS, NotEvaluable
 from kroniker.validators.structure import MISSING, Constraint, Elem
@@ -171,36 +171,51 @@ def binding(state: _State, elem: Elem, type_code: str, value: Any, path: JsonPat
         return
     enum = elem.enum or state.profiles.element_enum(elem.base_path)
     exp = state.profiles.terminology.expand(vs_url, enum if type_code == "code" else None)
-    codes: list[tuple[str | None, str]] = []
+    coded: list[tuple[str | None, str]] = []
     if type_code == "code":
         verdict = exp.check_code(value) if isinstance(value, str) else Membership.NOT_IN
         found: Any = value
     else:
         raw_codings = value.get("coding") if type_code == "CodeableConcept" else [value]
         codings = raw_codings if isinstance(raw_codings, list) else []
-        for c in codings:
+        where: list[tuple[JsonPath, str]] = []
+        for i, c in enumerate(codings):
             if isinstance(c, dict) and isinstance(c.get("code"), str):
                 system = c.get("system")
-                codes.append((system if isinstance(system, str) else None, c["code"]))
-        found = [f"{s}|{c}" if s else c for s, c in codes] or value.get("text") or ""
-        if not codes:
+                coded.append((system if isinstance(system, str) else None, c["code"]))
+                where.append(((*path, "coding", i), f"{loc}.coding[{i}]") if type_code == "CodeableConcept"
+                             else (path, loc))
+        found = [f"{s}|{c}" if s else c for s, c in coded] or value.get("text") or ""
+        if not coded:
             if strength == "required" and type_code == "CodeableConcept":
                 yield finding(Severity.ERROR, "binding", loc, path, elem, message_key="binding-no-code",
                               valueset=vs_url)
             return
-        results = [exp.check(s, c) for s, c in codes]
-        verdict = Membership.IN if Membership.IN in results else (
-            Membership.UNKNOWN if Membership.UNKNOWN in results else Membership.NOT_IN)
+        results = [exp.check(s, c) for s, c in coded]
+        if Membership.IN in results:
+            return
+        # A code the value set draws from a whole code system, which that system's own rules say cannot
+        # exist there (codes.py): named by that rule where it stands (an error for a required binding).
+        named = {i: v for i, (s, c) in enumerate(coded) if results[i] is Membership.NOT_IN and s is not None
+                 and s in exp.open_systems and (v := codes.check(s, c)) is not None}
+        for i, v in named.items():
+            sev = Severity.ERROR if strength == "required" else Severity.WARNING
+            yield finding(sev, v.code, where[i][1], where[i][0], elem, message_key=v.message_key, **v.params)
+        coded = [sc for i, sc in enumerate(coded) if i not in named]
+        results = [r for i, r in enumerate(results) if i not in named]
+        if not results:
+            return
+        verdict = Membership.UNKNOWN if Membership.UNKNOWN in results else Membership.NOT_IN
     if verdict is Membership.IN:
         return
     code = "binding" if strength == "required" else "binding-extensible"
     if verdict is Membership.UNKNOWN:
-        systems = sorted({s for s, _ in codes if s} & exp.open_systems) or sorted(exp.open_systems)
+        systems = sorted({s for s, _ in coded if s} & exp.open_systems) or sorted(exp.open_systems)
         sev = Severity.WARNING if strength == "required" else Severity.INFORMATION
         yield finding(sev, code, loc, path, elem, message_key="binding-unchecked", valueset=vs_url,
                       found=found, systems=", ".join(systems) or vs_url)
         return
-    if strength == "extensible" and codes and not ({s for s, _ in codes} & exp.systems):
+    if strength == "extensible" and coded and not ({s for s, _ in coded} & exp.systems):
         # Extensible allows a code from another code system when the value set has no suitable code;
         # only a reader can judge that, so it is information (as in the HL7 validator), not a warning.
         yield finding(Severity.INFORMATION, code, loc, path, elem, message_key="binding-other-system",
@@ -208,6 +223,19 @@ def binding(state: _State, elem: Elem, type_code: str, value: Any, path: JsonPat
         return
     sev = Severity.ERROR if strength == "required" else Severity.WARNING
     yield finding(sev, code, loc, path, elem, valueset=vs_url, found=found)
+
+
+def coding(elem: Elem, value: dict[str, Any], path: JsonPath, loc: str) -> Iterator[Finding]:
+    """A Coding in a code system whose codes can be judged offline (SNOMED CT, SKS-D, ICPC-2): a code that
+    cannot exist there is a warning (binding() makes it an error where a required binding asks for that
+    system); an SKS sub-division below the WHO code is information."""
+    system, code = value.get("system"), value.get("code")
+    if not isinstance(system, str) or system not in codes.SYSTEMS or not isinstance(code, str):
+        return
+    v = codes.check(system, code)
+    if v is not None:
+        yield finding(Severity.INFORMATION if v.possible else Severity.WARNING, v.code, loc, path, elem,
+                      message_key=v.message_key, **v.params)
 
 
 # -- invariants ---------------------------------------------------------------------------------------

@@ -184,6 +184,8 @@ class _State:
             yield from constraints.fixed_pattern(elem, value, path, loc)
         if elem.binding is not None:
             yield from constraints.binding(self, elem, type_code, value, path, loc)
+        if type_code == "Coding":
+            yield from constraints.coding(elem, value, path, loc)
         if elem.constraints or type_code in constraints.TYPE_INVARIANTS:
             yield from constraints.invariants(self, elem, type_code, value, path, loc)
         if type_code == "Reference":

@@ -37,6 +37,10 @@ ISSUE_TYPES: dict[str, str] = {
     "target-profile": "structure",
     "binding": "code-invalid",
     "binding-extensible": "code-invalid",
+    "snomed-id": "code-invalid",
+    "sks-d-code": "code-invalid",
+    "icpc2-code": "code-invalid",
+    "sks-d-subdivision": "informational",
     "slice-unmatched": "structure",
     "slice-card-min": "required",
     "slice-card-max": "structure",
@@ -231,7 +235,12 @@ def dedupe(findings: Iterable[Finding]) -> list[Finding]:
     out: list[Finding] = []
     for f in findings:
         keys = [(f.location, c, _detail(f)) for c in f.codes]
-        if any(k in seen for k in keys):
+        earlier = next((seen[k] for k in keys if k in seen), None)
+        if earlier is not None:
+            # The worse of the two stays: a code checked under a required binding (an error) and the
+            # same code checked as a plain Coding (a warning) are one finding, and it is the error.
+            if f.severity > out[earlier].severity:
+                out[earlier] = f
             continue
         for k in keys:
             seen[k] = len(out)

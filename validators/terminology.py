@@ -12,6 +12,8 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from kroniker.validators import codes
+
 # Code systems defined by a grammar rather than a list: checked by their syntax.
 SYNTAX_SYSTEMS: dict[str, re.Pattern[str]] = {
     "urn:ietf:bcp:13": re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"
@@ -48,7 +50,11 @@ class Expansion:
         if system is None and any(c == code for _, c in self.codes):
             # A coding without a system cannot be a member (the HL7 validator agrees); a bare code can.
             return Membership.NOT_IN
-        if system in self.open_systems or self.unknown:
+        if system in self.open_systems:
+            # A whole code system that cannot be listed here; a code its own rules say cannot exist in it
+            # (codes.py: SNOMED CT, SKS-D, ICPC-2) is not in the value set all the same.
+            return Membership.NOT_IN if codes.impossible(system, code) else Membership.UNKNOWN
+        if self.unknown:
             return Membership.UNKNOWN
         return Membership.NOT_IN
 
