@@ -211,8 +211,12 @@ def _covers(item: Mapping[str, Any], activity_id: str) -> bool:
 
 
 def _record(activity: Mapping[str, Any]) -> dict[str, Any]:
-    record = activity.get("record")
-    return record if isinstance(record, dict) else {}
+    return _mapping(activity.get("record"))
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    """A JSON object as read, or an empty one for anything else (the checks then report what is missing)."""
+    return value if isinstance(value, dict) else {}
 
 
 def _special(activity: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -376,8 +380,7 @@ def _security_stated(security: Any) -> bool:
 
 def legal_basis(doc: Mapping[str, Any], ctx: Context) -> Iterator[Finding]:
     for path, activity in _activities(doc):
-        basis = _record(activity).get("legal_basis")
-        basis = basis if isinstance(basis, dict) else {}
+        basis = _mapping(_record(activity).get("legal_basis"))
         where = (*path, "record", "legal_basis")
         if _empty(basis.get("art6")):
             yield finding("DPIA-6-BASIS", (*where, "art6"), activity=activity["id"])
@@ -385,7 +388,7 @@ def legal_basis(doc: Mapping[str, Any], ctx: Context) -> Iterator[Finding]:
         if not special:
             continue
         names = ", ".join(str(c.get("name", c.get("id"))) for c in special)
-        art9 = {b.get("ref") for b in basis.get("art9") or [] if isinstance(b, dict)}
+        art9 = {str(b.get("ref")) for b in basis.get("art9") or [] if isinstance(b, dict) and b.get("ref")}
         if not art9:
             yield finding("DPIA-9-BASIS", (*where, "art9"), activity=activity["id"], categories=names)
             continue
@@ -495,11 +498,11 @@ def agreement_content(doc: Mapping[str, Any], ctx: Context) -> Iterator[Finding]
         path: Path = ("agreements", i)
         params = {"agreement": agreement.get("id", "?"), "org": _org_name(doc, agreement.get("processor", "?")),
                   "sub": _org_name(doc, agreement.get("sub_processor", "?"))}
-        terms = agreement.get("terms") if isinstance(agreement.get("terms"), dict) else {}
+        terms = _mapping(agreement.get("terms"))
         for term in TERMS:
             if _empty(terms.get(term)):
                 yield finding("DPIA-28-3-TERMS", (*path, "terms", term), term=f"@dpia-term-{term}", **params)
-        clauses = agreement.get("clauses") if isinstance(agreement.get("clauses"), dict) else {}
+        clauses = _mapping(agreement.get("clauses"))
         for clause in CLAUSES:
             if clauses.get(clause) is not True:
                 yield finding(f"DPIA-28-3-{clause.upper()}", (*path, "clauses", clause), **params)
@@ -683,10 +686,11 @@ def dpia_review(doc: Mapping[str, Any], ctx: Context) -> Iterator[Finding]:
     dpia = _dpia(doc)
     if dpia is None:
         return
-    review = dpia.get("review")
-    due = _date(review.get("next")) if isinstance(review, dict) else None
+    stated = dpia.get("review")
+    review = _mapping(stated)
+    due = _date(review.get("next"))
     if due is None:
-        where: Path = ("dpia", "review", "next") if isinstance(review, dict) else ("dpia", "review")
+        where: Path = ("dpia", "review", "next") if isinstance(stated, dict) else ("dpia", "review")
         yield finding("DPIA-35-11-REVIEW", where)
         return
     if due < ctx.today:

@@ -23,7 +23,7 @@ EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 PARTY = re.compile(r"^(?P<name>[^<>]*[^<>\s])\s*(?:<(?P<email>[^<>\s]+@[^<>\s]+)>)?$")  # Name <e-mail>
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction) -> None:
     """Registers `kroniker dpia` and its actions."""
     d = sub.add_parser("dpia", help="keep the DPIA register (GDPR Arts 28, 30, 35): check, adopt, sign off, export",
                        description="The DPO's register of processing, roles, agreements, risks and measures. "

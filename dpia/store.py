@@ -499,9 +499,10 @@ class Store:
         exists = conn.execute(sa.select(registers.c.id).where(registers.c.id == document["id"])).first()
         intact = revision is not None and revision["hash"] == model.register_hash(document)
         keep = intact and not exists and revision is not None
-        meta = {"author": revision["author"], "reason": revision["reason"], "time": parse_time(revision["time"]),
-                "number": revision["number"]} if keep and revision is not None else \
-            {"author": arrival.author, "reason": arrival.reason, "time": utc_now(), "number": None}
+        meta: dict[str, Any] = (
+            {"author": revision["author"], "reason": revision["reason"], "time": parse_time(revision["time"]),
+             "number": revision["number"]} if keep and revision is not None else
+            {"author": arrival.author, "reason": arrival.reason, "time": utc_now(), "number": None})
         if document["kind"] == "clinic":
             new = self._receive_clinic(conn, document, arrival.adoption, bool(exists), meta)
         else:

@@ -354,7 +354,7 @@ def verify(engine: Engine, key: bytes, checkpoint: dict[str, Any] | None = None)
             _check_head(head, walk, problems)
             _check_documents(conn, walk, problems)
     except sa.exc.SQLAlchemyError as exc:
-        raise Unreadable("database", detail=str(exc.orig if getattr(exc, "orig", None) else exc).splitlines()[0]
+        raise Unreadable("database", detail=str(getattr(exc, "orig", None) or exc).splitlines()[0]
                          ) from None
     if checkpoint is not None:
         _check_checkpoint(checkpoint, key, walk, problems)
@@ -568,7 +568,7 @@ def as_audit_event(row: dict[str, Any], *, for_citizen: bool = False) -> dict[st
     }
     if row.get("reason"):
         event["outcomeDesc"] = row["reason"]
-    purposes = []
+    purposes: list[dict[str, Any]] = []
     if row.get("purpose"):
         purposes.append({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason",
                                      "code": row["purpose"]}]})

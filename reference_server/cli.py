@@ -6,12 +6,17 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kroniker.reference_server.tokens import ROLES
 
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
-def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("serve", help="run the DDS-like reference server (SQLite by default, PostgreSQL by URL)")
     s.add_argument("--database", help="database URL (default: SQLite in $KRONIKER_HOME)")
     s.add_argument("--host", default="127.0.0.1")
@@ -58,7 +63,7 @@ def _default_lang() -> str:
     return "da" if env.lower().startswith("da") else "en"
 
 
-def _number(low: int, high: int):  # type: ignore[no-untyped-def]
+def _number(low: int, high: int) -> Callable[[str], int]:
     """An argparse type: a whole number from low to high (a readable usage error otherwise)."""
     def parse(text: str) -> int:
         try:
@@ -184,7 +189,7 @@ def cmd_audit_checkpoint(args: argparse.Namespace) -> int:
     return 0
 
 
-def _audit_inputs(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _audit_inputs(args: argparse.Namespace) -> tuple[Engine, bytes]:
     """The database engine and the audit key (never made here: a missing key is 'cannot check', exit 2)."""
     import sqlalchemy as sa
 
@@ -201,7 +206,7 @@ def _audit_inputs(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return engine, key
 
 
-def _counts(engine) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+def _counts(engine: Engine) -> tuple[int, int]:
     import sqlalchemy as sa
 
     from kroniker.reference_server.db import audit_events, documents, reading

@@ -12,10 +12,11 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.sql.compiler import SQLCompiler
 
 try:
     import fcntl
@@ -140,7 +141,7 @@ def make_engine(url: str) -> Engine:
         engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
         @sa.event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=FULL")  # an acknowledged commit survives a crash
@@ -149,7 +150,7 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         @sa.event.listens_for(engine, "begin")
-        def _sqlite_begin(conn):  # type: ignore[no-untyped-def]
+        def _sqlite_begin(conn: Any) -> None:
             # Writers take the write lock up front, so they queue here rather than fail at commit; reads
             # (reading()) take a WAL snapshot and neither wait for writers nor hold them up.
             conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("kroniker_read") else "BEGIN IMMEDIATE")
@@ -244,7 +245,7 @@ class Compiled:
     """
 
     def __init__(self, stmt: sa.sql.ClauseElement, dialect: sa.Dialect) -> None:
-        self._compiled = stmt.compile(dialect=dialect)
+        self._compiled = cast(SQLCompiler, stmt.compile(dialect=dialect))
         self.sql = self._compiled.string
         self._order = self._compiled.positiontup  # positional paramstyles (SQLite); None for named (psycopg)
         self._processors: dict[str, Any] = {}
@@ -254,7 +255,8 @@ class Compiled:
                 self._processors[key] = process
 
     def parameters(self, values: dict[str, Any]) -> Any:
-        params = self._compiled.construct_params(values)  # fills in the statement's own literal values
+        # construct_params fills in the statement's own literal values.
+        params: dict[str, Any] = dict(self._compiled.construct_params(values))
         for key, process in self._processors.items():
             if key in params and params[key] is not None:
                 params[key] = process(params[key])

@@ -131,9 +131,9 @@ def bdl_7(v: Any, ctx: EvalContext) -> bool:
     for e in _entries(v):
         if "fullUrl" not in e:
             continue
-        res = e.get("resource") if isinstance(e.get("resource"), dict) else {}
-        meta = res.get("meta") if isinstance(res.get("meta"), dict) else {}
-        key = (str(e.get("fullUrl")), str(meta.get("versionId")))
+        res = e.get("resource")
+        meta = res.get("meta") if isinstance(res, dict) else None
+        key = (str(e.get("fullUrl")), str(meta.get("versionId") if isinstance(meta, dict) else None))
         if key in seen:
             return False
         seen.add(key)

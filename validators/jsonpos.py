@@ -48,10 +48,16 @@ class PositionIndex:
         return line, offset - self._line_starts[line - 1] + 1
 
 
+def _skip_ws(text: str, pos: int) -> int:
+    """The offset after the white space at `pos` (the pattern matches the empty string too)."""
+    m = _WS.match(text, pos)
+    return m.end() if m else pos
+
+
 def _scan(text: str) -> dict[JsonPath, int]:
     """Offsets of every value in a (syntactically valid) JSON text, without recursion."""
     out: dict[JsonPath, int] = {}
-    pos = _WS.match(text, 0).end()
+    pos = _skip_ws(text, 0)
     out[()] = pos
     # Stack of (path, kind, next index); kind is "{" or "[".
     stack: list[list] = []
@@ -59,7 +65,7 @@ def _scan(text: str) -> dict[JsonPath, int]:
     expect_value = True
     n = len(text)
     while pos < n:
-        pos = _WS.match(text, pos).end()
+        pos = _skip_ws(text, pos)
         if pos >= n:
             break
         ch = text[pos]
@@ -67,7 +73,7 @@ def _scan(text: str) -> dict[JsonPath, int]:
             if ch == "{":
                 stack.append([path, "{", 0])
                 pos += 1
-                pos = _WS.match(text, pos).end()
+                pos = _skip_ws(text, pos)
                 if pos < n and text[pos] == "}":
                     stack.pop()
                     pos += 1
@@ -79,7 +85,7 @@ def _scan(text: str) -> dict[JsonPath, int]:
             if ch == "[":
                 stack.append([path, "[", 0])
                 pos += 1
-                pos = _WS.match(text, pos).end()
+                pos = _skip_ws(text, pos)
                 if pos < n and text[pos] == "]":
                     stack.pop()
                     pos += 1
@@ -102,7 +108,7 @@ def _scan(text: str) -> dict[JsonPath, int]:
         top = stack[-1]
         if ch == ",":
             pos += 1
-            pos = _WS.match(text, pos).end()
+            pos = _skip_ws(text, pos)
             if top[1] == "{":
                 pos = _read_key(text, pos, stack, out)
                 path = stack[-1][3]
@@ -132,7 +138,7 @@ def _read_key(text: str, pos: int, stack: list[list], out: dict[JsonPath, int]) 
     else:
         top.append(member)
     out[member] = pos
-    pos = _WS.match(text, m.end()).end()
+    pos = _skip_ws(text, m.end())
     if pos < len(text) and text[pos] == ":":
         pos += 1
     return pos

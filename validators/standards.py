@@ -46,8 +46,8 @@ def composition_of(bundle: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
 
 
 def _profiles_of(resource: dict[str, Any]) -> list[str]:
-    meta = resource.get("meta") if isinstance(resource.get("meta"), dict) else {}
-    profiles = meta.get("profile")
+    meta = resource.get("meta")
+    profiles = meta.get("profile") if isinstance(meta, dict) else None
     return [p for p in profiles if isinstance(p, str)] if isinstance(profiles, list) else []
 
 
