@@ -464,31 +464,37 @@ def mutated_note(change: Callable[[dict[str, Any]], None]) -> bytes:
     return json.dumps(doc).encode("ascii")
 
 
-def _crash_case(validator: Validator, raw: bytes) -> None:
+def _crash_case(validator: Validator, raw: bytes, code: str, location: str) -> None:
+    """The case that once crashed now gets a report, and the error the change itself makes, where it makes it.
+
+    The expected code and place follow from FHIR's JSON rules (R4 JSON representation: a single value is not an
+    array, a repeating element always is, a resource names its type), not from kroniker's output."""
     report = validator.validate(raw)
     check_report(report, raw)
     assert not report.valid
+    errors = {(f.code, f.location) for f in report.findings if f.severity >= Severity.ERROR}
+    assert (code, location) in errors, sorted(errors)
 
 
 def test_fullurl_not_a_string(validator: Validator) -> None:
     def change(doc: dict[str, Any]) -> None:
         doc["entry"][1]["fullUrl"] = []
 
-    _crash_case(validator, mutated_note(change))
+    _crash_case(validator, mutated_note(change), "datatype", "Bundle.entry[1].fullUrl")
 
 
 def test_coding_not_a_list(validator: Validator) -> None:
     def change(doc: dict[str, Any]) -> None:
         doc["entry"][0]["resource"]["type"]["coding"] = 5
 
-    _crash_case(validator, mutated_note(change))
+    _crash_case(validator, mutated_note(change), "datatype", "Bundle.entry[0].resource.type.coding")
 
 
 def test_coding_system_not_a_string(validator: Validator) -> None:
     def change(doc: dict[str, Any]) -> None:
         doc["entry"][0]["resource"]["type"]["coding"][0]["system"] = []
 
-    _crash_case(validator, mutated_note(change))
+    _crash_case(validator, mutated_note(change), "datatype", "Bundle.entry[0].resource.type.coding[0].system")
 
 
 def test_composition_type_system_not_a_string(validator: Validator) -> None:
@@ -496,7 +502,7 @@ def test_composition_type_system_not_a_string(validator: Validator) -> None:
         del doc["entry"][0]["resource"]["meta"]
         doc["entry"][0]["resource"]["type"]["coding"][0]["system"] = []
 
-    _crash_case(validator, mutated_note(change))
+    _crash_case(validator, mutated_note(change), "datatype", "Bundle.entry[0].resource.type.coding[0].system")
 
 
 def test_entry_resource_type_null(validator: Validator) -> None:
@@ -504,7 +510,7 @@ def test_entry_resource_type_null(validator: Validator) -> None:
         doc["entry"][0]["resource"]["resourceType"] = None
         doc["entry"][0]["resource"]["language"] = "0"
 
-    _crash_case(validator, mutated_note(change))
+    _crash_case(validator, mutated_note(change), "unknown-resource-type", "Bundle.entry[0].resource")
 
 
 def test_patient_identifier_not_a_list(validator: Validator) -> None:
@@ -512,7 +518,7 @@ def test_patient_identifier_not_a_list(validator: Validator) -> None:
         assert doc["entry"][2]["resource"]["resourceType"] == "Patient"
         doc["entry"][2]["resource"]["identifier"] = 1515
 
-    _crash_case(validator, mutated_note(change))
+    _crash_case(validator, mutated_note(change), "datatype", "Bundle.entry[2].resource.identifier")
 
 
 def test_lone_surrogate_in_narrative(validator: Validator) -> None:
@@ -520,4 +526,4 @@ def test_lone_surrogate_in_narrative(validator: Validator) -> None:
         doc["entry"][2]["resource"]["text"]["div"] = f'<div xmlns="{XHTML}">\ud800</div>'
 
     # json.dumps writes the surrogate as the escape \ud800: the input is valid JSON and valid UTF-8.
-    _crash_case(validator, mutated_note(change))
+    _crash_case(validator, mutated_note(change), "datatype", "Bundle.entry[2].resource.text.div")

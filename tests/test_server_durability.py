@@ -50,7 +50,6 @@ from tests.server_process import FHIR_JSON, ServerProcess, distinct_note, master
 ROUNDS = {("sqlite", 1): 20, ("postgresql", 1): 10, ("sqlite", 2): 10, ("postgresql", 2): 5}
 CLIENTS = 4  # GP systems posting at once
 KILL_WITHIN = (0.05, 1.0)  # seconds after the first acknowledgement of a round
-ROUND_LIMIT = 30.0  # seconds; a round that takes longer has hung
 RETRIEVE_PER_ROUND = 25  # acknowledged documents the citizen retrieves over HTTP after each restart
 
 
@@ -238,7 +237,6 @@ def test_sigkill_during_load_loses_no_acknowledged_document(database_url: str, p
             _retrieve(server.url, auth["citizen"], {s.doc_id: s.body for s in sample if s.doc_id}, tally, round_no)
             tally.in_flight_committed += _resend(server.url, auth["source"], load.in_flight, stored, every_ack,
                                                  tally, round_no)
-            assert time.monotonic() - round_start < ROUND_LIMIT, f"round {round_no} took too long"
         server.stop()
 
     stored, problems = half_written(database_url, server.home)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -63,30 +64,45 @@ def assert_refused_and_nothing_stored(server: Server, send: Any, status: int | t
     return r
 
 
+def assert_issue(r: httpx.Response, code: str, where: str) -> None:
+    """The refusal names the finding code and the place it is about (the document path, field or parameter)."""
+    issues = [(c["code"], i.get("diagnostics", "")) for i in r.json()["issue"]
+              for c in i.get("details", {}).get("coding", [])]
+    named = re.compile(rf"(^|[\s(]){re.escape(where)}($|[\s:,)])")
+    assert any(c == code and named.search(d) for c, d in issues), issues
+
+
 # -- documents that cannot be read ------------------------------------------------------------------------------
 
-NOT_DOCUMENTS: dict[str, tuple[bytes, str]] = {
-    "bad JSON": (b'{"resourceType": "Bundle", "type": "document", ', FHIR_JSON),
-    "not a Bundle": (b'{"resourceType": "Patient", "id": "x"}', FHIR_JSON),
-    "a Bundle, but no document": (b'{"resourceType": "Bundle", "type": "collection"}', FHIR_JSON),
-    "a JSON array": (b"[1, 2, 3]", FHIR_JSON),
-    "a JSON string": (b'"Journalnotat"', FHIR_JSON),
-    "an empty body": (b"", FHIR_JSON),
-    "not UTF-8": ("{\"title\": \"Lænderyg\"}".encode("latin-1"), FHIR_JSON),
-    "a PDF": (b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<< /Type /Catalog >>\nendobj\n", FHIR_JSON),
-    "broken XML": (b'<Bundle xmlns="http://hl7.org/fhir"><type value="document"/>', FHIR_XML),
+# Each with the finding it must get and where: the reading's own codes (findings.md: json-syntax, encoding,
+# xml-syntax, xml-structure) on the whole document, or the document rule on the element it breaks.
+NOT_DOCUMENTS: dict[str, tuple[bytes, str, str, str]] = {
+    "bad JSON": (b'{"resourceType": "Bundle", "type": "document", ', FHIR_JSON, "json-syntax", "(document)"),
+    "not a Bundle": (b'{"resourceType": "Patient", "id": "x"}', FHIR_JSON, "DOC-BUNDLE-TYPE", "Patient"),
+    "a Bundle, but no document": (b'{"resourceType": "Bundle", "type": "collection"}', FHIR_JSON, "DOC-BUNDLE-TYPE",
+                                  "Bundle.type"),
+    "a JSON array": (b"[1, 2, 3]", FHIR_JSON, "json-syntax", "(document)"),
+    "a JSON string": (b'"Journalnotat"', FHIR_JSON, "json-syntax", "(document)"),
+    "an empty body": (b"", FHIR_JSON, "json-syntax", "(document)"),
+    "not UTF-8": ("{\"title\": \"Lænderyg\"}".encode("latin-1"), FHIR_JSON, "encoding", "(document)"),
+    "a PDF": (b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<< /Type /Catalog >>\nendobj\n", FHIR_JSON, "encoding",
+              "(document)"),
+    "broken XML": (b'<Bundle xmlns="http://hl7.org/fhir"><type value="document"/>', FHIR_XML, "xml-syntax",
+                   "(document)"),
     "XML with an external entity": (b'<?xml version="1.0"?><!DOCTYPE b [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
-                                    b'<Bundle xmlns="http://hl7.org/fhir"><id value="&x;"/></Bundle>', FHIR_XML),
-    "not a FHIR XML resource": (b"<html><body>Journalnotat</body></html>", FHIR_XML),
+                                    b'<Bundle xmlns="http://hl7.org/fhir"><id value="&x;"/></Bundle>', FHIR_XML,
+                                    "xml-syntax", "(document)"),
+    "not a FHIR XML resource": (b"<html><body>Journalnotat</body></html>", FHIR_XML, "xml-structure", "html"),
 }
 
 
 @pytest.mark.parametrize("kind", list(NOT_DOCUMENTS))
 def test_a_body_that_is_not_a_medcom_document_is_refused_with_an_operation_outcome(server: Server, kind: str) -> None:
-    body, content_type = NOT_DOCUMENTS[kind]
+    body, content_type, code, where = NOT_DOCUMENTS[kind]
     r = assert_refused_and_nothing_stored(server, lambda: server.submit(source(), body, content_type=content_type),
                                           (400, 422))
     assert any(i["severity"] in ("error", "fatal") for i in r.json()["issue"])
+    assert_issue(r, code, where)
     assert "root:" not in r.text and "/etc/passwd" not in r.text.replace("file:///etc/passwd", "")
 
 
@@ -94,6 +110,7 @@ def test_a_number_too_long_to_read_is_a_finding_not_a_crash(server: Server) -> N
     body = b'{"resourceType": "Bundle", "type": "document", "total": ' + b"9" * 5000 + b"}"
     r = assert_refused_and_nothing_stored(server, lambda: server.submit(source(), body), (400, 422))
     assert "internal" not in s.finding_codes(r.json())
+    assert_issue(r, "json-syntax", "(document)")
 
 
 @pytest.mark.parametrize("content_type", ["text/plain", "application/pdf", "multipart/form-data; boundary=x",
@@ -185,49 +202,58 @@ def test_admin_and_block_bodies_over_the_limit_are_refused(server: Server, route
 
 # -- bad bodies and parameters elsewhere ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("route,method,content", [
-    ("/blocks", "POST", b"{kind: general}"),
-    ("/blocks", "POST", b'["general"]'),
-    ("/admin/relations", "POST", b"not json"),
-    ("/admin/relations", "POST", b'{"patient": 1505629996, "evidence": "referral", "organisation": "1"}'),
-    ("/admin/relations", "POST", b'{"patient": "0101709996", "evidence": "referral"}'),
-    ("/admin/relations", "POST", b'{"patient": "0101709996", "evidence": "x", "organisation": "1", "start": "i gar"}'),
-    ("/admin/relations", "POST", b'{"patient": "0101709996", "evidence": "x", "organisation": "1", "end": 17}'),
-    ("/fhir/DocumentReference/some-id", "PATCH", b"\xff\xfe"),
-    ("/fhir/DocumentReference/some-id", "PATCH", b"null"),
+@pytest.mark.parametrize("route,method,content,code,where", [
+    ("/blocks", "POST", b"{kind: general}", "not-json", "the request body"),
+    ("/blocks", "POST", b'["general"]', "not-json", "the request body"),
+    ("/admin/relations", "POST", b"not json", "not-json", "the request body"),
+    ("/admin/relations", "POST", b'{"patient": 1505629996, "evidence": "referral", "organisation": "1"}',
+     "relation-body", "patient"),
+    ("/admin/relations", "POST", b'{"patient": "0101709996", "evidence": "referral"}', "relation-body",
+     "organisation"),
+    ("/admin/relations", "POST", b'{"patient": "0101709996", "evidence": "x", "organisation": "1", "start": "i gar"}',
+     "bad-date", "i gar"),
+    ("/admin/relations", "POST", b'{"patient": "0101709996", "evidence": "x", "organisation": "1", "end": 17}',
+     "bad-field", "end"),
+    ("/fhir/DocumentReference/some-id", "PATCH", b"\xff\xfe", "not-json", "the request body"),
+    ("/fhir/DocumentReference/some-id", "PATCH", b"null", "not-json", "the request body"),
 ])
 def test_a_malformed_body_gets_an_operation_outcome(server: Server, route: str, method: str,
-                                                    content: bytes) -> None:
-    assert_refused_and_nothing_stored(
+                                                    content: bytes, code: str, where: str) -> None:
+    r = assert_refused_and_nothing_stored(
         server, lambda: server.request(method, route, ADMIN, content=content,
                                        headers={"Content-Type": "application/json"}), 400)
+    assert_issue(r, code, where)
 
 
-@pytest.mark.parametrize("route,body", [
-    ("/blocks", {"kind": "professional", "clinician": ["A1", "A2"]}),
-    ("/blocks", {"kind": "professional", "clinician": "A" * 100}),
-    ("/admin/relations", {"patient": "ikke et CPR-nummer, men en lang tekst", "organisation": "1", "evidence": "x"}),
-    ("/admin/relations", {"patient": "0101709996", "organisation": "1" * 60, "evidence": "referral"}),
+@pytest.mark.parametrize("route,body,field", [
+    ("/blocks", {"kind": "professional", "clinician": ["A1", "A2"]}, "clinician"),
+    ("/blocks", {"kind": "professional", "clinician": "A" * 100}, "clinician"),
+    ("/admin/relations", {"patient": "ikke et CPR-nummer, men en lang tekst", "organisation": "1", "evidence": "x"},
+     "patient"),
+    ("/admin/relations", {"patient": "0101709996", "organisation": "1" * 60, "evidence": "referral"}, "organisation"),
 ], ids=["clinician as a list", "clinician of 100 characters", "patient not a CPR number", "SOR of 60 digits"])
-def test_block_and_relation_fields_are_checked(server: Server, route: str, body: dict[str, Any]) -> None:
+def test_block_and_relation_fields_are_checked(server: Server, route: str, body: dict[str, Any], field: str) -> None:
     p = new_patient("Lise", "Lem")
     body = {"patient": p.cpr, **body}
     r = assert_refused_and_nothing_stored(server, lambda: server.request("POST", route, ADMIN, json=body), 400)
     assert "internal" not in s.finding_codes(r.json())
+    assert_issue(r, "bad-field", field)
 
 
-@pytest.mark.parametrize("params", [
-    {"_count": "ti"},
-    {"_offset": "1.5"},
-    {"date": "i går"},
-    {"date": "ge2026-13-45"},
-    {"patient.identifier": "urn:oid:1.2.208.176.1.1|481751000016007"},
+@pytest.mark.parametrize("params,code,where", [
+    ({"_count": "ti"}, "bad-count", "_count"),
+    ({"_offset": "1.5"}, "bad-count", "_offset"),
+    ({"date": "i går"}, "bad-date", "i går"),
+    ({"date": "ge2026-13-45"}, "bad-date", "ge2026-13-45"),
+    ({"patient.identifier": "urn:oid:1.2.208.176.1.1|481751000016007"}, "patient-system", "patient.identifier"),
 ])
-def test_a_malformed_search_gets_an_operation_outcome(server: Server, params: dict[str, str]) -> None:
+def test_a_malformed_search_gets_an_operation_outcome(server: Server, params: dict[str, str], code: str,
+                                                      where: str) -> None:
     p = new_patient("Erna", "Eng")
     query = {"patient.identifier": p.identifier, "status": "current", **params}
-    assert_refused_and_nothing_stored(server, lambda: server.get("/fhir/DocumentReference", citizen(p),
-                                                                 params=query), 400)
+    r = assert_refused_and_nothing_stored(server, lambda: server.get("/fhir/DocumentReference", citizen(p),
+                                                                     params=query), 400)
+    assert_issue(r, code, where)
 
 
 def test_an_unknown_override_reason_gets_an_operation_outcome(server: Server) -> None:

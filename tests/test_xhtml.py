@@ -275,14 +275,13 @@ def test_etc_passwd_is_not_read() -> None:
 
 
 def test_internal_entities_are_not_expanded() -> None:
-    """A 'billion laughs' document stays small and quick: internal entities are not expanded either."""
+    """A 'billion laughs' document stays small: internal entities are not expanded either (the text read is
+    bounded by the input's size, which is what keeps it quick; how quick is bench/hostile.py's)."""
     lol = '<!ENTITY a0 "hahahahahahahahahaha">' + "".join(
         f'<!ENTITY a{i} "{f"&a{i - 1};" * 10}">' for i in range(1, 10))
     payload = f"<!DOCTYPE div [{lol}]>{DIV}<p>&a9;</p></div>"
-    started = time.perf_counter()
     p = check_narrative(payload)
     note = check_note(f"<!DOCTYPE p [{lol}]><p>&a9;</p>")
-    assert time.perf_counter() - started < 5
     assert "haha" not in p.text and "haha" not in note.text
     assert len(p.text) < 100 and len(note.text) < len(lol) + 100
 

@@ -11,7 +11,6 @@ import json
 import re
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -448,16 +447,18 @@ def connections(sock: socket.socket) -> int:
         n += 1
 
 
-def in_time(fn: Callable[[], Any], seconds: float = 5.0) -> Any:
-    """fn() in a thread, failing (not hanging) if it takes longer than it may."""
+HANG = 300.0  # seconds: not a latency bound (that is bench/hostile.py's), only so a hang fails instead of stalling CI
+
+
+def finishes(fn: Callable[[], Any]) -> Any:
+    """fn() in a thread, failing (not hanging the run) if it never returns, e.g. waiting on a network fetch."""
     result: list[Any] = []
     thread = threading.Thread(target=lambda: result.append(fn()), daemon=True)
-    started = time.perf_counter()
     thread.start()
-    thread.join(seconds)
-    assert not thread.is_alive(), f"still running after {seconds} s"
+    thread.join(HANG)
+    assert not thread.is_alive(), f"still running after {HANG} s: it hangs"
     assert result, "raised instead of returning a report"
-    return result[0], time.perf_counter() - started
+    return result[0]
 
 
 BILLION_LAUGHS = """<?xml version="1.0"?>
@@ -494,8 +495,7 @@ def hostile(port: int) -> dict[str, str]:
 @pytest.mark.parametrize("case", ["billion-laughs", "xxe-file", "doctype-system-file", "external-dtd", "xxe-network"])
 def test_doctypes_are_refused_unread(case: str, listener: socket.socket, validator: Validator) -> None:
     text = hostile(listener.getsockname()[1])[case]
-    report, seconds = in_time(lambda: validator.validate(text))
-    assert seconds < 2
+    report = finishes(lambda: validator.validate(text))
     assert [(f.severity, f.code, f.message_key) for f in report.findings] == [
         (Severity.FATAL, "xml-syntax", "xml-doctype")]
     assert (report.findings[0].line, report.findings[0].column) == at(text.lstrip("\ufeff"), "<!DOCTYPE")
@@ -508,7 +508,7 @@ def test_schema_location_hints_are_not_followed(listener: socket.socket) -> None
     port = listener.getsockname()[1]
     xml = (f'<Patient xmlns="{FHIR}" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
            f'xsi:schemaLocation="{FHIR} http://127.0.0.1:{port}/fhir-all.xsd"><active value="true"/></Patient>')
-    parsed, _ = in_time(lambda: read(xml))
+    parsed = finishes(lambda: read(xml))
     assert parsed.data == {"resourceType": "Patient", "active": True}
     assert parsed.findings == []
     assert connections(listener) == 0
@@ -520,14 +520,12 @@ def test_an_undeclared_entity_is_a_syntax_error() -> None:
     assert f.line == 1
 
 
-def test_a_huge_attribute_is_refused_quickly() -> None:
+def test_a_huge_attribute_is_refused() -> None:
     # Over libxml2's 10 000 000-character limit for one value, under kroniker's 10 MiB for a document.
     value = "a" * 10_000_001
     xml = f'<Patient xmlns="{FHIR}"><name><family value="{value}"/></name></Patient>'
     assert len(xml.encode()) <= Limits().max_bytes
-    started = time.perf_counter()
     f = refused(xml)
-    assert time.perf_counter() - started < 2
     assert (f.severity, f.code) == (Severity.FATAL, "xml-syntax")
     assert "10,000,000" in f.message("en")
 
