@@ -10,7 +10,6 @@ Danish and English message), raised together as a `RegisterError` before anythin
 
 from __future__ import annotations
 
-import codecs
 import json
 import os
 import re
@@ -21,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from kroniker.dpia.model import RegisterError, pointer
+from kroniker.validators import bounded
+from kroniker.validators.bounded import json_detail
 from kroniker.validators.findings import Finding, Severity
 
 DEFAULT_MAX_BYTES = 4 * 1024 * 1024  # the shipped template is 59 KB; an export of it about 62 KB
@@ -43,18 +44,6 @@ CODES: dict[str, Severity] = {
     "DPIA-CLINIC-BARE": Severity.ERROR,
 }
 
-# json's own messages, said in the catalogue's words (the same keys the validator uses).
-_JSON_DETAILS = {
-    "Expecting value": "@json-expecting-value",
-    "Expecting property name enclosed in double quotes": "@json-expecting-name",
-    "Expecting ',' delimiter": "@json-expecting-comma",
-    "Expecting ':' delimiter": "@json-expecting-colon",
-    "Unterminated string starting at": "@json-unterminated-string",
-    "Invalid control character at": "@json-control-character",
-    "Invalid \\escape": "@json-bad-escape",
-    "Invalid \\uXXXX escape": "@json-bad-escape",
-    "Extra data": "@json-extra-data",
-}
 _NUMBER = re.compile(r"[0-9]{1,15}")
 
 
@@ -93,16 +82,12 @@ def read_file(name: str | Path, limits: Limits, source: str | None = None) -> by
     """The bytes of a file ('-' for standard input), never more than the limit: a larger file is refused before it
     is read, and a stream is read only one byte past the limit."""
     source = source or ("<stdin>" if str(name) == "-" else str(name))
-    if str(name) == "-":
-        data = sys.stdin.buffer.read(limits.max_bytes + 1)
-    else:
-        with open(name, "rb") as fh:
-            if os.fstat(fh.fileno()).st_size > limits.max_bytes:
-                raise RegisterError(source, [finding("DPIA-TOO-LARGE", limit=limits.max_bytes)])
-            data = fh.read(limits.max_bytes + 1)
-    if len(data) > limits.max_bytes:
-        raise RegisterError(source, [finding("DPIA-TOO-LARGE", limit=limits.max_bytes)])
-    return data
+    try:
+        if str(name) == "-":
+            return bounded.read_stream(sys.stdin.buffer, limits.max_bytes)
+        return bounded.read_file(name, limits.max_bytes)
+    except bounded.TooLarge:
+        raise RegisterError(source, [finding("DPIA-TOO-LARGE", limit=limits.max_bytes)]) from None
 
 
 def parse(data: str | bytes, source: str = "<input>", limits: Limits | None = None) -> Any:
@@ -119,7 +104,7 @@ def parse(data: str | bytes, source: str = "<input>", limits: Limits | None = No
     except json.JSONDecodeError as exc:
         raise RegisterError(source, [finding("DPIA-JSON-SYNTAX", text="dpia-json-syntax-at", line=exc.lineno,
                                              column=exc.colno, at_line=exc.lineno, at_column=exc.colno,
-                                             detail=_JSON_DETAILS.get(exc.msg, exc.msg))]) from None
+                                             detail=json_detail(exc))]) from None
     except RecursionError:
         # json's C scanner recurses once per level; about 1,000 levels end here, fewer in the walk below.
         raise RegisterError(source, [finding("DPIA-TOO-DEEP", limit=limits.max_depth)]) from None
@@ -132,16 +117,13 @@ def parse(data: str | bytes, source: str = "<input>", limits: Limits | None = No
 
 
 def _decode(data: bytes, source: str) -> str:
-    # JSON between systems is UTF-8 (RFC 8259 §8.1); json.loads would guess UTF-16 or -32 from bytes.
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        raise RegisterError(source, [finding("DPIA-ENCODING", text="dpia-encoding-utf16")])
     try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
-        raise RegisterError(source, [finding("DPIA-ENCODING", line=line, column=column, offset=exc.start,
-                                             at_line=line, at_column=column)]) from None
+        return bounded.decode_utf8(data)
+    except bounded.NotUtf8 as exc:
+        if exc.utf16:
+            raise RegisterError(source, [finding("DPIA-ENCODING", text="dpia-encoding-utf16")]) from None
+        raise RegisterError(source, [finding("DPIA-ENCODING", line=exc.line, column=exc.column, offset=exc.offset,
+                                             at_line=exc.line, at_column=exc.column)]) from None
 
 
 def _pairs(duplicates: dict[int, list[str]]) -> Any:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import codecs
 import errno
 import json
 import os
@@ -10,6 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from kroniker.validators import bounded
+from kroniker.validators.bounded import json_detail
 from kroniker.validators.findings import Finding, Severity
 from kroniker.validators.jsonpos import JsonPath, PositionIndex
 
@@ -93,17 +94,6 @@ class Unreadable(Exception):
         self.finding = finding
 
 
-_JSON_DETAILS = {
-    "Expecting value": "@json-expecting-value",
-    "Expecting property name enclosed in double quotes": "@json-expecting-name",
-    "Expecting ',' delimiter": "@json-expecting-comma",
-    "Expecting ':' delimiter": "@json-expecting-colon",
-    "Unterminated string starting at": "@json-unterminated-string",
-    "Invalid control character at": "@json-control-character",
-    "Invalid \\escape": "@json-bad-escape",
-    "Invalid \\uXXXX escape": "@json-bad-escape",
-    "Extra data": "@json-extra-data",
-}
 _OS_REASONS = {errno.ENOENT: "@os-not-found", errno.EACCES: "@os-permission", errno.EISDIR: "@os-directory",
                errno.ENOTDIR: "@os-not-found"}
 
@@ -123,17 +113,11 @@ def read_bytes(source: Source, limits: Limits) -> tuple[str, bytes]:
     if isinstance(source, os.PathLike):
         name = os.fspath(source)
         try:
-            size = os.stat(name).st_size
+            return name, bounded.read_file(name, limits.max_bytes)
+        except bounded.TooLarge as exc:
+            raise _fatal("too-large", size=exc.size, limit=limits.max_bytes) from None
         except OSError as exc:
             raise _fatal("unreadable", key="unreadable-file", file=name, reason=_os_reason(exc)) from None
-        if size > limits.max_bytes:
-            raise _fatal("too-large", size=size, limit=limits.max_bytes)
-        try:
-            with open(name, "rb") as fh:
-                raw = fh.read(limits.max_bytes + 1)
-        except OSError as exc:
-            raise _fatal("unreadable", key="unreadable-file", file=name, reason=_os_reason(exc)) from None
-        return name, raw
     if isinstance(source, str):
         raw = source.encode("utf-8", "surrogatepass")
         return "<text>", raw
@@ -143,16 +127,12 @@ def read_bytes(source: Source, limits: Limits) -> tuple[str, bytes]:
 
 
 def decode(raw: bytes) -> str:
-    if raw.startswith(codecs.BOM_UTF8):
-        raw = raw[len(codecs.BOM_UTF8):]
-    elif raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        raise _fatal("encoding", key="encoding-utf16")
     try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
-        raise _fatal("encoding", offset=exc.start, line=line, column=col) from None
+        return bounded.decode_utf8(raw)
+    except bounded.NotUtf8 as exc:
+        if exc.utf16:
+            raise _fatal("encoding", key="encoding-utf16") from None
+        raise _fatal("encoding", offset=exc.offset, line=exc.line, column=exc.column) from None
 
 
 def parse(source: Source, limits: Limits | None = None) -> Parsed:
@@ -173,7 +153,7 @@ def parse(source: Source, limits: Limits | None = None) -> Parsed:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise _fatal("json-syntax", line=exc.lineno, column=exc.colno,
-                     detail=_JSON_DETAILS.get(exc.msg, exc.msg)) from None
+                     detail=json_detail(exc)) from None
     except RecursionError:
         raise _fatal("too-deep", limit=limits.max_depth) from None
     except ValueError as exc:  # e.g. an integer longer than Python converts (4,300 digits)
