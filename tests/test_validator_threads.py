@@ -4,7 +4,8 @@ Found by tests/test_server_durability.py: a fresh `kroniker serve` (no compiled 
 four clients at once answered a valid Shared Note with 500, its log saying `RuntimeError: dictionary changed
 size during iteration` from `ProfileSet.save()` (validators/profiles.py): one request pickles the shared
 compiled plan while another compiles into it. The server saves plans after each submission's validation
-(`Validator.save_plans()`), so each thread here validates and then saves, as a request does. About two cold starts in five show it on loopback; a slow disk
+(`Validator.save_plans()`), so each thread here validates and then saves, as a request does. About two cold
+starts in five show it on loopback; a slow disk
 (simulated here by a plan file that writes slowly) makes it certain.
 """
 
