@@ -142,7 +142,8 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=1, help="worker processes of the server")
     ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
     args = ap.parse_args()
-    from kroniker.validators.packages import Installer, PackageCache
+    from kroniker.packages import Installer
+    from kroniker.validators.packages import PackageCache
 
     with tempfile.TemporaryDirectory(prefix="kroniker-hostile-") as tmpdir:
         tmp = Path(tmpdir)

@@ -472,8 +472,9 @@ def main() -> int:
 
 
 def run(args: argparse.Namespace, tmpdir: Path, schemas: Schemas | None) -> None:
+    from kroniker.packages import Installer
     from kroniker.reference_server.tokens import Principal, issue, load_or_create_key
-    from kroniker.validators.packages import Installer, PackageCache
+    from kroniker.validators.packages import PackageCache
     from kroniker.validators.validate import Validator
     from tests.builders import CLINIC
     from tests.server_process import ServerProcess, tokens

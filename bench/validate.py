@@ -163,7 +163,8 @@ def main() -> int:
 
     from fhir.resources.R4B.bundle import Bundle
 
-    from kroniker.validators.packages import Installer, PackageCache
+    from kroniker.packages import Installer
+    from kroniker.validators.packages import PackageCache
     from kroniker.validators.validate import Validator
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -8,13 +8,13 @@ import os
 import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from kroniker.validators.findings import Finding, Report, Severity
 from kroniker.validators.packages import PackageCache
+from kroniker.validators.profiles import PlanStore
 from kroniker.validators.source import Limits
 from kroniker.validators.validate import Validator
 
@@ -102,35 +102,45 @@ def check(validator: Validator, item: Input) -> Report:
 _WORKER: Validator | None = None
 
 
-def _start_worker(cache_root: Path, limits: Limits) -> None:
+def _start_worker(cache_root: Path, limits: Limits, plans: PlanStore | None) -> None:
     # Each process builds its Validator once; its compiled profiles then serve every document it gets.
     global _WORKER
-    _WORKER = Validator(PackageCache(cache_root), limits)
+    _WORKER = Validator(PackageCache(cache_root), limits, plans)
 
 
 def _check_in_worker(item: Input) -> Report:
     assert _WORKER is not None, "the worker was not started"
-    return check(_WORKER, item)
+    report = check(_WORKER, item)
+    # A worker has no last moment of its own: it saves after a document that made it compile something new
+    # (a handful of times per standard; otherwise this writes nothing).
+    _WORKER.save_plans()
+    return report
 
 
 # Given the number of documents, returns what to call as each one is done (a progress bar's update).
 Progress = Callable[[int], Callable[[], None]]
 
 
-def run(inputs: Sequence[Input], cache_root: Path, limits: Limits, jobs: int = 1,
+def run(inputs: Sequence[Input], cache_root: Path, limits: Limits, plans: PlanStore | None = None, jobs: int = 1,
         progress: Progress | None = None) -> list[Report]:
-    """The reports for the inputs, in their order, validated in `jobs` processes."""
+    """The reports for the inputs, in their order, validated in `jobs` processes; what was compiled on the way
+    is given to `plans` (if any) once the batch is done."""
     if jobs <= 1 or len(inputs) <= 1:
         tick = progress(len(inputs)) if progress else _nothing
-        validator = Validator(PackageCache(cache_root), limits)
+        validator = Validator(PackageCache(cache_root), limits, plans)
         reports = []
-        for item in inputs:
-            reports.append(check(validator, item))
-            tick()
+        try:
+            for item in inputs:
+                reports.append(check(validator, item))
+                tick()
+        finally:
+            validator.save_plans()  # also when interrupted: what was compiled is not lost
         return reports
+    from concurrent.futures import ProcessPoolExecutor, as_completed  # only a batch in processes needs them
+
     results: list[Report | None] = [None] * len(inputs)
     pool = ProcessPoolExecutor(max_workers=min(jobs, len(inputs)), initializer=_start_worker,
-                               initargs=(cache_root, limits))
+                               initargs=(cache_root, limits, plans))
     try:
         futures = {pool.submit(_check_in_worker, item): i for i, item in enumerate(inputs)}
         # The progress bar starts only now: its monitor thread must not be running when the workers fork.

@@ -1,4 +1,9 @@
-"""The one command, `kroniker`, with a sub-command per part of the toolkit."""
+"""The one command, `kroniker`, with a sub-command per part of the toolkit.
+
+Start-up matters (a vendor's CI runs `kroniker validate` per document): this module imports only the standard
+library at the top, and each sub-command imports what it needs when it runs. The server's and the DPIA
+register's sub-commands are only added to the parser when one of them (or the overview) is asked for.
+"""
 
 from __future__ import annotations
 
@@ -26,7 +31,12 @@ def _default_lang() -> str:
     return "da" if env.lower().startswith("da") else "en"
 
 
-def build_parser() -> argparse.ArgumentParser:
+OWN_COMMANDS = ("validate", "packages")
+CACHE_HELP = "FHIR package cache (default $KRONIKER_FHIR_PACKAGES, else ~/.fhir/packages)"
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; for `command` one of OWN_COMMANDS, without the other parts' sub-commands (their imports)."""
     p = argparse.ArgumentParser(prog="kroniker", description="Toolkit for the Danish chronic care package: "
                                 "validate MedCom Shared Notes and diagnosis cards against MedCom's FHIR packages.")
     p.add_argument("--version", action="version", version=f"kroniker {__version__}")
@@ -43,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="text for people; json: one OperationOutcome per document (a Bundle of them for several); "
                         "junit: JUnit XML for CI; html: one self-contained page to read and forward")
     v.add_argument("--verbose", "-v", action="store_true", help="show information messages and profile elements")
-    v.add_argument("--cache", type=Path, help="FHIR package cache (default ~/.fhir/packages)")
+    v.add_argument("--cache", type=Path, help=CACHE_HELP)
     v.add_argument("--jobs", "-j", type=_jobs, default=1, metavar="N",
                    help="validate in N processes (0: one per CPU; default 1)")
     v.set_defaults(func=cmd_validate)
@@ -56,13 +66,15 @@ def build_parser() -> argparse.ArgumentParser:
                       help="a folder of .tgz files to take NAME#VERSION from before asking a registry")
     inst.add_argument("--registry", action="append", help="FHIR package registry URL (default packages.fhir.org)")
     inst.add_argument("--no-deps", action="store_true", help="do not fetch dependencies")
-    inst.add_argument("--cache", type=Path, help="FHIR package cache (default ~/.fhir/packages)")
+    inst.add_argument("--cache", type=Path, help=CACHE_HELP)
     inst.set_defaults(func=cmd_packages_install)
     ls = pks.add_parser("list", help="list the installed packages")
-    ls.add_argument("--cache", type=Path, help="FHIR package cache (default ~/.fhir/packages)")
+    ls.add_argument("--cache", type=Path, help=CACHE_HELP)
     ls.add_argument("--format", choices=["text", "json"], default="text")
     ls.set_defaults(func=cmd_packages_list)
     pk.set_defaults(func=lambda a: _usage(pk))
+    if command in OWN_COMMANDS:
+        return p
     # The other parts bring their own sub-commands (no part imports this module).
     from kroniker.dpia.cli import add_parser as add_dpia
     from kroniker.reference_server.cli import add_parsers as add_server
@@ -90,12 +102,10 @@ def _jobs(value: str) -> int:
 # -- validate ------------------------------------------------------------------------------------------
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from kroniker import batch
+    from kroniker import batch, settings
     from kroniker.validators import Severity, messages
-    from kroniker.validators.packages import PackageCache
-    from kroniker.validators.source import Limits
 
-    limits = Limits.from_env()
+    limits = settings.limits()
     try:
         inputs = batch.expand(args.paths, batch.stdin_bytes() if batch.STDIN in args.paths else None, limits)
     except batch.UsageError as exc:
@@ -107,7 +117,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     started_at, started = datetime.now().astimezone(), time.perf_counter()
     bar = _ProgressBar(args.lang)
     try:
-        reports = batch.run(inputs, PackageCache(args.cache).root, limits,
+        reports = batch.run(inputs, args.cache or settings.package_cache_dir(), limits, settings.plan_store(),
                             jobs=args.jobs or batch.default_jobs(), progress=bar.start if bar.wanted() else None)
     finally:
         bar.close()
@@ -181,10 +191,12 @@ def _is_tty(stream: Any) -> bool:
 # -- packages ------------------------------------------------------------------------------------------
 
 def cmd_packages_install(args: argparse.Namespace) -> int:
-    from kroniker.validators.packages import Installer, PackageCache, PackageError
+    from kroniker import settings
+    from kroniker.packages import Installer, PackageError
+    from kroniker.validators.packages import PackageCache
 
-    cache = PackageCache(args.cache)
-    installer = Installer(cache, sources=args.sources, registries=args.registry)
+    cache = PackageCache(args.cache or settings.package_cache_dir())
+    installer = Installer(cache, sources=args.sources, registries=args.registry or settings.registries())
     try:
         report = installer.install(args.specs, with_dependencies=not args.no_deps)
     except PackageError as exc:
@@ -212,9 +224,10 @@ def cmd_packages_install(args: argparse.Namespace) -> int:
 
 
 def cmd_packages_list(args: argparse.Namespace) -> int:
+    from kroniker import settings
     from kroniker.validators.packages import PackageCache
 
-    cache = PackageCache(args.cache)
+    cache = PackageCache(args.cache or settings.package_cache_dir())
     pkgs = cache.installed()
     if args.format == "json":
         json.dump([{"name": p.name, "version": p.version, "sha256": p.sha256, "path": str(p.path),
@@ -238,7 +251,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for stream in (sys.stdout, sys.stderr):
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")  # never die half-way through the output
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(next((a for a in argv if not a.startswith("-")), None))
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         return _usage(parser)

@@ -181,7 +181,8 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True,
     store = Store(engine, audit.load_or_create_key(settings.audit_key_file))
     if run_migrations:
         store.seal()  # a chain from before migration 0003 is re-keyed once (kroniker serve does it before workers)
-    ctx = Context(settings, store, Validator(PackageCache(settings.package_cache)), key,
+    validator = Validator(PackageCache(settings.package_cache), settings.validator_limits, settings.plan_store)
+    ctx = Context(settings, store, validator, key,
                   anyio.CapacityLimiter(settings.submit_threads),
                   Verifier(key, max_lifetime=settings.max_token_lifetime))
 
@@ -338,6 +339,7 @@ def _submit(call: Call, replaces: str | None) -> Response:
             # FHIR strings hold no control characters, and Unicode no lone surrogates: nothing could store it.
             raise ApiError(422, "document-text", code="invalid", finding="encoding", field=where)
         report = ctx.validator.validate_parsed(parsed)
+        ctx.validator.save_plans()  # writes only when this document made it compile something new
     if not report.valid or report.standard is None:
         oo = operation_outcome(report, call.lang)
         _record(ctx, AuditRecord("refused", principal, outcome="4", reason="invalid-document",
@@ -356,6 +358,7 @@ def _submit(call: Call, replaces: str | None) -> Response:
     bundled = [e["resource"] for e in data.get("entry", [])
                if isinstance(e, dict) and isinstance(e.get("resource"), dict)]
     meta_report = ctx.validator.validate_resource(meta.docref, meta.profile, report.standard, trusted=bundled)
+    ctx.validator.save_plans()
     if not meta_report.valid:
         oo = operation_outcome(meta_report, call.lang)
         raise ApiError(422, "metadata-invalid", code="invalid",

@@ -6,9 +6,13 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kroniker import settings as front
+from kroniker.validators.profiles import PlanStore
+from kroniker.validators.source import Limits
+
 
 def default_home() -> Path:
-    return Path(os.environ.get("KRONIKER_HOME") or Path.home() / ".kroniker").expanduser()
+    return front.home()
 
 
 @dataclass(frozen=True)
@@ -18,6 +22,8 @@ class Settings:
     home: Path = field(default_factory=default_home)
     database_url: str | None = None  # default: SQLite in home
     package_cache: Path | None = None  # default: the FHIR package cache (~/.fhir/packages)
+    validator_limits: Limits = field(default_factory=Limits)  # the validator's (KRONIKER_MAX_BYTES, …)
+    plan_cache: bool = True  # keep compiled plans in home/plans (KRONIKER_NO_PLAN_CACHE switches it off)
     # Limits on what a request may carry, checked before anything is parsed (docs/server.md, "Limits").
     max_request_bytes: int = 10 * 1024 * 1024  # a document (POST /fhir/Bundle)
     max_small_body_bytes: int = 64 * 1024  # the JSON of /blocks, /admin/relations and PATCH; a _search form
@@ -43,6 +49,10 @@ class Settings:
         return self.database_url or f"sqlite:///{self.home / 'kroniker.db'}"
 
     @property
+    def plan_store(self) -> PlanStore | None:
+        return PlanStore(self.home / "plans") if self.plan_cache else None
+
+    @property
     def key_file(self) -> Path:
         return self.home / "token.key"
 
@@ -56,8 +66,9 @@ class Settings:
         env = {
             "home": default_home(),
             "database_url": os.environ.get("KRONIKER_DATABASE") or None,
-            "package_cache": Path(os.environ["KRONIKER_FHIR_PACKAGES"]) if os.environ.get("KRONIKER_FHIR_PACKAGES")
-            else None,
+            "package_cache": front.package_cache_dir(),
+            "validator_limits": front.limits(),
+            "plan_cache": not os.environ.get("KRONIKER_NO_PLAN_CACHE"),
             "max_token_lifetime": _hours("KRONIKER_TOKEN_MAX_HOURS"),
         }
         env.update({k: v for k, v in overrides.items() if v is not None})

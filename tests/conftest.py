@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from kroniker.validators.packages import Installer, PackageCache
+from kroniker.packages import Installer
+from kroniker.validators.packages import PackageCache
 from kroniker.validators.validate import Validator
 from tests.postgres import drop_schema, new_schema, pg_reachable
 
@@ -29,6 +30,19 @@ def shared_path(*parts: str) -> Path:
             pytest.fail(msg + " (CI=true: it must be)")
         pytest.skip(msg)
     return p
+
+
+@pytest.fixture(scope="session", autouse=True)
+def own_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Every test session has its own KRONIKER_HOME and (empty) package cache, for subprocesses too: nothing
+    falls back to the developer's ~/.kroniker or ~/.fhir, and no registry on the network is asked."""
+    home = tmp_path_factory.mktemp("kroniker-home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("KRONIKER_HOME", str(home))
+        mp.setenv("KRONIKER_FHIR_PACKAGES", str(tmp_path_factory.mktemp("no-packages")))
+        mp.delenv("FHIR_PACKAGE_CACHE", raising=False)
+        mp.setenv("KRONIKER_FHIR_REGISTRY", "http://127.0.0.1:1")  # refused at once: no network here
+        yield home
 
 
 @pytest.fixture(scope="session")

@@ -56,6 +56,11 @@ def test_catalogue_cases_agree(rule: str, build, mutate, code, location, severit
     ("a.where(s = 'x').exists() xor t.exists()", {"a": [{"s": "x"}], "t": "q"}, [False]),
     ("value.ofType(Quantity).unit.exists()", {"valueQuantity": {"unit": "mg"}}, [True]),
     ("b = 1", {}, []),  # empty propagates
+    # intersect: the elements in both collections, duplicates eliminated (FHIRPath N1, 6.5.3)
+    ("a.intersect(b)", {"a": [1, 2, 3, 2], "b": [2, 4, 3]}, [2, 3]),
+    ("a.intersect(b).empty()", {"a": [1], "b": [2]}, [True]),
+    ("a.intersect(b)", {"a": [{"s": "x", "c": "1"}], "b": [{"c": "1", "s": "x"}, {"s": "y"}]},
+     [{"s": "x", "c": "1"}]),
 ])
 def test_compiled_expressions(expression: str, value: object, expected: list) -> None:
     env = Env(value, value, value, lambda ref: None, lambda div: True)
@@ -64,4 +69,4 @@ def test_compiled_expressions(expression: str, value: object, expected: list) ->
 
 def test_what_the_compiler_does_not_cover_is_said() -> None:
     with pytest.raises(Unsupported):
-        compile_expression("a.intersect(b)")
+        compile_expression("a.repeat(b)")

@@ -25,14 +25,9 @@ from typing import Any
 import pytest
 
 from kroniker.cli import main
+from kroniker.packages import Installer, PackageError, install_tgz
 from kroniker.validators.findings import Severity
-from kroniker.validators.packages import (
-    Installer,
-    PackageCache,
-    PackageError,
-    PackageSet,
-    choose_version,
-)
+from kroniker.validators.packages import PackageCache, PackageSet, choose_version
 from kroniker.validators.standards import package_set
 from kroniker.validators.validate import Validator
 from tests.builders import diagnosis_card, shared_note
@@ -662,7 +657,7 @@ def test_archive_member_outside_the_package_is_refused(tmp_path: Path, member: s
         assert name in tf.getnames()  # the archive really carries the hostile name
 
     with pytest.raises(PackageError, match="outside"):
-        cache.install_tgz(data, "evil.tgz")
+        install_tgz(cache, data, "evil.tgz")
 
     assert files_under(outside) <= {"cache"}, "something was written outside the cache"
     assert_cache_clean(cache)
@@ -680,7 +675,7 @@ def test_symlink_member_is_not_followed(tmp_path: Path) -> None:
 
     # Refusing the archive or installing without the link are both safe; writing through the link is not.
     try:
-        pkg, _ = cache.install_tgz(data, "link.tgz")
+        pkg, _ = install_tgz(cache, data, "link.tgz")
     except PackageError:
         assert_cache_clean(cache)
     else:
@@ -692,7 +687,7 @@ def test_symlink_member_is_not_followed(tmp_path: Path) -> None:
                          ids=["empty", "text", "bad-gzip"])
 def test_not_a_tgz_is_a_package_error(empty_cache: PackageCache, data: bytes) -> None:
     with pytest.raises(PackageError):
-        empty_cache.install_tgz(data, "junk.tgz")
+        install_tgz(empty_cache, data, "junk.tgz")
     assert_cache_clean(empty_cache)
 
 
@@ -700,7 +695,7 @@ def test_not_a_tgz_is_a_package_error(empty_cache: PackageCache, data: bytes) ->
 def test_truncated_tgz_is_a_package_error(empty_cache: PackageCache, archives: dict[NV, Path]) -> None:
     data = archives[NOTES].read_bytes()
     with pytest.raises(PackageError):
-        empty_cache.install_tgz(data[: len(data) // 2], "truncated.tgz")
+        install_tgz(empty_cache, data[: len(data) // 2], "truncated.tgz")
     assert_cache_clean(empty_cache)
 
 
@@ -723,7 +718,7 @@ def test_not_a_tgz_file_via_installer(tmp_path: Path) -> None:
 def test_archive_without_usable_manifest_is_a_package_error(empty_cache: PackageCache,
                                                            members: list[tuple[str, bytes]]) -> None:
     with pytest.raises(PackageError):
-        empty_cache.install_tgz(make_tgz(members), "broken.tgz")  # type: ignore[arg-type]
+        install_tgz(empty_cache, make_tgz(members), "broken.tgz")  # type: ignore[arg-type]
     assert_cache_clean(empty_cache)
 
 
@@ -733,7 +728,7 @@ def test_broken_left_over_package_folder_is_not_an_os_error(empty_cache: Package
     (broken / "half.json").write_text("{}")
     data = make_tgz([MANIFEST, ("package/ok.json", b"{}")])
     try:
-        pkg, new = empty_cache.install_tgz(data, "again.tgz")
+        pkg, new = install_tgz(empty_cache, data, "again.tgz")
     except PackageError:
         return
     assert new and (pkg.path / "package" / "package.json").is_file()

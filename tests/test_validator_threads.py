@@ -3,7 +3,9 @@
 Found by tests/test_server_durability.py: a fresh `kroniker serve` (no compiled plan on disk yet) posted to by
 four clients at once answered a valid Shared Note with 500, its log saying `RuntimeError: dictionary changed
 size during iteration` from `ProfileSet.save()` (validators/profiles.py): one request pickles the shared
-compiled plan while another compiles into it. About two cold starts in five show it on loopback; a slow disk
+compiled plan while another compiles into it. The server saves plans after each submission's validation
+(`Validator.save_plans()`), so each thread here validates and then saves, as a request does. About two cold
+starts in five show it on loopback; a slow disk
 (simulated here by a plan file that writes slowly) makes it certain.
 """
 
@@ -44,14 +46,16 @@ SCRIPT = textwrap.dedent("""
     profiles.pickle = types.SimpleNamespace(
         dump=lambda obj, fh, protocol=None: pickle.dump(obj, SlowDisk(fh), protocol=protocol),
         load=pickle.load, PickleError=pickle.PickleError, HIGHEST_PROTOCOL=pickle.HIGHEST_PROTOCOL)
-    validator = Validator(PackageCache(Path(sys.argv[1])))
+    validator = Validator(PackageCache(Path(sys.argv[1])), plans=profiles.PlanStore(Path(sys.argv[2])))
     answers = []
 
     def validate(document, after=None):
         if after is not None:
             after.wait(30)
         try:
-            answers.append(validator.validate(document).valid)
+            report = validator.validate(document)
+            validator.save_plans()
+            answers.append(report.valid)
         except Exception as exc:
             answers.append(f"{type(exc).__name__}: {exc}")
 
@@ -69,10 +73,10 @@ SCRIPT = textwrap.dedent("""
 
 def test_two_documents_validated_at_once_on_a_cold_plan_both_get_a_report(package_cache: PackageCache,
                                                                           tmp_path: Path) -> None:
-    env = {**os.environ, "KRONIKER_HOME": str(tmp_path), "PYTHONPATH": str(ROOT)}
-    env.pop("KRONIKER_NO_PLAN_CACHE", None)
-    done = subprocess.run([sys.executable, "-c", SCRIPT, str(package_cache.root)], capture_output=True, text=True,
-                          timeout=120, env=env, cwd=ROOT)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", SCRIPT, str(package_cache.root), str(tmp_path / "plans")],
+                          capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
     if done.returncode != 0:  # not the failure this pins: let it show as an error, not as the expected failure
         raise RuntimeError(done.stderr[-2000:])
     assert done.stdout.strip().splitlines()[-1] == "[true, true]"
+    assert list((tmp_path / "plans").glob("*.pickle")), "the plans were saved"

@@ -73,6 +73,8 @@ def _r4_model() -> dict[str, Any]:
     return models["r4"]
 
 
+# Module-level (not per Validator): R4's resource types cannot differ between Validators; a plan from the store
+# may fill it in first, saving the import of fhirpathpy's R4 model (the plan's key covers fhirpathpy's files).
 _RESOURCE_TYPES: list[frozenset[str]] = []
 
 

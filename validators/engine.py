@@ -222,7 +222,7 @@ class _State:
     def children(self, children: dict[str, Elem], obj: dict[str, Any], path: JsonPath, loc: str,
                  is_resource: bool, owner: str = "") -> Iterator[Finding]:
         """Every member of a JSON object against the element definitions of its children."""
-        idx = _child_index(children)
+        idx = _child_index(self.profiles.child_indexes, children)
         seen: set[str] = set()
         choices: dict[str, int] = {}
         for key, raw in obj.items():
@@ -397,11 +397,9 @@ class _ChildIndex:
     required: list[Elem]  # children (or their slices) that must be there
 
 
-_INDEXES: dict[int, tuple[dict[str, Elem], _ChildIndex]] = {}
-
-
-def _child_index(children: dict[str, Elem]) -> _ChildIndex:
-    hit = _INDEXES.get(id(children))
+def _child_index(indexes: dict[int, tuple[Any, Any]], children: dict[str, Elem]) -> _ChildIndex:
+    """The index of `children`, kept in `indexes` (the ProfileSet's, so it lives and dies with the profiles)."""
+    hit = indexes.get(id(children))
     if hit is not None and hit[0] is children:
         return hit[1]
     by_key: dict[str, tuple[Elem, str]] = {}
@@ -418,7 +416,7 @@ def _child_index(children: dict[str, Elem]) -> _ChildIndex:
         if child.min > 0 or any(s.min > 0 for s in child.slices):
             required.append(child)
     idx = _ChildIndex(by_key, stems, required)
-    _INDEXES[id(children)] = (children, idx)  # the dict is kept alive with its index
+    indexes[id(children)] = (children, idx)  # the dict is kept alive with its index, so its id stays its own
     return idx
 
 

@@ -486,6 +486,16 @@ def _function(name: str, base: Fn, args: list[Fn], parser: _Parser) -> Fn:
         return lambda focus, env: _flatten([r for _, r in _each(base(focus, env), args[0], env)])
     if name == "all" and n == 1:
         return lambda focus, env: [all(_truth(r) is True for _, r in _each(base(focus, env), args[0], env))]
+    if name == "intersect" and n == 1:
+        # FHIRPath: the elements in both collections, duplicates eliminated (obs-7 compares codings this way).
+        def intersect(focus: list[Any], env: Env) -> list[Any]:
+            other = args[0](focus, env)
+            out: list[Any] = []
+            for v in base(focus, env):
+                if any(_eq(v, w) for w in other) and not any(_eq(v, w) for w in out):
+                    out.append(v)
+            return out
+        return intersect
     if name == "isDistinct" and n == 0:
         def distinct(focus: list[Any], env: Env) -> list[Any]:
             items = base(focus, env)

@@ -1,17 +1,21 @@
 """Compiled profiles for one package set: each StructureDefinition compiled once and reused.
 
-The compiled plan (profiles, base structures, value set expansions) is kept on disk between runs, keyed
-by the package set's content hashes and the versions of kroniker and fhir.resources, so a fresh process
-validates its first document without compiling anything or importing fhir.resources' models.
+The compiled plan (profiles, base structures, value set expansions) can be kept between runs in a `PlanStore`
+the caller gives (a folder of its choosing), keyed by the package set's content hashes and a fingerprint of
+the code and data that compiling reads (kroniker's engine, profiles/, fhir.resources, fhirpathpy), so a fresh
+process validates its first document without compiling anything or importing fhir.resources' models.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import importlib.util
 import os
 import pickle
 import tempfile
 import threading
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +29,18 @@ from kroniker.validators.terminology import Terminology
 class ProfileSet:
     """The compiled view of a package set (or of base FHIR alone when no standard is known)."""
 
-    def __init__(self, packages: PackageSet | None, plan_dir: Path | None = None) -> None:
+    def __init__(self, packages: PackageSet | None, store: PlanStore | None = None) -> None:
         self.packages = packages
         self._structures: dict[str, Structure | None] = {}
         self._base: dict[str, Structure | None] = {}
         self.terminology = Terminology(self.resolve)
         self.fhirpath = FhirPath()
+        # The walk's index of each element's children by JSON key (keyed by id(): the dict is kept alive with it).
+        self.child_indexes: dict[int, tuple[Any, Any]] = {}
         self._dirty = False
         self._saving = threading.Lock()
-        self.plan_path = _plan_path(packages, plan_dir)
+        self.store = store
+        self.plan_key = plan_key(packages)
         self.loaded_from_disk = self._load()
 
     def resolve(self, canonical: str) -> dict[str, Any] | None:
@@ -79,15 +86,11 @@ class ProfileSet:
             el = nxt
         return el.enum if el else None
 
-    # -- the plan on disk ------------------------------------------------------------------------------
+    # -- the plan in the store ---------------------------------------------------------------------------
     def _load(self) -> bool:
-        if self.plan_path is None or not self.plan_path.is_file():
+        plan = self.store.load(self.plan_key) if self.store is not None else None
+        if plan is None:
             return False
-        try:
-            with open(self.plan_path, "rb") as fh:
-                plan = pickle.load(fh)
-        except (OSError, pickle.PickleError, EOFError, AttributeError, ImportError, TypeError, ValueError):
-            return False  # a stale or broken plan is simply rebuilt
         self._structures.update(plan.get("structures", {}))
         self._base.update(plan.get("base", {}))
         self.terminology.preload(plan.get("expansions", {}))
@@ -95,9 +98,14 @@ class ProfileSet:
             base.preload_resource_types(plan["resource_types"])
         return True
 
+    @property
+    def dirty(self) -> bool:
+        """Something was compiled or expanded since the plan was loaded or last saved."""
+        return self._dirty or self.terminology.dirty
+
     def save(self) -> None:
-        """Write the plan if this process compiled something new (atomically: readers never see half)."""
-        if self.plan_path is None or not (self._dirty or self.terminology.dirty):
+        """Give the plan to the store if something new was compiled (the store writes it atomically)."""
+        if self.store is None or not self.dirty:
             return
         if not self._saving.acquire(blocking=False):
             return  # another thread of this process is writing it already
@@ -112,17 +120,8 @@ class ProfileSet:
                 "expansions": self.terminology.expansions(), "resource_types": base.resource_types()}
         self._dirty = False
         self.terminology.dirty = False
-        tmp = None
-        try:
-            self.plan_path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".plan-", dir=self.plan_path.parent)
-            with os.fdopen(fd, "wb") as fh:
-                pickle.dump(plan, fh, protocol=pickle.HIGHEST_PROTOCOL)
-            os.replace(tmp, self.plan_path)
-        except (OSError, pickle.PickleError, RecursionError):
-            if tmp is not None:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
+        assert self.store is not None
+        self.store.save(self.plan_key, plan)
 
     def type_of(self, canonical: str) -> str | None:
         """The resource or datatype a profile constrains."""
@@ -141,33 +140,78 @@ class ProfileSet:
 _MISS = object()
 
 
-def default_plan_dir() -> Path:
-    home = os.environ.get("KRONIKER_HOME")
-    return (Path(home).expanduser() if home else Path.home() / ".kroniker") / "plans"
+class PlanStore:
+    """Compiled plans on disk: one file per key in a folder the caller chooses (the engine picks no folder).
+
+    Writing is atomic (a temporary file, then a rename), so processes sharing the folder never read half a
+    plan; a plan that cannot be read (stale, broken, from other code) is not there, and is compiled again.
+    """
+
+    def __init__(self, directory: Path | str) -> None:
+        self.directory = Path(directory).expanduser()
+
+    def path(self, key: str) -> Path:
+        return self.directory / f"{key}.pickle"
+
+    def load(self, key: str) -> dict[str, Any] | None:
+        try:
+            with open(self.path(key), "rb") as fh:
+                plan = pickle.load(fh)
+        except (OSError, pickle.PickleError, EOFError, AttributeError, ImportError, IndexError, TypeError,
+                ValueError, MemoryError, RecursionError):
+            return None
+        return plan if isinstance(plan, dict) else None
+
+    def save(self, key: str, plan: dict[str, Any]) -> None:
+        """Write the plan; a folder that cannot be written only means the next process compiles again."""
+        tmp = None
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".plan-", dir=self.directory)
+            with os.fdopen(fd, "wb") as fh:
+                pickle.dump(plan, fh, protocol=pickle.HIGHEST_PROTOCOL)
+            os.replace(tmp, self.path(key))
+        except (OSError, pickle.PickleError, RecursionError):
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
 
 
-def _plan_path(packages: PackageSet | None, plan_dir: Path | None) -> Path | None:
-    if os.environ.get("KRONIKER_NO_PLAN_CACHE"):
-        return None
-    from importlib.metadata import PackageNotFoundError, version
+def plan_key(packages: PackageSet | None) -> str:
+    """The store's key for a package set's plan: its packages' content and everything compiling reads."""
+    return f"{packages.key if packages is not None else 'base'}-{code_fingerprint()}"
 
+
+_HERE = Path(__file__).resolve().parent
+
+
+@cache  # immutable in a process: the files of the installed code (a changed file means a new process)
+def code_fingerprint() -> str:
+    """What the compiled plan depends on besides the packages: kroniker's engine code and profiles/ data, and
+    the fhir.resources and fhirpathpy it reads base structures and types from.
+
+    Files are fingerprinted by path, size and modification time (as Python's own bytecode cache checks its
+    sources), not read: start-up time matters, and an edit or a reinstall changes them. Of the two libraries
+    only the top folder is looked at (it holds their version), not their hundreds of model files.
+    """
     from kroniker import __version__
 
-    try:
-        fr = version("fhir.resources")
-    except PackageNotFoundError:
-        fr = "?"
-    key = packages.key if packages is not None else "base"
-    return (plan_dir or default_plan_dir()) / f"{key}-k{__version__}-fr{fr}-{_code_fingerprint()}.pickle"
+    h = hashlib.sha256(__version__.encode())
+    _stat_files(h, _HERE, (".py", ".json"), recursive=True)  # the engine's code and message tables
+    _stat_files(h, _HERE.parent / "profiles", (".json",), recursive=True)  # value sets, code systems, rules
+    for lib in ("fhir.resources", "fhirpathpy"):
+        spec = importlib.util.find_spec(lib)
+        if spec is not None and spec.origin:
+            _stat_files(h, Path(spec.origin).parent, (".py",), recursive=False)
+    return h.hexdigest()[:16]
 
 
-def _code_fingerprint() -> str:
-    """The compiled plan depends on the code that compiles it, not only on kroniker's version number."""
-    import hashlib
-
-    h = hashlib.sha256()
-    here = Path(__file__).parent
-    for name in ("structure.py", "base.py", "terminology.py", "profiles.py"):
-        with contextlib.suppress(OSError):
-            h.update((here / name).read_bytes())
-    return h.hexdigest()[:12]
+def _stat_files(h: Any, root: Path, suffixes: tuple[str, ...], *, recursive: bool) -> None:
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d != "__pycache__") if recursive else []
+        for name in sorted(filenames):
+            if name.endswith(suffixes):
+                path = os.path.join(dirpath, name)
+                with contextlib.suppress(OSError):
+                    st = os.stat(path)
+                    h.update(f"{os.path.relpath(path, root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())

@@ -45,22 +45,6 @@ class Limits:
     max_findings: int = DEFAULT_MAX_FINDINGS
     max_findings_per_code: int = DEFAULT_MAX_FINDINGS_PER_CODE
 
-    @classmethod
-    def from_env(cls) -> Limits:
-        def num(name: str, default: int) -> int:
-            raw = os.environ.get(name)
-            return int(raw) if raw and raw.isdigit() else default
-
-        return cls(
-            max_bytes=num("KRONIKER_MAX_BYTES", DEFAULT_MAX_BYTES),
-            max_depth=num("KRONIKER_MAX_DEPTH", DEFAULT_MAX_DEPTH),
-            max_note_bytes=num("KRONIKER_MAX_NOTE_BYTES", DEFAULT_MAX_NOTE_BYTES),
-            max_elements=num("KRONIKER_MAX_ELEMENTS", DEFAULT_MAX_ELEMENTS),
-            max_xml_attributes=num("KRONIKER_MAX_XML_ATTRIBUTES", DEFAULT_MAX_XML_ATTRIBUTES),
-            max_findings=num("KRONIKER_MAX_FINDINGS", DEFAULT_MAX_FINDINGS),
-            max_findings_per_code=num("KRONIKER_MAX_FINDINGS_PER_CODE", DEFAULT_MAX_FINDINGS_PER_CODE),
-        )
-
 
 @dataclass(slots=True)
 class Parsed:

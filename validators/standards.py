@@ -8,8 +8,6 @@ from typing import Any
 from kroniker.validators.findings import Finding, Severity
 from kroniker.validators.packages import InstalledPackage, PackageCache, PackageSet, choose_version, version_key
 
-_SETS: dict[tuple[object, ...], PackageSet] = {}
-
 
 @dataclass
 class Identified:
@@ -21,17 +19,8 @@ class Identified:
 
 
 def package_set(cache: PackageCache, pkg: InstalledPackage) -> PackageSet:
-    # Keyed on what is installed too: a dependency installed later makes a new, complete set.
-    key = (str(cache.root), pkg.name, pkg.version, tuple((p.name, p.version) for p in cache.installed()))
-    hit = _SETS.get(key)
-    if hit is None:
-        hit = PackageSet(cache, pkg)
-        _SETS[key] = hit
-    return hit
-
-
-def clear_cache() -> None:
-    _SETS.clear()
+    """The package set rooted at `pkg` (the cache keeps it: sets depend on what that cache holds)."""
+    return cache.package_set(pkg)
 
 
 def composition_of(bundle: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:

@@ -1,12 +1,22 @@
 """validate(source) -> Report: parse, identify the standard, walk every resource, apply the document
-and prose rules, and collect the findings."""
+and prose rules, and collect the findings.
+
+The engine is pure: a Validator is given its package cache, its limits and (optionally) a plan store, and
+reads no environment variable. What it compiles lives on the Validator (its ProfileSets; package sets on its
+PackageCache), never in module globals, so two Validators in one process never see each other's profiles.
+Module-level caches that remain hold data that cannot differ between Validators, read from the installed
+library and profiles/ files: the R4 base structures and resource types from fhir.resources and fhirpathpy
+(base.py), kroniker's own value sets, rule files and catalogues (terminology.py, rules/prose.py,
+catalogue.py, codes.py, messages/), compiled XML schemas (xsd.py) and pure functions of their input
+(xhtml.py, constraints.py's base64 check).
+"""
 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from kroniker.validators import catalogue
@@ -15,25 +25,54 @@ from kroniker.validators.document import document_rules, entries_of
 from kroniker.validators.engine import Entry, Walk
 from kroniker.validators.findings import Finding, PackageRef, Report, Severity, dedupe
 from kroniker.validators.packages import PackageCache, PackageSet
-from kroniker.validators.profiles import ProfileSet
+from kroniker.validators.profiles import PlanStore, ProfileSet
 from kroniker.validators.rules.prose import DocView, prose_rules
 from kroniker.validators.source import Limits, Parsed, Source, Unreadable, parse
 from kroniker.validators.standards import identify
 
-_PROFILE_SETS: dict[PackageSet, ProfileSet] = {}
-_BASE_ONLY: list[ProfileSet] = []  # made on first use (it reads the plan cache)
 
-
-@dataclass
 class Validator:
-    """Validates documents against the packages in one FHIR package cache."""
+    """Validates documents against the packages in one FHIR package cache.
 
-    cache: PackageCache
-    limits: Limits
+    `plans`: where compiled plans are kept between processes (None: compiled in this process only). Plans are
+    loaded when a package set is first used and written only by `save_plans()`, which the caller calls at a
+    point of its choosing (after a batch, or after a request); it writes nothing when nothing new was compiled.
+    """
 
-    def __init__(self, cache: PackageCache | None = None, limits: Limits | None = None) -> None:
+    def __init__(self, cache: PackageCache | None = None, limits: Limits | None = None,
+                 plans: PlanStore | None = None) -> None:
         self.cache = cache or PackageCache()
-        self.limits = limits or Limits.from_env()
+        self.limits = limits or Limits()
+        self.plans = plans
+        self._profile_sets: dict[PackageSet, ProfileSet] = {}
+        self._base_only: ProfileSet | None = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"Validator(cache={self.cache.root!s}, limits={self.limits!r}, plans={self.plans is not None})"
+
+    def profile_set(self, pset: PackageSet | None) -> ProfileSet:
+        """The compiled view of a package set (base FHIR alone for None), made once per Validator."""
+        hit = self._base_only if pset is None else self._profile_sets.get(pset)
+        if hit is not None:
+            return hit
+        with self._lock:  # two threads' first documents must not both compile (and store) the same set
+            hit = self._base_only if pset is None else self._profile_sets.get(pset)
+            if hit is None:
+                hit = ProfileSet(pset, self.plans)
+                if pset is None:
+                    self._base_only = hit
+                else:
+                    self._profile_sets[pset] = hit
+        return hit
+
+    def save_plans(self) -> None:
+        """Give what was compiled since the last save to the plan store (nothing happens without one)."""
+        if self.plans is None:
+            return
+        sets = [*self._profile_sets.values(), *([self._base_only] if self._base_only else [])]
+        for ps in sets:
+            ps.save()
 
     def validate(self, source: Source, name: str | None = None) -> Report:
         started = time.perf_counter()
@@ -51,7 +90,6 @@ class Validator:
         """A document already read by `source.parse` (the server keeps the parsed document for its metadata)."""
         started = time.perf_counter() if started is None else started
         findings, standard, packages = self._run(parsed)
-        _save_plans()
         return Report(findings, source_name=parsed.name, standard=standard, packages=packages,
                       entries=_entry_labels(parsed.data), seconds=time.perf_counter() - started,
                       _locate=parsed.locate, _text=parsed.text)
@@ -70,7 +108,7 @@ class Validator:
             return Report([Finding(Severity.ERROR, "profile-unknown", str(resource.get("resourceType", "?")), (),
                                    {"profile": profile, "package": standard.name})])
         pset = package_set(self.cache, pkg)
-        profiles = _profile_set(pset)
+        profiles = self.profile_set(pset)
         rtype = resource.get("resourceType")
         entry = Entry(None, resource, (), rtype if isinstance(rtype, str) else "(resource)")
         walk = Walk(profiles, resource, [entry], trusted=frozenset(id(r) for r in trusted))
@@ -81,7 +119,6 @@ class Validator:
             i += 1
             findings.extend(self._check(walk, target, p))
         findings = dedupe(findings)
-        _save_plans()
         return Report(findings, source_name=entry.loc, standard=pset.root.ref, packages=pset.refs)
 
     def iter_findings(self, source: Source) -> Iterator[Finding]:
@@ -104,7 +141,7 @@ class Validator:
         ident = identify(doc, self.cache)
         findings.extend(ident.findings)
         pset = ident.packages
-        profiles = _profile_set(pset)
+        profiles = self.profile_set(pset)
         if pset is not None:
             for note in pset.notes:
                 if note.severity == "warning":
@@ -192,13 +229,6 @@ class Validator:
         yield from walk.full(entry, struct)
 
 
-def _save_plans() -> None:
-    for ps in list(_PROFILE_SETS.values()):  # a snapshot: other threads may add sets meanwhile
-        ps.save()
-    for ps in _BASE_ONLY:
-        ps.save()
-
-
 def _declared_profiles(entry: Entry) -> list[str]:
     meta = entry.resource.get("meta")
     profiles = meta.get("profile") if isinstance(meta, dict) else None
@@ -209,18 +239,6 @@ def _resource_types() -> frozenset[str]:
     from kroniker.validators.base import resource_types
 
     return resource_types()
-
-
-def _profile_set(pset: PackageSet | None) -> ProfileSet:
-    if pset is None:
-        if not _BASE_ONLY:
-            _BASE_ONLY.append(ProfileSet(None))
-        return _BASE_ONLY[0]
-    hit = _PROFILE_SETS.get(pset)
-    if hit is None:
-        hit = ProfileSet(pset)
-        _PROFILE_SETS[pset] = hit
-    return hit
 
 
 def _prose_params(package: str) -> dict[str, str]:
@@ -266,11 +284,12 @@ def _name_of(source: Source) -> str:
         source, (bytes, bytearray, memoryview)) else "<text>"
 
 
-_DEFAULT: Validator | None = None
+_DEFAULT: list[Validator] = []
 
 
 def default_validator() -> Validator:
-    global _DEFAULT
-    if _DEFAULT is None:
-        _DEFAULT = Validator()
-    return _DEFAULT
+    """The Validator behind `kroniker.validators.validate()`: the standard package cache (~/.fhir/packages),
+    default limits, no plan store; made once, so that its compiled profiles serve every call."""
+    if not _DEFAULT:
+        _DEFAULT.append(Validator())
+    return _DEFAULT[0]
