@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from kroniker import settings as front
 from kroniker.validators.profiles import PlanStore
@@ -63,7 +64,7 @@ class Settings:
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
-        env = {
+        env: dict[str, Any] = {
             "home": default_home(),
             "database_url": os.environ.get("KRONIKER_DATABASE") or None,
             "package_cache": front.package_cache_dir(),
@@ -72,7 +73,7 @@ class Settings:
             "max_token_lifetime": _hours("KRONIKER_TOKEN_MAX_HOURS"),
         }
         env.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**{k: v for k, v in env.items() if v is not None})  # type: ignore[arg-type]
+        return cls(**{k: v for k, v in env.items() if v is not None})
 
 
 def _hours(name: str) -> int | None:
