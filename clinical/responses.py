@@ -124,11 +124,12 @@ class _Walker:
         given: dict[str, int] = {}
         for i, r in enumerate(r_items if isinstance(r_items, list) else []):
             loc, p = f"{base}.item[{i}]", (*path, "item", i)
-            link = r.get("linkId") if isinstance(r, dict) else None
-            q = defined.get(link) if isinstance(link, str) else None
-            if q is None:
-                yield _f("QR-ITEM-UNKNOWN", loc, p, linkId=link if isinstance(link, str) else "?")
+            raw = r.get("linkId") if isinstance(r, dict) else None
+            q = defined.get(raw) if isinstance(raw, str) else None
+            if q is None or not isinstance(raw, str):
+                yield _f("QR-ITEM-UNKNOWN", loc, p, linkId=raw if isinstance(raw, str) else "?")
                 continue
+            link: str = raw
             given[link] = given.get(link, 0) + 1
             if given[link] == 2 and not q.get("repeats"):
                 yield _f("QR-ITEM-REPEATS", loc, p, linkId=link, count=sum(
@@ -141,7 +142,7 @@ class _Walker:
 
     def item(self, q: dict[str, Any], r: dict[str, Any], loc: str, path: JsonPath) -> Iterator[Finding]:
         link, kind = q["linkId"], q.get("type")
-        answers = r.get("answer") if isinstance(r.get("answer"), list) else []
+        answers: list[Any] = r["answer"] if isinstance(r.get("answer"), list) else []
         if answers and not self.enabled(q):
             yield _f("QR-ITEM-DISABLED", loc, path, linkId=link)
         if kind == "group":

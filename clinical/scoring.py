@@ -65,14 +65,14 @@ def score(response: Any, content: Content, *, source: str = "<response>") -> Sco
     items = {i["linkId"]: (i, chain) for i, chain in _q_items(q.resource.get("item"), ())}
     _attach_weights(work.get("item"), items)
     env: dict[str, Any] = {"resource": work, "questionnaire": q.resource}
-    for name, expr in _variables(q.resource):
-        env[name] = _evaluate(content, expr, work, env)
+    for name, variable in _variables(q.resource):
+        env[name] = _evaluate(content, variable, work, env)
     scores: dict[str, Score] = {}
     for link, (item, chain) in items.items():
         ext = _extension(item, CALCULATED)
         if ext is None:
             continue
-        expr = ext.get("valueExpression") or {}
+        expr: dict[str, Any] = ext.get("valueExpression") or {}
         try:
             values = _evaluate(content, str(expr.get("expression", "")), work, env)
         except Exception as exc:  # a package's broken expression: a finding, never a traceback

@@ -100,9 +100,11 @@ def triage(patient_response: Any, assessment: Any, content: Content, *, when: da
         findings.append(_f("TRIAGE-RULESET-MISSING", "patient", questionnaire=patient.questionnaire))
         return out
     out.rule_set = rule_set
-    wanted = [str(r.get("resource")) for r in rule_set.resource.get("relatedArtifact") or []
-              if isinstance(r, dict) and r.get("type") == "depends-on"]
+    depends = [r for r in rule_set.resource.get("relatedArtifact") or []
+               if isinstance(r, dict) and r.get("type") == "depends-on"]
     for role, scored in (("patient", patient), ("assessment", gp)):
+        # A depends-on labelled with a role (patient, assessment) takes only that role's response.
+        wanted = [str(r.get("resource")) for r in depends if r.get("label") in (None, role)]
         if not _takes(wanted, str(scored.questionnaire)):
             findings.append(_f("TRIAGE-QUESTIONNAIRE", role, role=f"@role-{role}", found=scored.questionnaire,
                                ruleset=rule_set.canonical, expected=", ".join(wanted)))
@@ -133,8 +135,8 @@ def _within(f: Finding, role: str) -> Finding:
                    f.message_key, f.line, f.column)
 
 
-def _f(code: str, role: str, **params: Any) -> Finding:
-    return Finding(Severity.ERROR, code, role, (), params)
+def _f(code: str, where: str, **params: Any) -> Finding:
+    return Finding(Severity.ERROR, code, where, (), params)
 
 
 def _takes(wanted: list[str], canonical: str) -> bool:
@@ -315,10 +317,10 @@ def _suggestion(s: Suggestion, patient: dict[str, Any], assessment: dict[str, An
         findings.append({"itemCodeableConcept": {"coding": [_coding(FUT_FINDINGS, f"{sig}-question-answer")],
                                                  "text": text},
                          "basis": f"{fired.rule['id']}: " + "; ".join(_condition_text(c) for c, _ in fired.values)})
-        for cond, value in fired.values:
+        for cond, matched in fired.values:
             basis: list[dict[str, Any]] = [{"url": "linkId", "valueString": cond["linkId"]}]
-            if value is not None:
-                basis.append({"url": "value", **_typed(value)})
+            if matched is not None:
+                basis.append({"url": "value", **_typed(matched)})
             basis += [
                 {"url": "finding",
                  "valueCodeableConcept": {"coding": [_coding(FUT_FINDINGS, f"{sig}-question-answer")]}},
