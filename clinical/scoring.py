@@ -66,7 +66,12 @@ def score(response: Any, content: Content, *, source: str = "<response>") -> Sco
     _attach_weights(work.get("item"), items)
     env: dict[str, Any] = {"resource": work, "questionnaire": q.resource}
     for name, variable in _variables(q.resource):
-        env[name] = _evaluate(content, variable, work, env)
+        try:
+            env[name] = _evaluate(content, variable, work, env, raw=True)
+        except Exception as exc:  # a package's broken expression: a finding, never a traceback
+            findings.append(Finding(Severity.ERROR, "QR-SCORE-ERROR", f"Questionnaire.variable('{name}')", (),
+                                    {"score": f"%{name}", "detail": f"{type(exc).__name__}: {exc}"[:300]}))
+            return Scored(source, canonical, findings, None, response=response)
     scores: dict[str, Score] = {}
     for link, (item, chain) in items.items():
         ext = _extension(item, CALCULATED)
@@ -209,14 +214,18 @@ def _equal(a: Any, b: Score) -> bool:
 
 # -- FHIRPath ----------------------------------------------------------------------------------------------
 
-def _evaluate(content: Content, expression: str, work: dict[str, Any], env: dict[str, Any]) -> list[Any]:
-    compiled = content.memo.get(("fhirpath", expression))
+def _evaluate(content: Content, expression: str, work: dict[str, Any], env: dict[str, Any], *,
+              raw: bool = False) -> list[Any]:
+    """The expression's values; `raw` keeps fhirpathpy's nodes (a variable's value, navigated further by the
+    expressions that use it)."""
+    key = ("fhirpath", expression, raw)
+    compiled = content.memo.get(key)
     if compiled is None:
         from fhirpathpy import compile as fp_compile  # only scoring needs the interpreter
         from fhirpathpy.models import models
 
-        compiled = fp_compile(expression, models["r4"], {"userInvocationTable": _FUNCTIONS})
-        content.memo[("fhirpath", expression)] = compiled
+        compiled = fp_compile(expression, models["r4"], {"userInvocationTable": _FUNCTIONS, "returnRawData": raw})
+        content.memo[key] = compiled
     fn: Callable[..., list[Any]] = compiled
     return list(fn(work, env))
 

@@ -462,3 +462,24 @@ def test_another_package_scores_and_triages_with_no_new_code(tmp_path: Path) -> 
     assert "QR-ITEM-DISABLED" in codes(score(low, content).findings)
     high["item"].append({"linkId": "gp.note", "answer": [{"valueString": "x"}]})
     assert score(high, content).valid
+
+
+def test_a_broken_expression_in_a_package_is_a_finding_not_a_crash(tmp_path: Path) -> None:
+    src = tmp_path / "broken"
+    src.mkdir()
+    base = "https://kroniker.example/fhir/test-broken"
+    (src / "package.json").write_text(json.dumps({"name": "kroniker.test-broken", "version": "0.0.1",
+                                                  "canonical": base}))
+    calc = "http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaire-calculatedExpression"
+    (src / "Questionnaire-q.json").write_text(json.dumps({
+        "resourceType": "Questionnaire", "id": "q", "url": f"{base}/Questionnaire/q", "version": "0.0.1",
+        "status": "draft", "item": [{"linkId": "n", "type": "integer"}, {
+            "linkId": "s", "type": "integer", "readOnly": True,
+            "extension": [{"url": calc, "valueExpression": {"language": "text/fhirpath", "expression": "nosuchfunction()"}}]}]}))
+    install_packages(tmp_path / "cache", tmp_path / "dist", [src])
+    response = {"resourceType": "QuestionnaireResponse", "questionnaire": f"{base}/Questionnaire/q|0.0.1",
+                "status": "completed", "item": [{"linkId": "n", "answer": [{"valueInteger": 3}]}]}
+    (tmp_path / "r.json").write_text(json.dumps(response))
+    code, out, err = run("questionnaire", "score", str(tmp_path / "r.json"), "--cache", str(tmp_path / "cache"))
+    assert code == 1 and "Traceback" not in err
+    assert json.loads(out)[0]["findings"][0]["code"] == "QR-SCORE-ERROR"
