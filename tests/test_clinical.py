@@ -475,7 +475,8 @@ def test_a_broken_expression_in_a_package_is_a_finding_not_a_crash(tmp_path: Pat
         "resourceType": "Questionnaire", "id": "q", "url": f"{base}/Questionnaire/q", "version": "0.0.1",
         "status": "draft", "item": [{"linkId": "n", "type": "integer"}, {
             "linkId": "s", "type": "integer", "readOnly": True,
-            "extension": [{"url": calc, "valueExpression": {"language": "text/fhirpath", "expression": "nosuchfunction()"}}]}]}))
+            "extension": [{"url": calc, "valueExpression": {"language": "text/fhirpath",
+                                                            "expression": "nosuchfunction()"}}]}]}))
     install_packages(tmp_path / "cache", tmp_path / "dist", [src])
     response = {"resourceType": "QuestionnaireResponse", "questionnaire": f"{base}/Questionnaire/q|0.0.1",
                 "status": "completed", "item": [{"linkId": "n", "answer": [{"valueInteger": 3}]}]}
