@@ -1,6 +1,7 @@
 """Building kroniker's own FHIR packages (FHIR NPM .tgz) from their source folders under profiles/packages/.
 
-A source folder holds `package.json` (name, version, canonical, dependencies) and one JSON file per resource.
+A source folder holds `package.json` (name, version, canonical, dependencies), one JSON file per resource, and
+optionally `example/` (instances, shipped as package/example/ and not indexed, as FHIR packages do).
 An Attachment whose `url` names a file beside the resource (a rule set) is embedded into the resource (`data`,
 `size`, `hash`), so the package carries it and the cache needs nothing else. The archive is reproducible: the
 same sources give the same bytes (sorted members, fixed times and owners).
@@ -66,6 +67,8 @@ def build(source: Path, out_dir: Path) -> Built:
     strays = sorted(p.name for p in source.glob("*.json") if p.name not in embedded)
     if strays:
         raise BuildError(f"{source}: neither a resource nor embedded by one: {', '.join(strays)}")
+    for path in sorted((source / "example").glob("*.json")):
+        files[f"example/{path.name}"] = _dump(_read_json(path))  # examples: shipped, not indexed
     files["package.json"] = _dump(manifest)
     files[".index.json"] = _dump({"index-version": 1, "files": sorted(index, key=lambda e: e["filename"])})
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -484,3 +484,17 @@ def test_a_broken_expression_in_a_package_is_a_finding_not_a_crash(tmp_path: Pat
     code, out, err = run("questionnaire", "score", str(tmp_path / "r.json"), "--cache", str(tmp_path / "cache"))
     assert code == 1 and "Traceback" not in err
     assert json.loads(out)[0]["findings"][0]["code"] == "QR-SCORE-ERROR"
+
+
+def test_the_examples_shipped_in_the_package_score_and_triage(cache: Path, content: Content) -> None:
+    pkg = PackageCache(cache).get("kroniker.lbp", "0.1.0")
+    assert pkg is not None
+    examples = {p.name: json.loads(p.read_text(encoding="utf-8")) for p in pkg.examples()}
+    patient, gp = examples["patient-response.json"], examples["gp-assessment.json"]
+    scores = score(patient, content).scores
+    # STarT items 1, 3, 5, 6, 7 agreed and item 9 "very much": 6, subscore 4 (items 5-7, 9): high.
+    # ODI 2+1+3+2+2+1+1+2+3 = 17 over 9 sections: 17/45 = 37.8 %. SILS "often" (4 > 2): limited.
+    assert scores is not None
+    assert (scores["startback.total"], scores["startback.psychosocial"], scores["startback.risk"]) == (6, 4, "high")
+    assert (scores["odi.percent"], scores["hl.category"]) == (37.8, "limited")
+    assert triage(patient, gp, content).colour == "red"
