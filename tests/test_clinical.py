@@ -498,3 +498,44 @@ def test_the_examples_shipped_in_the_package_score_and_triage(cache: Path, conte
     assert (scores["startback.total"], scores["startback.psychosocial"], scores["startback.risk"]) == (6, 4, "high")
     assert (scores["odi.percent"], scores["hl.category"]) == (37.8, "limited")
     assert triage(patient, gp, content).colour == "red"
+
+
+HLQ_Q = f"{LBP}/Questionnaire/lbp-hlq|0.1.0"
+
+
+def hlq_response(scale6: list[int], scale9: list[int]) -> dict[str, Any]:
+    from tests.clinical_support import ANSWERS
+
+    return {"resourceType": "QuestionnaireResponse", "questionnaire": HLQ_Q, "status": "completed", "item": [
+        {"linkId": f"hlq.{s}", "item": [{"linkId": f"hlq.{s}.{i}", "answer": [
+            {"valueCoding": {"system": ANSWERS, "code": f"difficulty-{v}"}}]} for i, v in enumerate(values, 1)]}
+        for s, values in ((6, scale6), (9, scale9))]}
+
+
+@pytest.mark.parametrize(("scale6", "scale9"), [([1, 2, 3, 4, 5], [2, 2, 3, 3, 3]), ([5] * 5, [1] * 5),
+                                                ([4, 4, 5, 3, 4], [2, 3, 1, 1, 2])])
+def test_hlq_scales_are_the_unweighted_mean_of_their_items(content: Content, scale6: list[int],
+                                                           scale9: list[int]) -> None:
+    # HLQ (Osborne et al. 2013): scales 6-9 on a 1-5 difficulty scale; a scale's score is the mean of its items.
+    def mean(values: list[int]) -> float:
+        return float((Decimal(sum(values)) / len(values)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
+
+    result = score(hlq_response(scale6, scale9), content)
+    assert result.scores == {"hl.hlq6": mean(scale6), "hl.hlq9": mean(scale9)}
+
+
+def test_the_hlq_form_ships_no_wording_and_takes_the_licensed_text(cache: Path, content: Content,
+                                                                   tmp_path: Path) -> None:
+    hlq = content.find(HLQ_Q)
+    assert hlq is not None
+    texts = [i["text"] for g in hlq.resource["item"] for i in g["item"] if not i.get("readOnly")]
+    assert len(texts) == 10 and all("pladsholder" in t for t in texts)
+    licensed = {"questionnaire": HLQ_Q, "licence": "HLQ © Deakin University, licensed to Lægerne i Kronikergården",
+                "items": {f"hlq.{s}.{i}": {"text": f"Licenseret tekst {s}.{i}"} for s in (6, 9) for i in range(1, 6)}}
+    (tmp_path / "hlq.json").write_text(json.dumps(licensed))
+    code, out, err = run("questionnaire", "load-licensed", str(tmp_path / "hlq.json"), "--cache", str(cache))
+    assert code == 0, err
+    loaded = json.loads(out)
+    assert [i["text"] for g in loaded["item"] for i in g["item"] if not i.get("readOnly")] == \
+        [f"Licenseret tekst {s}.{i}" for s in (6, 9) for i in range(1, 6)]
+    assert loaded["copyright"].startswith("HLQ ©")
