@@ -61,7 +61,7 @@ def add_parsers(sub: Any) -> None:
     d.add_argument("--reason", help="why; required when the colour differs from the suggestion")
     d.add_argument("--assessor", metavar="REFERENCE", help="the GP, as a reference (Practitioner/…)")
     d.add_argument("--format", choices=["json", "text"], default="json")
-    _common(d)
+    d.add_argument("--lang", choices=["da", "en"], default=_default_lang(), help="language of the messages")
     d.set_defaults(func=cmd_decide)
 
 
@@ -205,8 +205,7 @@ def cmd_triage(args: argparse.Namespace) -> int:
     from kroniker.clinical.triage import triage
 
     if args.patient_response is None or args.assessment is None:
-        print("kroniker triage: --patient-response and --assessment are both required (or: kroniker triage decide)",
-              file=sys.stderr)
+        print(messages.text("triage-usage", args.lang), file=sys.stderr)
         return EXIT_USAGE
     patient, bad_p = _read(args.patient_response)
     gp, bad_a = _read(args.assessment)
