@@ -539,3 +539,40 @@ def test_the_hlq_form_ships_no_wording_and_takes_the_licensed_text(cache: Path, 
     assert [i["text"] for g in loaded["item"] for i in g["item"] if not i.get("readOnly")] == \
         [f"Licenseret tekst {s}.{i}" for s in (6, 9) for i in range(1, 6)]
     assert loaded["copyright"].startswith("HLQ ©")
+
+
+def _paths(node: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    out = [path]
+    if isinstance(node, dict):
+        for k, v in node.items():
+            out += _paths(v, (*path, k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            out += _paths(v, (*path, i))
+    return out
+
+
+def test_damaged_responses_give_findings_never_exceptions(content: Content) -> None:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    base = patient_response()
+    paths = _paths(base)[1:]
+    junk = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+                        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
+                                                                                     max_size=3), max_leaves=6)
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(st.sampled_from(paths), junk)
+    def damaged(path: tuple[Any, ...], value: Any) -> None:
+        doc = copy.deepcopy(base)
+        node = doc
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+        result = score(doc, content)
+        assert result.scores is None or result.valid
+        suggestion = triage(doc, assessment(), content)
+        assert suggestion.resource is None or suggestion.valid
+
+    damaged()
