@@ -52,15 +52,17 @@ def main() -> None:
 
     from kroniker.cli import main as kroniker
     from kroniker.clinical import Content, decide, score, triage
-    from kroniker.validators.packages import Installer, PackageCache
+    from kroniker.validators.packages import PackageCache
     from kroniker.validators.validate import Validator
     from tests.builders import shared_note
     from tests.clinical_support import assessment, patient_response
 
     with tempfile.TemporaryDirectory() as tmp:
         cache = PackageCache(Path(tmp) / "cache")
-        Installer(cache, registries=[]).install([str(args.shared / "fhir-packages")])
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            # Installed as a user installs them: MedCom's from ../shared, kroniker's built from profiles/packages.
+            assert kroniker(["packages", "install", str(args.shared / "fhir-packages"), "--no-deps",
+                             "--cache", str(cache.root)]) == 0
             assert kroniker(["package", "build", "--out", f"{tmp}/dist"]) == 0
             assert kroniker(["packages", "install", f"{tmp}/dist", "--no-deps", "--cache", str(cache.root)]) == 0
         validator, content = Validator(cache), Content(cache)
