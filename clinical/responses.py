@@ -29,6 +29,15 @@ ANSWER_TYPES: dict[str, tuple[str, ...]] = {
 }
 
 
+def as_list(value: Any) -> list[Any]:
+    """A JSON array as a list; anything else (a damaged response) as nothing, which the checks report."""
+    return value if isinstance(value, list) else []
+
+
+def as_dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def value_of(answer: Any) -> tuple[str, Any] | None:
     """The one value[x] of an answer (or answerOption, enableWhen): (element name, value)."""
     if not isinstance(answer, dict):
@@ -114,13 +123,13 @@ class _Walker:
 
     def __post_init__(self) -> None:
         for item in _all_items(self.response.get("item")):
-            for answer in item.get("answer") or []:
+            for answer in as_list(item.get("answer")):
                 v = value_of(answer)
                 if v is not None and isinstance(item.get("linkId"), str):
                     self.answers.setdefault(item["linkId"], []).append(v)
 
     def items(self, q_items: Any, r_items: Any, base: str, path: JsonPath) -> Iterator[Finding]:
-        defined = {q["linkId"]: q for q in q_items or [] if isinstance(q, dict) and isinstance(q.get("linkId"), str)}
+        defined = {q["linkId"]: q for q in as_list(q_items) if isinstance(q, dict) and isinstance(q.get("linkId"), str)}
         given: dict[str, int] = {}
         for i, r in enumerate(r_items if isinstance(r_items, list) else []):
             loc, p = f"{base}.item[{i}]", (*path, "item", i)
@@ -142,7 +151,11 @@ class _Walker:
 
     def item(self, q: dict[str, Any], r: dict[str, Any], loc: str, path: JsonPath) -> Iterator[Finding]:
         link, kind = q["linkId"], q.get("type")
-        answers: list[Any] = r["answer"] if isinstance(r.get("answer"), list) else []
+        answers = as_list(r.get("answer"))
+        for key in ("answer", "item"):
+            if key in r and not isinstance(r[key], list):
+                yield _f("QR-ANSWER-TYPE", f"{loc}.{key}", (*path, key), linkId=link, type=kind,
+                         found=f"{key}: {type(r[key]).__name__}")
         if answers and not self.enabled(q):
             yield _f("QR-ITEM-DISABLED", loc, path, linkId=link)
         if kind == "group":
@@ -163,7 +176,7 @@ class _Walker:
                 yield _f("QR-ANSWER-TYPE", aloc, apath, linkId=link, type=kind,
                          found=v[0] if v else ", ".join(sorted(answer)) if isinstance(answer, dict) else "?")
                 continue
-            options = [value_of(o) for o in q.get("answerOption") or []]
+            options = [value_of(o) for o in as_list(q.get("answerOption"))]
             if kind == "choice" and options and not any(o and same_value(v, o) for o in options):
                 yield _f("QR-ANSWER-OPTION", aloc, apath, linkId=link, found=_show(v),
                          allowed=", ".join(_show(o) for o in options if o))
@@ -173,7 +186,7 @@ class _Walker:
             yield from self.items(q.get("item"), r["item"], loc, path)
 
     def enabled(self, q: dict[str, Any]) -> bool:
-        conditions = [c for c in q.get("enableWhen") or [] if isinstance(c, dict)]
+        conditions = [c for c in as_list(q.get("enableWhen")) if isinstance(c, dict)]
         if not conditions:
             return True
         results = [self._holds(c) for c in conditions]
@@ -229,6 +242,6 @@ def _all_items(items: Any) -> Iterator[dict[str, Any]]:
         if isinstance(item, dict):
             yield item
             yield from _all_items(item.get("item"))
-            for answer in item.get("answer") or []:
+            for answer in as_list(item.get("answer")):
                 if isinstance(answer, dict):
                     yield from _all_items(answer.get("item"))

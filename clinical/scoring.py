@@ -19,7 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 from kroniker.clinical.content import Content
-from kroniker.clinical.responses import check, value_of
+from kroniker.clinical.responses import as_list, check, value_of
 from kroniker.validators.findings import Finding, Severity
 
 CALCULATED = "http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaire-calculatedExpression"
@@ -118,7 +118,7 @@ def _q_items(items: Any, chain: tuple[str, ...]) -> Iterator[tuple[dict[str, Any
 
 
 def _extension(element: dict[str, Any], url: str) -> dict[str, Any] | None:
-    return next((e for e in element.get("extension") or [] if isinstance(e, dict) and e.get("url") == url), None)
+    return next((e for e in as_list(element.get("extension")) if isinstance(e, dict) and e.get("url") == url), None)
 
 
 def _variables(questionnaire: dict[str, Any]) -> Iterator[tuple[str, str]]:
@@ -157,15 +157,15 @@ def _attach_weights(items: Any, defined: dict[str, tuple[dict[str, Any], tuple[s
         if not isinstance(item, dict):
             continue
         q = defined.get(str(item.get("linkId")), (None, ()))[0]
-        for answer in item.get("answer") or []:
+        for answer in as_list(item.get("answer")):
             v = value_of(answer)
             if q is not None and v is not None and v[0] == "valueCoding" and isinstance(v[1], dict):
-                for option in q.get("answerOption") or []:
+                for option in as_list(q.get("answerOption")):
                     o = value_of(option)
                     w = _weight(option)
                     if o and o[0] == "valueCoding" and w is not None and o[1].get("code") == v[1].get("code") and \
                             o[1].get("system") == v[1].get("system", o[1].get("system")):
-                        v[1]["extension"] = [e for e in v[1].get("extension") or []
+                        v[1]["extension"] = [e for e in as_list(v[1].get("extension"))
                                              if not (isinstance(e, dict) and e.get("url") in WEIGHTS)] + \
                             [{"url": WEIGHTS[0], "valueDecimal": w}]
             if isinstance(answer, dict):
@@ -198,7 +198,7 @@ def _given_answer(items: Any, link: str) -> Any:
     for item in items if isinstance(items, list) else []:
         if isinstance(item, dict):
             if item.get("linkId") == link:
-                v = value_of((item.get("answer") or [None])[0])
+                v = value_of((as_list(item.get("answer")) or [None])[0])
                 return v[1] if v else None
             found = _given_answer(item.get("item"), link)
             if found is not None:

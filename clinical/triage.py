@@ -20,7 +20,7 @@ from decimal import Decimal
 from typing import Any
 
 from kroniker.clinical.content import Content, ContentError, Found, attachment_json
-from kroniker.clinical.responses import value_of
+from kroniker.clinical.responses import as_dict, as_list, value_of
 from kroniker.clinical.scoring import KRONIKER_NS, Scored, score
 from kroniker.validators.findings import Finding, Severity
 
@@ -198,7 +198,7 @@ def _inputs(response: dict[str, Any], scored: Scored) -> dict[str, list[tuple[st
         for item in items if isinstance(items, list) else []:
             if not isinstance(item, dict):
                 continue
-            for answer in item.get("answer") or []:
+            for answer in as_list(item.get("answer")):
                 v = value_of(answer)
                 if v is not None:
                     out.setdefault(str(item.get("linkId")), []).append(v)
@@ -333,7 +333,8 @@ def _suggestion(s: Suggestion, patient: dict[str, Any], assessment: dict[str, An
             extensions.append({"url": FUT_FINDING_BASIS, "extension": basis})
     extensions.append({"url": PROVISIONAL, "valueBoolean": s.provisional})
     overall = s.colour or "no-effective-answer-significance"
-    subject = patient.get("subject") or assessment.get("subject") or {"display": "(no subject in the responses)"}
+    subject = as_dict(patient.get("subject")) or as_dict(assessment.get("subject")) or {
+        "display": "(no subject in the responses)"}
     seed = f"{ruleset}|{_reference(patient)}|{_reference(assessment)}|{patient.get('authored')}"
     resource: dict[str, Any] = {
         "resourceType": "ClinicalImpression",
@@ -364,9 +365,9 @@ def _condition_text(c: dict[str, Any]) -> str:
 
 def overall_colour(impression: dict[str, Any]) -> str | None:
     """The overall colour a triage ClinicalImpression states (FUT's red/yellow/green finding), if any."""
-    for f in impression.get("finding") or []:
-        for c in ((f or {}).get("itemCodeableConcept") or {}).get("coding") or []:
-            if c.get("system") == FUT_FINDINGS and c.get("code") in COLOURS:
+    for f in as_list(impression.get("finding")):
+        for c in as_list(as_dict(as_dict(f).get("itemCodeableConcept")).get("coding")):
+            if isinstance(c, dict) and c.get("system") == FUT_FINDINGS and c.get("code") in COLOURS:
                 return str(c["code"])
     return None
 
@@ -378,7 +379,7 @@ def decide(suggestion: Any, colour: str, *, reason: str | None = None, assessor:
     """The GP's decision on a suggestion: approve its colour or change it (a reason is then required)."""
     if not isinstance(suggestion, dict) or suggestion.get("resourceType") != "ClinicalImpression" or not any(
             c.get("system") == FUT_CODES and c.get("code") == "TriagingResult"
-            for c in (suggestion.get("code") or {}).get("coding") or [] if isinstance(c, dict)):
+            for c in as_list(as_dict(suggestion.get("code")).get("coding")) if isinstance(c, dict)):
         found = suggestion.get("resourceType") if isinstance(suggestion, dict) else type(suggestion).__name__
         return Decision([_f("TRIAGE-NOT-SUGGESTION", "(suggestion)", found=found)])
     if colour not in COLOURS:
@@ -394,7 +395,8 @@ def decide(suggestion: Any, colour: str, *, reason: str | None = None, assessor:
     extensions: list[dict[str, Any]] = [{"url": FUT_DECISION, "valueCodeableConcept": {"coding": decision}}]
     extensions.append({"url": SUGGESTED, "valueCodeableConcept": {"coding": [
         _coding(FUT_FINDINGS, suggested or "no-effective-answer-significance")]}})
-    extensions += [e for e in suggestion.get("extension") or [] if isinstance(e, dict) and e.get("url") == PROVISIONAL]
+    extensions += [e for e in as_list(suggestion.get("extension"))
+                   if isinstance(e, dict) and e.get("url") == PROVISIONAL]
     resource: dict[str, Any] = {
         "resourceType": "ClinicalImpression",
         "id": str(uuid.uuid5(KRONIKER_NS, f"decision|{suggestion.get('id')}|{colour}|{reason}")),
@@ -402,10 +404,10 @@ def decide(suggestion: Any, colour: str, *, reason: str | None = None, assessor:
         "status": "completed",
         "code": {"coding": [_coding(FUT_CODES, "MeasurementAssessment", "Assessment of measurement")],
                  "text": "Lægens vurdering af triageforslaget"},
-        "subject": suggestion.get("subject") or {"display": "(no subject)"},
+        "subject": as_dict(suggestion.get("subject")) or {"display": "(no subject)"},
         "date": _now(when),
         "previous": {"reference": f"ClinicalImpression/{suggestion.get('id')}"},
-        "protocol": list(suggestion.get("protocol") or []),
+        "protocol": [p for p in as_list(suggestion.get("protocol")) if isinstance(p, str)],
         "finding": [{"itemCodeableConcept": {"coding": [_coding(FUT_FINDINGS, colour)]}}],
     }
     if assessor:

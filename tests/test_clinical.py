@@ -576,3 +576,20 @@ def test_damaged_responses_give_findings_never_exceptions(content: Content) -> N
         assert suggestion.resource is None or suggestion.valid
 
     damaged()
+
+    suggestion = triage(base, assessment(), content).resource
+    assert suggestion is not None
+    suggestion_paths = _paths(suggestion)[1:]
+
+    @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(st.sampled_from(suggestion_paths), junk, st.sampled_from(["red", "yellow", "green", "blue"]))
+    def damaged_suggestion(path: tuple[Any, ...], value: Any, colour: str) -> None:
+        doc = copy.deepcopy(suggestion)
+        node = doc
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+        decision = decide(doc, colour, reason="x")
+        assert decision.resource is None or decision.colour == colour
+
+    damaged_suggestion()
