@@ -81,6 +81,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
     add_server(sub)
     add_dpia(sub)
+    # -- care packages (clinical): package build, questionnaire, triage; handlers import lazily --------------
+    from kroniker.clinical.cli import add_parsers as add_clinical
+
+    add_clinical(sub)
     return p
 
 

@@ -121,7 +121,8 @@ def world(server: Server) -> World:
     return World(server)
 
 
-scenarios("borger", "lps", "kliniker")
+# features/borger/spoergeskema.feature is the care package's (tests/test_features_clinical.py), not the server's.
+scenarios("borger/min_log.feature", "borger/min_spaerring.feature", "lps", "kliniker")
 
 
 def clinician(name: str) -> Principal:
