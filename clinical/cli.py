@@ -67,7 +67,8 @@ def add_parsers(sub: Any) -> None:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lang", choices=["da", "en"], default=_default_lang(), help="language of the messages")
-    p.add_argument("--cache", type=Path, help="FHIR package cache (default ~/.fhir/packages)")
+    p.add_argument("--cache", type=Path,
+                   help="FHIR package cache (default $KRONIKER_FHIR_PACKAGES, $FHIR_PACKAGE_CACHE or ~/.fhir/packages)")
 
 
 def _default_lang() -> str:
@@ -81,10 +82,11 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 
 
 def _content(args: argparse.Namespace) -> Any:
+    from kroniker import settings
     from kroniker.clinical.content import Content
     from kroniker.validators.packages import PackageCache
 
-    return Content(PackageCache(args.cache))
+    return Content(PackageCache(args.cache or settings.package_cache_dir()))
 
 
 def _dump(data: Any, out: Path | None = None) -> None:
@@ -97,11 +99,14 @@ def _dump(data: Any, out: Path | None = None) -> None:
 
 def _read(path: Path) -> tuple[Any, list[Any]]:
     """A JSON document from a file (or '-'), or the finding that says why it cannot be read."""
-    from kroniker.validators.source import Limits, Unreadable, parse
+    from kroniker import settings
+    from kroniker.validators.source import Unreadable, parse
 
+    limits = settings.limits()
     try:
-        source: Any = sys.stdin.buffer.read() if str(path) == "-" else path
-        return parse(source, Limits.from_env()).data, []
+        # Standard input is read one byte past the limit at most; parse() then refuses it as too large.
+        source: Any = sys.stdin.buffer.read(limits.max_bytes + 1) if str(path) == "-" else path
+        return parse(source, limits).data, []
     except Unreadable as exc:
         return None, [exc.finding]
 
@@ -130,14 +135,14 @@ def cmd_package_build(args: argparse.Namespace) -> int:
 # -- questionnaire score -----------------------------------------------------------------------------------
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from kroniker import batch
+    from kroniker import batch, settings
     from kroniker.clinical import messages
     from kroniker.clinical.scoring import score
     from kroniker.validators import Severity
     from kroniker.validators.findings import Finding
-    from kroniker.validators.source import Limits, Unreadable, parse
+    from kroniker.validators.source import Unreadable, parse
 
-    limits = Limits.from_env()
+    limits = settings.limits()
     try:
         inputs = batch.expand(args.paths, batch.stdin_bytes() if batch.STDIN in args.paths else None, limits)
     except batch.UsageError as exc:
