@@ -10,7 +10,7 @@ from collections.abc import Generator, Iterator
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from kroniker.validators import base, codes
+from kroniker.validators import base, codes, findings
 from kroniker.validators.findings import Finding, JsonPath, Severity
 from kroniker.validators.invariants import WALK_INVARIANTS, NotEvaluable
 from kroniker.validators.structure import MISSING, Constraint, Elem
@@ -36,8 +36,9 @@ TYPE_INVARIANTS: dict[str, tuple[Constraint, ...]] = {
 
 def finding(severity: Severity, code: str, loc: str, path: JsonPath, elem: Elem | None, *,
             message_key: str | None = None, **params: Any) -> Finding:
-    return Finding(severity, code, loc, tuple(path), params, None, elem.ref if elem is not None else None,
-                   message_key)
+    """A finding of a constraint, naming the profile element (`url|version#id`) that demands it."""
+    return findings.finding(severity, code, loc, path, params, message_key=message_key,
+                            profile_element=elem.ref if elem is not None else None)
 
 
 # -- primitives ---------------------------------------------------------------------------------------
