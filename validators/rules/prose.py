@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import datetime as dt
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -19,9 +18,9 @@ from typing import Any
 from kroniker.validators import xhtml
 from kroniker.validators.engine import Entry, Walk
 from kroniker.validators.findings import Finding, Severity, finding
+from kroniker.validators.identifiers import CPR_SYSTEM, parse_instant
 
 VALUE_ATTACHMENT = "http://medcomfhir.dk/ig/core/StructureDefinition/medcom-observation-value-attachment-extension"
-CPR_SYSTEM = "urn:oid:1.2.208.176.1.2"
 
 
 @cache
@@ -156,17 +155,6 @@ def title(doc: DocView, sev: Severity) -> Iterator[Finding]:
         yield finding(sev, "COMP-TITLE", f"{comp.loc}.title", (*comp.path, "title"), expected=expected, found=found)
 
 
-def instant(value: Any) -> dt.datetime | None:
-    """A dateTime with a time zone as an instant; None when it has none (other rules say so)."""
-    if not isinstance(value, str) or "T" not in value:
-        return None
-    try:
-        t = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return t if t.tzinfo is not None else None
-
-
 def _event_start(comp: Entry) -> tuple[Any, tuple[Any, ...], str]:
     events = comp.resource.get("event")
     if isinstance(events, list) and events and isinstance(events[0], dict):
@@ -184,7 +172,7 @@ def date_order(doc: DocView, sev: Severity) -> Iterator[Finding]:
         return
     start, _, start_loc = _event_start(comp)
     date = comp.resource.get("date")
-    a, b = instant(date), instant(start)
+    a, b = parse_instant(date), parse_instant(start)
     if a is not None and b is not None and a < b:
         yield finding(sev, "NOTES-COMP-DATE-ORDER", f"{comp.loc}.date", (*comp.path, "date"), found=date,
                       expected=start, other=start_loc)
@@ -208,7 +196,7 @@ def effective_eq_event(doc: DocView, sev: Severity) -> Iterator[Finding]:
     start, _, start_loc = _event_start(comp)
     for obs in doc.of_type("Observation"):
         eff = obs.resource.get("effectiveDateTime")
-        a, b = instant(eff), instant(start)
+        a, b = parse_instant(eff), parse_instant(start)
         if a is not None and b is not None and a != b:
             yield finding(sev, "NOTES-OBS-EFFECTIVE-EQ-EVENT", f"{obs.loc}.effectiveDateTime",
                           (*obs.path, "effectiveDateTime"), found=eff, expected=start, other=start_loc)
