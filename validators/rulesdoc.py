@@ -128,7 +128,7 @@ def _read(name: str, file: str, path: Path) -> tuple[Module, list[Function]]:
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=file)
     mod = Module(name, file, tree)
     package = name.rsplit(".", 1)[0]
-    for node in tree.body:
+    for node in ast.walk(tree):  # imports inside functions too (a name means one thing throughout a module)
         if isinstance(node, ast.ImportFrom) and node.module:
             source = node.module if node.level == 0 else package + "." + node.module
             for alias in node.names:
@@ -137,8 +137,7 @@ def _read(name: str, file: str, path: Path) -> tuple[Module, list[Function]]:
                     mod.modules[local] = f"{source}.{alias.name}"
                 else:
                     mod.names[local] = (source, alias.name)
-        elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
-            mod.top.add(node.name)
+    mod.top = {node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
     functions: list[Function] = []
 
     def visit(body: list[ast.stmt], cls: str | None, prefix: str) -> None:
