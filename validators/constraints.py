@@ -71,11 +71,10 @@ def unknown_member(stems: dict[str, Elem], name: str, key: str, path: JsonPath, 
                    name=key, parent=owner or loc.rsplit(".", 1)[-1])
 
 
-def choice_repeated(elem: Elem, name: str, count: int, path: JsonPath, loc: str) -> Iterator[Finding]:
-    """A choice element given in two types at once (valueString and valueQuantity): at most one value."""
-    if count == 2:
-        yield finding(Severity.ERROR, "card-max", f"{loc}.{name}", (*path, name), elem, max=1, count=2,
-                      element=elem.path)
+def choice_repeated(elem: Elem, name: str, path: JsonPath, loc: str) -> Iterator[Finding]:
+    """A choice element given in a second type (valueString and valueQuantity): at most one value."""
+    yield finding(Severity.ERROR, "card-max", f"{loc}.{name}", (*path, name), elem, max=1, count=2,
+                  element=elem.path)
 
 
 def absent(elem: Elem, name: str, path: JsonPath, loc: str) -> Iterator[Finding]:

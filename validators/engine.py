@@ -240,7 +240,8 @@ class _State:
                 continue
             if child.choice:
                 n = choices[child.name] = choices.get(child.name, 0) + 1
-                yield from constraints.choice_repeated(child, name, n, path, loc)
+                if n == 2:
+                    yield from constraints.choice_repeated(child, name, path, loc)
                 for s in child.slices:  # a choice may be sliced by type (value[x]:valueQuantity)
                     if type_code in s.type_codes:
                         child = s
@@ -263,8 +264,11 @@ class _State:
             return
         items: list[Any]
         exts: list[Any]
-        yield from constraints.array_shape(child, raw, pext, path, loc, name)
-        if isinstance(raw, list) or (raw is None and isinstance(pext, list)):
+        as_array = isinstance(raw, list) or (raw is None and isinstance(pext, list))
+        # The constraint functions are only called where they may find something (the hot path).
+        if as_array != is_list or raw == [] or pext == []:
+            yield from constraints.array_shape(child, raw, pext, path, loc, name)
+        if as_array:
             items = list(raw) if isinstance(raw, list) else [None] * len(pext)
             exts = list(pext) if isinstance(pext, list) else []
             exts += [None] * (len(items) - len(exts))
@@ -272,7 +276,8 @@ class _State:
         else:
             items, exts, indexed = [raw], [pext], False
         count = sum(1 for v, x in zip(items, exts, strict=False) if v is not None or x is not None)
-        yield from constraints.cardinality(child, count, path, loc, name)
+        if count < child.min or (child.max is not None and count > child.max):
+            yield from constraints.cardinality(child, count, path, loc, name)
         slices: list[Elem | None] = [None] * len(items)
         if child.slicing is not None or child.slices:
             slices = yield from constraints.slicing(self, child, type_code, items, path, loc, name, indexed)
