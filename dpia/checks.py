@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 from kroniker.dpia import model, reading
 from kroniker.dpia.model import CLAUSES, CONTROLLER_ROLES, DESCRIPTION, NECESSITY, PROCESSOR_ROLES, TERMS, THREATS
 from kroniker.validators.findings import Finding, Severity
+from kroniker.validators.findings import finding as make_finding
 
 E, W = Severity.ERROR, Severity.WARNING
 Path = tuple[str | int, ...]
@@ -110,7 +111,7 @@ THREE_YEARS_DAYS = 3 * 366
 
 
 def finding(code: str, path: Path, **params: Any) -> Finding:
-    return Finding(CODES[code].severity, code, model.pointer(path) or "/", path, params=params)
+    return make_finding(CODES[code].severity, code, model.pointer(path) or "/", path, params=params)
 
 
 # -- what the store knows about sign-offs --------------------------------------------------------------------
@@ -227,8 +228,8 @@ def _special(activity: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def schema_shape(doc: Mapping[str, Any], ctx: Context) -> Iterator[Finding]:
     for problem in ctx.schema_problems:
-        yield Finding(E, "DPIA-SCHEMA", problem.pointer or "/", model.parse_pointer(problem.pointer),
-                      params={"detail": problem.message})
+        yield make_finding(E, "DPIA-SCHEMA", problem.pointer or "/", model.parse_pointer(problem.pointer),
+                           params={"detail": problem.message})
 
 
 def duplicate_ids(doc: Mapping[str, Any], ctx: Context) -> Iterator[Finding]:

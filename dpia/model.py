@@ -20,6 +20,7 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 
 from kroniker.validators.findings import Finding, Severity
+from kroniker.validators.findings import finding as make_finding
 
 Register = dict[str, Any]
 
@@ -120,8 +121,8 @@ class RegisterError(ValueError):
 
 def schema_finding(problem: SchemaProblem, prefix: str = "") -> Finding:
     where = prefix + problem.pointer
-    return Finding(Severity.ERROR, "DPIA-SCHEMA", where or "/", parse_pointer(where),
-                   params={"detail": problem.message})
+    return make_finding(Severity.ERROR, "DPIA-SCHEMA", where or "/", parse_pointer(where),
+                        params={"detail": problem.message})
 
 
 def require_valid(document: Any, source: str, definition: str = "") -> None:
@@ -172,7 +173,7 @@ def duplicate_ids(node: Any, prefix: tuple[str | int, ...] = ()) -> list[tuple[t
 
 
 def duplicate_id_findings(node: Any, prefix: tuple[str | int, ...] = ()) -> list[Finding]:
-    return [Finding(Severity.ERROR, "DPIA-ID-DUPLICATE", pointer(path), path, params={"id": item_id})
+    return [make_finding(Severity.ERROR, "DPIA-ID-DUPLICATE", pointer(path), path, params={"id": item_id})
             for path, item_id in duplicate_ids(node, prefix)]
 
 

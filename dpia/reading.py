@@ -23,6 +23,7 @@ from kroniker.dpia.model import RegisterError, pointer
 from kroniker.validators import bounded
 from kroniker.validators.bounded import json_detail
 from kroniker.validators.findings import Finding, Severity
+from kroniker.validators.findings import finding as make_finding
 
 DEFAULT_MAX_BYTES = 4 * 1024 * 1024  # the shipped template is 59 KB; an export of it about 62 KB
 DEFAULT_MAX_DEPTH = 64  # the register nests 8 levels, an export 9; room for own `x-…` fields
@@ -74,8 +75,8 @@ class Limits:
 def finding(code: str, path: tuple[str | int, ...] = (), *, text: str | None = None, line: int | None = None,
             column: int | None = None, **params: Any) -> Finding:
     """A finding of this module; `text` names a catalogue text other than the code's own."""
-    return Finding(CODES[code], code, pointer(path) or "/", path, params=params, message_key=text, line=line,
-                   column=column)
+    return make_finding(CODES[code], code, pointer(path) or "/", path, params=params, message_key=text, line=line,
+                        column=column)
 
 
 def read_file(name: str | Path, limits: Limits, source: str | None = None) -> bytes:

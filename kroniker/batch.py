@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from kroniker.validators.findings import Finding, Report, Severity
+from kroniker.validators.findings import Report, Severity, finding
 from kroniker.validators.packages import PackageCache
 from kroniker.validators.profiles import PlanStore
 from kroniker.validators.source import Limits
@@ -89,9 +89,9 @@ def _read_stdin(stdin: BinaryIO | None, limits: Limits) -> bytes:
 def check(validator: Validator, item: Input) -> Report:
     """Validate one input; the report is detached (positions and snippets in, the parsed input out)."""
     if item.no_match:
-        finding = Finding(Severity.FATAL, "unreadable", "(document)", (),
+        unread = finding(Severity.FATAL, "unreadable", "(document)", (),
                           {"file": item.name, "reason": "@glob-no-match"}, message_key="unreadable-file")
-        return Report([finding], source_name=item.name)
+        return Report([unread], source_name=item.name)
     source = item.data if item.data is not None else item.path
     assert source is not None
     return validator.validate(source, name=item.name).detached()

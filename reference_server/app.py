@@ -38,6 +38,7 @@ from kroniker.reference_server.store import Conflict, SearchQuery, StaleReplacem
 from kroniker.reference_server.tokens import Principal, TokenError, Verifier, load_or_create_key
 from kroniker.validators import messages
 from kroniker.validators.findings import Report, Severity
+from kroniker.validators.identifiers import CPR_SYSTEM
 from kroniker.validators.packages import PackageCache
 from kroniker.validators.render import operation_outcome
 from kroniker.validators.source import Unreadable, parse
@@ -46,8 +47,6 @@ from kroniker.validators.validate import Validator
 log = logging.getLogger("kroniker.reference_server")
 
 FHIR_JSON = "application/fhir+json"
-CPR_SYSTEM = "urn:oid:1.2.208.176.1.2"
-SOR_SYSTEM = "urn:oid:1.2.208.176.1.1"
 DOCUMENT_TYPES = ("application/fhir+json", "application/json", "application/fhir+xml", "application/xml")
 # Search parameters that name one thing: given twice, which one was meant cannot be told.
 SINGLE = ("patient", "patient.identifier", "status", "_count", "_offset", "replaces", "_consent-override")

@@ -28,6 +28,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from kroniker.reference_server.db import audit_events, audit_head, compiled, documents, reading
 from kroniker.reference_server.tokens import Principal
+from kroniker.validators.identifiers import CPR_SYSTEM, SOR_SYSTEM
 
 GENESIS = "0" * 64
 KEYED = b"kroniker-audit/2\n"  # what a keyed hash is of: this tag, then the record's canonical JSON
@@ -535,8 +536,7 @@ def message(key: str, lang: str, **params: Any) -> str:
 
 # -- FHIR AuditEvent and MinLog ------------------------------------------------------------------------
 
-AGENT_SYSTEMS = {"citizen": "urn:oid:1.2.208.176.1.2", "clinician": "urn:kroniker:autorisation",
-                 "source": "urn:oid:1.2.208.176.1.1"}
+AGENT_SYSTEMS = {"citizen": CPR_SYSTEM, "clinician": "urn:kroniker:autorisation", "source": SOR_SYSTEM}
 
 
 def as_audit_event(row: dict[str, Any], *, for_citizen: bool = False) -> dict[str, Any]:
@@ -550,7 +550,7 @@ def as_audit_event(row: dict[str, Any], *, for_citizen: bool = False) -> dict[st
         "requestor": True,
     }
     if row.get("org_sor"):
-        agent["location"] = {"identifier": {"system": "urn:oid:1.2.208.176.1.1", "value": row["org_sor"]},
+        agent["location"] = {"identifier": {"system": SOR_SYSTEM, "value": row["org_sor"]},
                              **({"display": row["org_name"]} if row.get("org_name") else {})}
     event: dict[str, Any] = {
         "resourceType": "AuditEvent",
@@ -578,7 +578,7 @@ def as_audit_event(row: dict[str, Any], *, for_citizen: bool = False) -> dict[st
     if purposes:
         event["purposeOfEvent"] = purposes
     if row.get("patient_cpr"):
-        event["entity"].append({"what": {"identifier": {"system": "urn:oid:1.2.208.176.1.2",
+        event["entity"].append({"what": {"identifier": {"system": CPR_SYSTEM,
                                                         "value": row["patient_cpr"]}},
                                 "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type",
                                          "code": "1", "display": "Person"}})

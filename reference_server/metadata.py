@@ -13,11 +13,10 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from kroniker.validators.identifiers import CPR_SYSTEM as CPR
+from kroniker.validators.identifiers import SOR_SYSTEM as SOR
+from kroniker.validators.identifiers import parse_instant
 from kroniker.validators.references import BundleIndex
-from kroniker.validators.rules.prose import CPR_SYSTEM as CPR
-from kroniker.validators.rules.prose import instant as fhir_instant
-
-SOR = "urn:oid:1.2.208.176.1.1"
 
 
 @cache
@@ -60,7 +59,7 @@ class DocumentMeta:
 
 def instant(value: Any) -> dt.datetime | None:
     """A FHIR dateTime as naive UTC (XDS keeps UTC to the second); None for a date without time."""
-    t = fhir_instant(value)
+    t = parse_instant(value)
     return t.astimezone(dt.UTC).replace(tzinfo=None) if t is not None else None
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from kroniker.validators.findings import Finding, Severity
+from kroniker.validators.findings import Finding, Severity, finding
 
 
 def within(findings: Iterable[Finding], limit: int) -> Iterator[Finding]:
@@ -14,12 +14,12 @@ def within(findings: Iterable[Finding], limit: int) -> Iterator[Finding]:
     A document that yields this many findings is broken or built to cost: what the rest would say is not worth
     the work, and the document cannot be called valid unchecked.
     """
-    for count, finding in enumerate(findings):
+    for count, found in enumerate(findings):
         if count >= limit:
-            yield Finding(Severity.ERROR, "too-large", "(document)", (), {"limit": limit},
+            yield finding(Severity.ERROR, "too-large", "(document)", (), {"limit": limit},
                           message_key="too-many-findings")
             return
-        yield finding
+        yield found
 
 
 def capped(findings: Iterable[Finding], per_code: int) -> list[Finding]:
@@ -28,15 +28,15 @@ def capped(findings: Iterable[Finding], per_code: int) -> list[Finding]:
     kept: list[Finding] = []
     shown: dict[str, int] = {}
     omitted: dict[str, list[Finding]] = {}
-    for finding in sorted(findings, key=lambda f: -f.severity):  # stable: otherwise in the order found
-        if shown.get(finding.code, 0) < per_code:
-            shown[finding.code] = shown.get(finding.code, 0) + 1
-            kept.append(finding)
+    for f in sorted(findings, key=lambda f: -f.severity):  # stable: otherwise in the order found
+        if shown.get(f.code, 0) < per_code:
+            shown[f.code] = shown.get(f.code, 0) + 1
+            kept.append(f)
         else:
-            omitted.setdefault(finding.code, []).append(finding)
+            omitted.setdefault(f.code, []).append(f)
     for code, rest in omitted.items():
         seconds = {f.second for f in rest}
-        kept.append(Finding(rest[0].severity, code, "(document)", (),
+        kept.append(finding(rest[0].severity, code, "(document)", (),
                             {"count": len(rest), "code": code, "shown": shown[code]},
                             second=seconds.pop() if len(seconds) == 1 else None, message_key="findings-omitted"))
     return kept

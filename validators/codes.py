@@ -12,9 +12,9 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from kroniker.validators.identifiers import ICPC_2, SKS_D
+
 SNOMED_CT = "http://snomed.info/sct"
-SKS_D = "urn:oid:1.2.208.176.2.4.12"
-ICPC_2 = "urn:oid:1.2.208.176.2.31"
 
 # The finding code each system's judgements carry (spec/findings.md's scheme: lower case, one per kind).
 FINDING = {SNOMED_CT: "snomed-id", SKS_D: "sks-d-code", ICPC_2: "icpc2-code"}

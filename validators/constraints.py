@@ -10,7 +10,7 @@ from collections.abc import Generator, Iterator
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from kroniker.validators import base, codes
+from kroniker.validators import base, codes, findings
 from kroniker.validators.findings import Finding, JsonPath, Severity
 from kroniker.validators.invariants import WALK_INVARIANTS, NotEvaluable
 from kroniker.validators.structure import MISSING, Constraint, Elem
@@ -18,6 +18,7 @@ from kroniker.validators.terminology import Membership
 
 if TYPE_CHECKING:
     from kroniker.validators.engine import _State
+    from kroniker.validators.references import Entry
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _SEVERITY = {"error": Severity.ERROR, "warning": Severity.WARNING, "information": Severity.INFORMATION,
@@ -36,8 +37,130 @@ TYPE_INVARIANTS: dict[str, tuple[Constraint, ...]] = {
 
 def finding(severity: Severity, code: str, loc: str, path: JsonPath, elem: Elem | None, *,
             message_key: str | None = None, **params: Any) -> Finding:
-    return Finding(severity, code, loc, tuple(path), params, None, elem.ref if elem is not None else None,
-                   message_key)
+    """A finding of a constraint, naming the profile element (`url|version#id`) that demands it."""
+    return findings.finding(severity, code, loc, path, params, message_key=message_key,
+                            profile_element=elem.ref if elem is not None else None)
+
+
+# -- shape and cardinality ------------------------------------------------------------------------------
+# What the walk meets as it reads a JSON object against its element definitions.
+
+# Capitalised type name as it appears in a choice element's JSON key → FHIR type code.
+CHOICE_SUFFIX: dict[str, str] = {c[0].upper() + c[1:]: c
+                                 for c in (*base.PRIMITIVES, *base.DATATYPES_COMPLEX, "Reference")}
+
+
+def object_expected(elem: Elem | None, expected: str, value: Any, path: JsonPath, loc: str) -> Iterator[Finding]:
+    """A complex element (or a primitive's extension, or a resource) given as something other than an object."""
+    yield finding(Severity.ERROR, "type", loc, path, elem, message_key="type-object", expected=expected,
+                  found=json_kind(value))
+
+
+def null_value(elem: Elem, path: JsonPath, loc: str) -> Iterator[Finding]:
+    """A null where a value (or its extension) should be: JSON's null is no FHIR value."""
+    yield finding(Severity.ERROR, "datatype", loc, path, elem, message_key="null-value")
+
+
+def unknown_member(stems: dict[str, Elem], name: str, key: str, path: JsonPath, loc: str, owner: str) -> Finding:
+    """A JSON member no element definition has: a choice of a type the element does not allow, or unknown."""
+    for stem, child in stems.items():  # valueString where only valueQuantity is allowed
+        if name.startswith(stem) and name[len(stem):] in CHOICE_SUFFIX:
+            return finding(Severity.ERROR, "type", f"{loc}.{name}", (*path, key), child, message_key="type-choice",
+                           found=name, expected=", ".join(stem + c[0].upper() + c[1:] for c in child.type_codes))
+    return finding(Severity.ERROR, "unknown-element", f"{loc}.{key}", (*path, key), None,
+                   name=key, parent=owner or loc.rsplit(".", 1)[-1])
+
+
+def choice_repeated(elem: Elem, name: str, path: JsonPath, loc: str) -> Iterator[Finding]:
+    """A choice element given in a second type (valueString and valueQuantity): at most one value."""
+    yield finding(Severity.ERROR, "card-max", f"{loc}.{name}", (*path, name), elem, max=1, count=2,
+                  element=elem.path)
+
+
+def absent(elem: Elem, name: str, path: JsonPath, loc: str) -> Iterator[Finding]:
+    """An element that is not there at all: its minimum cardinality, and that of each of its slices."""
+    if elem.min > 0:
+        yield finding(Severity.ERROR, "card-min", f"{loc}.{name}", (*path, name), elem, min=elem.min, count=0,
+                      element=elem.path)
+    for s in elem.slices:
+        if s.min > 0:
+            yield finding(Severity.ERROR, "slice-card-min", f"{loc}.{name}", (*path, name), s, slice=s.slice_name,
+                          min=s.min, count=0, element=elem.path)
+
+
+def array_shape(elem: Elem, raw: Any, pext: Any, path: JsonPath, loc: str, name: str) -> Iterator[Finding]:
+    """FHIR JSON: a repeating element is an array, never empty; a single-valued one is not an array."""
+    where, at = f"{loc}.{name}", (*path, name)
+    if isinstance(raw, list) or (raw is None and isinstance(pext, list)):
+        if not elem.is_list:
+            yield finding(Severity.ERROR, "datatype", where, at, elem, message_key="not-single", element=elem.path)
+        if raw == [] or pext == []:
+            yield finding(Severity.ERROR, "datatype", where, at, elem, message_key="empty-array")
+    elif elem.is_list and raw is not None:
+        yield finding(Severity.ERROR, "datatype", where, at, elem, message_key="not-array", element=elem.path)
+
+
+def cardinality(elem: Elem, count: int, path: JsonPath, loc: str, name: str) -> Iterator[Finding]:
+    """How many values an element has, against its min..max."""
+    if count < elem.min:
+        yield finding(Severity.ERROR, "card-min", f"{loc}.{name}", (*path, name), elem, min=elem.min, count=count,
+                      element=elem.path)
+    if elem.max is not None and count > elem.max:
+        yield finding(Severity.ERROR, "card-max", f"{loc}.{name}", (*path, name), elem, max=elem.max, count=count,
+                      element=elem.path)
+
+
+def json_kind(v: Any) -> str:
+    """What a JSON value is, in JSON's words."""
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "boolean"
+    if isinstance(v, (int, float)):
+        return "number"
+    if isinstance(v, str):
+        return "string"
+    if isinstance(v, list):
+        return "array"
+    return "object"
+
+
+# -- extensions and resources -------------------------------------------------------------------------
+
+def extension_unknown(url: str, path: JsonPath, loc: str) -> Iterator[Finding]:
+    """An extension whose definition no installed package has: it cannot be checked offline."""
+    yield finding(Severity.WARNING, "extension-unknown", loc, path, None, url=url)
+
+
+def entry_resource(state: _State, elem: Elem, entry: Entry, rtype: Any, path: JsonPath,
+                   loc: str) -> Iterator[Finding]:
+    """Bundle.entry.resource: the resource types the element allows and, when the walk is only asking whether
+    a resource conforms, the profiles it demands of them (else the walk requires them, to check them once)."""
+    if not state.silent:
+        for t in elem.types:
+            if t.code in (rtype, "Resource") and t.profiles:
+                for p in t.profiles:
+                    state.walk.require(entry, p, loc)
+    else:
+        for t in elem.types:
+            if t.code == rtype:
+                for p in t.profiles:
+                    if not state.walk.conforms(entry, p):
+                        yield finding(Severity.ERROR, "target-profile", loc, path, elem, expected=p, found=rtype)
+    allowed = {t.code for t in elem.types}
+    if allowed and "Resource" not in allowed and rtype not in allowed:
+        yield finding(Severity.ERROR, "type", loc, path, elem, expected=", ".join(sorted(allowed)), found=rtype)
+
+
+def resource_type_known(elem: Elem, rtype: Any, path: JsonPath, loc: str) -> Iterator[Finding]:
+    """A contained resource's resourceType names a FHIR R4 resource."""
+    if not isinstance(rtype, str) or rtype not in base.resource_types():
+        yield finding(Severity.ERROR, "unknown-resource-type", loc, path, elem, found=rtype)
+
+
+def base_unavailable(elem: Elem, rtype: str, path: JsonPath, loc: str) -> Iterator[Finding]:
+    """No definition at all to check a contained resource against: said, not passed silently."""
+    yield finding(Severity.WARNING, "profile-unknown", loc, path, elem, message_key="base-unavailable", found=rtype)
 
 
 # -- primitives ---------------------------------------------------------------------------------------

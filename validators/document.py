@@ -7,15 +7,10 @@ from collections.abc import Iterator
 from typing import Any
 
 from kroniker.validators.engine import Walk
-from kroniker.validators.findings import Finding, Severity
+from kroniker.validators.findings import Finding, Severity, finding
 from kroniker.validators.references import entries_of, full_url_problem
 
 __all__ = ["document_rules", "entries_of"]
-
-
-def _f(severity: Severity, code: str, loc: str, path: tuple[Any, ...], *, second: str | None = None,
-       key: str | None = None, **params: Any) -> Finding:
-    return Finding(severity, code, loc, path, params, second, None, key)
 
 
 def document_rules(walk: Walk, bundle: dict[str, Any], present: set[tuple[str, str]]) -> Iterator[Finding]:
@@ -24,20 +19,20 @@ def document_rules(walk: Walk, bundle: dict[str, Any], present: set[tuple[str, s
         return (rule, loc) not in present and (rule, "*") not in present
 
     if bundle.get("resourceType") != "Bundle":
-        yield _f(Severity.ERROR, "DOC-BUNDLE-TYPE", bundle.get("resourceType") or "(document)", (),
-                 key="not-a-bundle", found=bundle.get("resourceType"))
+        yield finding(Severity.ERROR, "DOC-BUNDLE-TYPE", bundle.get("resourceType") or "(document)", (),
+                      message_key="not-a-bundle", found=bundle.get("resourceType"))
         return
     if bundle.get("type") != "document" and new("DOC-BUNDLE-TYPE", "Bundle.type"):
-        yield _f(Severity.ERROR, "DOC-BUNDLE-TYPE", "Bundle.type", ("type",), expected="document",
-                 found=bundle.get("type"))
+        yield finding(Severity.ERROR, "DOC-BUNDLE-TYPE", "Bundle.type", ("type",), expected="document",
+                      found=bundle.get("type"))
     raw = bundle.get("entry") if isinstance(bundle.get("entry"), list) else []
     first = raw[0] if raw and isinstance(raw[0], dict) else None
     first_res = first.get("resource") if first else None
     if not (isinstance(first_res, dict) and first_res.get("resourceType") == "Composition") \
             and new("DOC-FIRST-COMPOSITION", "Bundle"):
-        yield _f(Severity.ERROR, "DOC-FIRST-COMPOSITION", "Bundle.entry[0]" if raw else "Bundle.entry",
-                 ("entry", 0) if raw else ("entry",),
-                 found=first_res.get("resourceType") if isinstance(first_res, dict) else None)
+        yield finding(Severity.ERROR, "DOC-FIRST-COMPOSITION", "Bundle.entry[0]" if raw else "Bundle.entry",
+                      ("entry", 0) if raw else ("entry",),
+                      found=first_res.get("resourceType") if isinstance(first_res, dict) else None)
     seen_urls: dict[str, int] = {}
     for i, e in enumerate(raw):
         if not isinstance(e, dict):
@@ -46,28 +41,28 @@ def document_rules(walk: Walk, bundle: dict[str, Any], present: set[tuple[str, s
         res = e.get("resource")
         fu = e.get("fullUrl")
         if res is None and new("DOC-ENTRY-RESOURCE", f"{loc}.resource"):
-            yield _f(Severity.ERROR, "DOC-ENTRY-RESOURCE", f"{loc}.resource", ("entry", i, "resource"))
+            yield finding(Severity.ERROR, "DOC-ENTRY-RESOURCE", f"{loc}.resource", ("entry", i, "resource"))
         if not isinstance(fu, str):
             if new("DOC-ENTRY-FULLURL", f"{loc}.fullUrl"):
-                yield _f(Severity.ERROR, "DOC-ENTRY-FULLURL", f"{loc}.fullUrl", ("entry", i, "fullUrl"))
+                yield finding(Severity.ERROR, "DOC-ENTRY-FULLURL", f"{loc}.fullUrl", ("entry", i, "fullUrl"))
             continue
         if fu in seen_urls and new("DOC-ENTRY-FULLURL-UNIQUE", "Bundle"):
-            yield _f(Severity.ERROR, "DOC-ENTRY-FULLURL-UNIQUE", f"{loc}.fullUrl", ("entry", i, "fullUrl"),
-                     found=fu, other=f"Bundle.entry[{seen_urls[fu]}]")
+            yield finding(Severity.ERROR, "DOC-ENTRY-FULLURL-UNIQUE", f"{loc}.fullUrl", ("entry", i, "fullUrl"),
+                          found=fu, other=f"Bundle.entry[{seen_urls[fu]}]")
         seen_urls.setdefault(fu, i)
         problem = full_url_problem(fu)
         if problem is not None and new("DOC-ENTRY-FULLURL", f"{loc}.fullUrl"):
-            yield _f(Severity.ERROR, "DOC-ENTRY-FULLURL", f"{loc}.fullUrl", ("entry", i, "fullUrl"),
-                     key=f"fullurl-{problem}", found=fu)
+            yield finding(Severity.ERROR, "DOC-ENTRY-FULLURL", f"{loc}.fullUrl", ("entry", i, "fullUrl"),
+                          message_key=f"fullurl-{problem}", found=fu)
         if isinstance(res, dict):
             rtype, rid = res.get("resourceType"), res.get("id")
             if isinstance(rid, str) and isinstance(rtype, str) and \
                     not (fu == f"urn:uuid:{rid}" or fu.endswith(f"/{rtype}/{rid}")):
-                yield _f(Severity.ERROR, "DOC-ENTRY-FULLURL-ID", f"{loc}.fullUrl", ("entry", i, "fullUrl"),
-                         found=fu, expected=f"…/{rtype}/{rid} | urn:uuid:{rid}")
+                yield finding(Severity.ERROR, "DOC-ENTRY-FULLURL-ID", f"{loc}.fullUrl", ("entry", i, "fullUrl"),
+                              found=fu, expected=f"…/{rtype}/{rid} | urn:uuid:{rid}")
     for later, first in walk.index.duplicate_ids():
-        yield _f(Severity.ERROR, "DOC-ENTRY-ID-UNIQUE", later.loc, later.path,
-                 found=f"{later.resource['resourceType']}/{later.resource['id']}", other=first.loc)
+        yield finding(Severity.ERROR, "DOC-ENTRY-ID-UNIQUE", later.loc, later.path,
+                      found=f"{later.resource['resourceType']}/{later.resource['id']}", other=first.loc)
     yield from _references(walk)
     yield from _reachability(walk)
 
@@ -78,8 +73,8 @@ def _references(walk: Walk) -> Iterator[Finding]:
         if r.target is not None or r.reference.startswith("#") or r.path in seen:
             continue
         seen.add(r.path)
-        yield _f(Severity.ERROR, "ref-unresolved", f"{r.loc}.reference", (*r.path, "reference"),
-                 second="DOC-REF-RESOLVE", reference=r.reference)
+        yield finding(Severity.ERROR, "ref-unresolved", f"{r.loc}.reference", (*r.path, "reference"),
+                      second="DOC-REF-RESOLVE", reference=r.reference)
 
 
 def _reachability(walk: Walk) -> Iterator[Finding]:
@@ -100,5 +95,5 @@ def _reachability(walk: Walk) -> Iterator[Finding]:
                 stack.append(nxt)
     for e in entries:
         if id(e) not in reached:
-            yield _f(Severity.WARNING, "entry-unreferenced", e.loc, e.path,
-                     found=f"{e.resource.get('resourceType')}/{e.resource.get('id')}")
+            yield finding(Severity.WARNING, "entry-unreferenced", e.loc, e.path,
+                          found=f"{e.resource.get('resourceType')}/{e.resource.get('id')}")

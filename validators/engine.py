@@ -17,11 +17,6 @@ from kroniker.validators.profiles import ProfileSet
 from kroniker.validators.references import BundleIndex, Entry
 from kroniker.validators.structure import MISSING, Elem, Structure
 
-# Capitalised type name as it appears in a choice element's JSON key → FHIR type code.
-_CHOICE_SUFFIX: dict[str, str] = {}
-for _code in list(base.PRIMITIVES) + list(base.DATATYPES_COMPLEX) + ["Reference"]:
-    _CHOICE_SUFFIX[_code[0].upper() + _code[1:]] = _code
-
 IGNORED_KEYS = frozenset({"fhir_comments"})
 
 
@@ -176,8 +171,7 @@ class _State:
                 yield from self.primitive_extension(pext, path, loc)
             return
         if not isinstance(value, dict):
-            yield constraints.finding(Severity.ERROR, "type", loc, path, elem, message_key="type-object",
-                                      expected=type_code, found=_json_kind(value))
+            yield from constraints.object_expected(elem, type_code, value, path, loc)
             return
         yield from constraints.element_has_content(elem, value, path, loc)
         if elem.fixed is not MISSING or elem.pattern is not MISSING:
@@ -205,15 +199,14 @@ class _State:
             return None
         struct = self.profiles.structure(url) if self.profiles.knows(url) else None
         if struct is None:
-            yield constraints.finding(Severity.WARNING, "extension-unknown", loc, path, None, url=url)
+            yield from constraints.extension_unknown(url, path, loc)
             return None
         return struct.root.children
 
     def primitive_extension(self, pext: Any, path: JsonPath, loc: str) -> Iterator[Finding]:
         ext_struct = self.profiles.base("Element")
         if not isinstance(pext, dict):
-            yield constraints.finding(Severity.ERROR, "type", loc, path, None, message_key="type-object",
-                                      expected="Element", found=_json_kind(pext))
+            yield from constraints.object_expected(None, "Element", pext, path, loc)
             return
         if ext_struct is not None:
             ext_path = (*path[:-1], f"_{path[-1]}") if path and isinstance(path[-1], str) else path
@@ -238,19 +231,17 @@ class _State:
                 pext = obj.get("_" + key)
             hit = idx.by_key.get(name)
             if hit is None:
-                yield self.unknown_member(idx, name, key, path, loc, owner)
+                yield constraints.unknown_member(idx.stems, name, key, path, loc, owner)
                 continue
             child, type_code = hit
             seen.add(child.name)
             if raw is None and pext is None:
-                yield constraints.finding(Severity.ERROR, "datatype", f"{loc}.{name}", (*path, name), child,
-                                          message_key="null-value")
+                yield from constraints.null_value(child, (*path, name), f"{loc}.{name}")
                 continue
             if child.choice:
                 n = choices[child.name] = choices.get(child.name, 0) + 1
                 if n == 2:
-                    yield constraints.finding(Severity.ERROR, "card-max", f"{loc}.{name}", (*path, name), child,
-                                              max=1, count=2, element=child.path)
+                    yield from constraints.choice_repeated(child, name, path, loc)
                 for s in child.slices:  # a choice may be sliced by type (value[x]:valueQuantity)
                     if type_code in s.type_codes:
                         child = s
@@ -260,26 +251,7 @@ class _State:
             if child.name in seen:
                 continue
             name = child.name[:-3] if child.choice else child.name
-            if child.min > 0:
-                yield constraints.finding(Severity.ERROR, "card-min", f"{loc}.{name}", (*path, name), child,
-                                          min=child.min, count=0, element=child.path)
-            yield from self.empty_slices(child, path, loc, name)
-
-    def unknown_member(self, idx: _ChildIndex, name: str, key: str, path: JsonPath, loc: str,
-                       owner: str) -> Finding:
-        for stem, child in idx.stems.items():  # valueString where only valueQuantity is allowed
-            if name.startswith(stem) and name[len(stem):] in _CHOICE_SUFFIX:
-                return constraints.finding(
-                    Severity.ERROR, "type", f"{loc}.{name}", (*path, key), child, message_key="type-choice",
-                    found=name, expected=", ".join(stem + c[0].upper() + c[1:] for c in child.type_codes))
-        return constraints.finding(Severity.ERROR, "unknown-element", f"{loc}.{key}", (*path, key), None,
-                                   name=key, parent=owner or loc.rsplit(".", 1)[-1])
-
-    def empty_slices(self, child: Elem, path: JsonPath, loc: str, name: str) -> Iterator[Finding]:
-        for s in child.slices:
-            if s.min > 0:
-                yield constraints.finding(Severity.ERROR, "slice-card-min", f"{loc}.{name}", (*path, name), s,
-                                          slice=s.slice_name, min=s.min, count=0, element=child.path)
+            yield from constraints.absent(child, name, path, loc)
 
     def element_values(self, child: Elem, name: str, type_code: str, raw: Any, pext: Any, path: JsonPath,
                        loc: str) -> Iterator[Finding]:
@@ -292,29 +264,20 @@ class _State:
             return
         items: list[Any]
         exts: list[Any]
-        if isinstance(raw, list) or (raw is None and isinstance(pext, list)):
-            if not is_list:
-                yield constraints.finding(Severity.ERROR, "datatype", f"{loc}.{name}", (*path, name), child,
-                                          message_key="not-single", element=child.path)
+        as_array = isinstance(raw, list) or (raw is None and isinstance(pext, list))
+        # The constraint functions are only called where they may find something (the hot path).
+        if as_array != is_list or raw == [] or pext == []:
+            yield from constraints.array_shape(child, raw, pext, path, loc, name)
+        if as_array:
             items = list(raw) if isinstance(raw, list) else [None] * len(pext)
-            if raw == [] or pext == []:
-                yield constraints.finding(Severity.ERROR, "datatype", f"{loc}.{name}", (*path, name), child,
-                                          message_key="empty-array")
             exts = list(pext) if isinstance(pext, list) else []
             exts += [None] * (len(items) - len(exts))
             indexed = True
         else:
-            if is_list and raw is not None:
-                yield constraints.finding(Severity.ERROR, "datatype", f"{loc}.{name}", (*path, name), child,
-                                          message_key="not-array", element=child.path)
             items, exts, indexed = [raw], [pext], False
         count = sum(1 for v, x in zip(items, exts, strict=False) if v is not None or x is not None)
-        if count < child.min:
-            yield constraints.finding(Severity.ERROR, "card-min", f"{loc}.{name}", (*path, name), child,
-                                      min=child.min, count=count, element=child.path)
-        if child.max is not None and count > child.max:
-            yield constraints.finding(Severity.ERROR, "card-max", f"{loc}.{name}", (*path, name), child,
-                                      max=child.max, count=count, element=child.path)
+        if count < child.min or (child.max is not None and count > child.max):
+            yield from constraints.cardinality(child, count, path, loc, name)
         slices: list[Elem | None] = [None] * len(items)
         if child.slicing is not None or child.slices:
             slices = yield from constraints.slicing(self, child, type_code, items, path, loc, name, indexed)
@@ -322,7 +285,7 @@ class _State:
             ipath: JsonPath = (*path, name, i) if indexed else (*path, name)
             iloc = f"{loc}.{name}[{i}]" if indexed else f"{loc}.{name}"
             if v is None and x is None:
-                yield constraints.finding(Severity.ERROR, "datatype", iloc, ipath, child, message_key="null-value")
+                yield from constraints.null_value(child, ipath, iloc)
                 continue
             target = slices[i] or child
             code = type_code
@@ -337,33 +300,16 @@ class _State:
     def inline_resource(self, elem: Elem, value: Any, path: JsonPath, loc: str) -> Iterator[Finding]:
         """Bundle.entry.resource is validated as its own entry; a contained resource is walked here."""
         if not isinstance(value, dict):
-            yield constraints.finding(Severity.ERROR, "type", loc, path, elem, message_key="type-object",
-                                      expected="Resource", found=_json_kind(value))
+            yield from constraints.object_expected(elem, "Resource", value, path, loc)
             return
         rtype = value.get("resourceType")
         if elem.base_path == "Bundle.entry.resource":
             entry = next((e for e in self.walk.entries if e.path == path), None)
-            if entry is None:
-                return
-            if not self.silent:
-                for t in elem.types:
-                    if t.code in (rtype, "Resource") and t.profiles:
-                        for p in t.profiles:
-                            self.walk.require(entry, p, loc)
-            else:
-                for t in elem.types:
-                    if t.code == rtype:
-                        for p in t.profiles:
-                            if not self.walk.conforms(entry, p):
-                                yield constraints.finding(Severity.ERROR, "target-profile", loc, path, elem,
-                                                          expected=p, found=rtype)
-            allowed = {t.code for t in elem.types}
-            if allowed and "Resource" not in allowed and rtype not in allowed:
-                yield constraints.finding(Severity.ERROR, "type", loc, path, elem, expected=", ".join(sorted(allowed)),
-                                          found=rtype)
+            if entry is not None:
+                yield from constraints.entry_resource(self, elem, entry, rtype, path, loc)
             return
         if not isinstance(rtype, str) or rtype not in base.resource_types():
-            yield constraints.finding(Severity.ERROR, "unknown-resource-type", loc, path, elem, found=rtype)
+            yield from constraints.resource_type_known(elem, rtype, path, loc)
             return
         # A contained resource is checked against the profile it declares (else its base definition), once:
         # a reference to it that demands the same profile reuses that check.
@@ -377,8 +323,7 @@ class _State:
                 struct = None
         struct = struct or self.profiles.base(rtype)
         if struct is None:
-            yield constraints.finding(Severity.WARNING, "profile-unknown", loc, path, elem,
-                                      message_key="base-unavailable", found=rtype)
+            yield from constraints.base_unavailable(elem, rtype, path, loc)
             return
         contained = self.walk._contained(self.entry, value["id"]) if isinstance(value.get("id"), str) and \
             path[-2:-1] == ("contained",) else None
@@ -425,16 +370,3 @@ def _type_from_value(elem: Elem, value: Any) -> str | None:
         return value["resourceType"]
     return None
 
-
-def _json_kind(v: Any) -> str:
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return "boolean"
-    if isinstance(v, (int, float)):
-        return "number"
-    if isinstance(v, str):
-        return "string"
-    if isinstance(v, list):
-        return "array"
-    return "object"

@@ -11,7 +11,7 @@ from typing import Any
 
 from kroniker.validators import bounded
 from kroniker.validators.bounded import json_detail
-from kroniker.validators.findings import Finding, Severity
+from kroniker.validators.findings import Finding, Severity, finding
 from kroniker.validators.jsonpos import JsonPath, PositionIndex
 
 Source = bytes | bytearray | memoryview | str | os.PathLike
@@ -88,7 +88,7 @@ def _os_reason(exc: OSError) -> str:
 
 def _fatal(code: str, *, key: str | None = None, line: int | None = None, column: int | None = None,
            **params: Any) -> Unreadable:
-    return Unreadable(Finding(Severity.FATAL, code, "(document)", (), params, message_key=key,
+    return Unreadable(finding(Severity.FATAL, code, "(document)", (), params, message_key=key,
                               line=line, column=column))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from kroniker.validators.findings import Finding, Severity
+from kroniker.validators.findings import Finding, Severity, finding
 from kroniker.validators.packages import InstalledPackage, PackageCache, PackageSet, choose_version, version_key
 
 
@@ -60,7 +60,7 @@ def _pick(profiles: list[str], cache: PackageCache, loc: str, path: tuple[Any, .
             # Nothing of that major version: an error naming what is installed; the document is still read
             # with the newest installed version, so the rest of it gets checked too.
             newest = max(defining, key=lambda p: version_key(p.version))
-            return _Pick(newest, profile, [Finding(
+            return _Pick(newest, profile, [finding(
                 Severity.ERROR, "profile-unknown", loc, path,
                 {"profile": profile, "installed": ", ".join(f"{p.name}#{p.version}" for p in defining),
                  "package": newest.name, "used": f"{newest.name}#{newest.version}"},
@@ -69,7 +69,7 @@ def _pick(profiles: list[str], cache: PackageCache, loc: str, path: tuple[Any, .
         found: list[Finding] = []
         if note:
             sev = Severity.WARNING if note == "profile-version-other" else Severity.INFORMATION
-            found.append(Finding(sev, "profile-version", loc, path,
+            found.append(finding(sev, "profile-version", loc, path,
                                  {"profile": profile, "used": f"{pkg.name}#{pkg.version}"}, message_key=note))
         return _Pick(pkg, profile, found)
     return None
@@ -119,7 +119,7 @@ def identify(bundle: dict[str, Any], cache: PackageCache) -> Identified:
     # No installed package defines the claimed profile: guess by the Composition's type, to still help.
     guess = _by_type(comp, cache)
     claimed = profiles[0] if profiles else None
-    notes = [Finding(Severity.ERROR, "profile-unknown", loc, path,
+    notes = [finding(Severity.ERROR, "profile-unknown", loc, path,
                      {"profile": claimed or "(none)", "package": guess.name if guess else "?"},
                      message_key=("profile-unknown" if guess else "profile-unknown-any") if claimed
                      else "profile-none")]

@@ -23,7 +23,7 @@ from kroniker.validators import catalogue
 from kroniker.validators.budget import capped, within
 from kroniker.validators.document import document_rules, entries_of
 from kroniker.validators.engine import Entry, Walk
-from kroniker.validators.findings import Finding, PackageRef, Report, Severity, dedupe
+from kroniker.validators.findings import Finding, PackageRef, Report, Severity, dedupe, finding
 from kroniker.validators.packages import PackageCache, PackageSet
 from kroniker.validators.profiles import PlanStore, ProfileSet
 from kroniker.validators.rules.prose import DocView, prose_rules
@@ -105,7 +105,7 @@ class Validator:
 
         pkg = self.cache.get(standard.name, standard.version)
         if pkg is None:
-            return Report([Finding(Severity.ERROR, "profile-unknown", str(resource.get("resourceType", "?")), (),
+            return Report([finding(Severity.ERROR, "profile-unknown", str(resource.get("resourceType", "?")), (),
                                    {"profile": profile, "package": standard.name})])
         pset = package_set(self.cache, pkg)
         profiles = self.profile_set(pset)
@@ -136,7 +136,7 @@ class Validator:
         findings: list[Finding] = list(parsed.findings)  # what reading found (XML structure) comes first
         rtype = doc.get("resourceType")
         if not isinstance(rtype, str):
-            return [Finding(Severity.FATAL, "unknown-resource-type", "(document)", (), {"found": rtype},
+            return [finding(Severity.FATAL, "unknown-resource-type", "(document)", (), {"found": rtype},
                             message_key="no-resource-type")], None, ()
         ident = identify(doc, self.cache)
         findings.extend(ident.findings)
@@ -145,7 +145,7 @@ class Validator:
         if pset is not None:
             for note in pset.notes:
                 if note.severity == "warning":
-                    findings.append(Finding(Severity.WARNING, "package-missing", "(document)", (), note.params,
+                    findings.append(finding(Severity.WARNING, "package-missing", "(document)", (), note.params,
                                             message_key=note.key))
         entries = entries_of(doc)
         walk = Walk(profiles, doc, entries)
@@ -172,7 +172,7 @@ class Validator:
         for entry in entries:
             rtype = entry.resource.get("resourceType")
             if not isinstance(rtype, str) or (rtype not in _resource_types()):
-                yield Finding(Severity.ERROR, "unknown-resource-type", entry.loc, (*entry.path, "resourceType"),
+                yield finding(Severity.ERROR, "unknown-resource-type", entry.loc, (*entry.path, "resourceType"),
                               {"found": rtype})
                 continue
             declared = _declared_profiles(entry)
@@ -185,12 +185,12 @@ class Validator:
                         want = p.split("|", 1)[1]
                         if have is not None and not have.version.startswith(want) and entry.index is not None \
                                 and f"{entry.loc}.meta.profile" not in noted:
-                            yield Finding(Severity.INFORMATION, "profile-version", f"{entry.loc}.meta.profile",
+                            yield finding(Severity.INFORMATION, "profile-version", f"{entry.loc}.meta.profile",
                                           (*entry.path, "meta", "profile"),
                                           {"profile": p, "used": f"{have.name}#{have.version}"},
                                           message_key="profile-version-set")
                 elif entry.index is not None or not with_standard:
-                    yield Finding(Severity.WARNING, "profile-unknown", f"{entry.loc}.meta.profile",
+                    yield finding(Severity.WARNING, "profile-unknown", f"{entry.loc}.meta.profile",
                                   (*entry.path, "meta", "profile"), {"profile": p},
                                   message_key="profile-unknown-resource")
             if entry.index is None and not chosen and pset is not None:
@@ -218,11 +218,11 @@ class Validator:
     def _check(self, walk: Walk, entry: Entry, profile: str) -> Iterator[Finding]:
         struct = walk.profiles.structure(profile)
         if struct is None:
-            yield Finding(Severity.WARNING, "profile-unknown", entry.loc, entry.path, {"profile": profile},
+            yield finding(Severity.WARNING, "profile-unknown", entry.loc, entry.path, {"profile": profile},
                           message_key="profile-unknown-resource")
             return
         if struct.type != entry.resource.get("resourceType"):
-            yield Finding(Severity.ERROR, "type", entry.loc, entry.path,
+            yield finding(Severity.ERROR, "type", entry.loc, entry.path,
                           {"expected": struct.type, "found": entry.resource.get("resourceType"), "profile": profile},
                           message_key="type-profile")
             return

@@ -26,7 +26,7 @@ from lxml import etree
 from xmlschema.validators.exceptions import XMLSchemaChildrenValidationError
 
 from kroniker.validators import base, xsd
-from kroniker.validators.findings import Finding, JsonPath, Severity
+from kroniker.validators.findings import Finding, JsonPath, Severity, finding
 from kroniker.validators.source import DEFAULT_MAX_FINDINGS_PER_CODE, Limits, Parsed, _fatal, check_shape, decode
 from kroniker.validators.structure import Elem
 
@@ -74,7 +74,7 @@ def parse_xml(name: str, raw: bytes, limits: Limits) -> Parsed:
         findings.extend(islice(structure_findings(root, reader, limits.max_findings_per_code), limits.max_findings))
     else:
         line, column = positions.of(root)
-        findings.insert(0, Finding(Severity.ERROR, "xml-structure", _local(root.tag), ("resourceType",),
+        findings.insert(0, finding(Severity.ERROR, "xml-structure", _local(root.tag), ("resourceType",),
                                    {"expected": FHIR_NS, "found": reader.ns or "-"}, message_key="xml-namespace",
                                    line=line, column=column))
     return Parsed(name, data, text, format="xml", locator=reader.locate, findings=findings)
@@ -270,7 +270,7 @@ class _Reader:
 
     def finding(self, el: etree._Element, code: str, path: JsonPath, key: str | None, **params: Any) -> None:
         line, column = self.positions.of(el)
-        self.findings.append(Finding(Severity.ERROR, code, fhirpath(path, self.root_type), path, params,
+        self.findings.append(finding(Severity.ERROR, code, fhirpath(path, self.root_type), path, params,
                                      message_key=key, line=line, column=column))
 
     # resources
@@ -578,7 +578,7 @@ class _SchemaGuard:
     def add(self, el: etree._Element, key: str, params: dict[str, Any]) -> None:
         path, loc = _where(el, self.reader)
         line, column = self.reader.positions.of(el)
-        self.findings.append(Finding(Severity.ERROR, "xml-structure", loc, path, params, message_key=key,
+        self.findings.append(finding(Severity.ERROR, "xml-structure", loc, path, params, message_key=key,
                                      line=line, column=column))
 
 
@@ -601,7 +601,7 @@ def _structure_finding(err: Any, reader: _Reader) -> Finding:
         params["element"] = _local(el.tag)
     path, loc = _where(el, reader)
     line, column = reader.positions.of(el)
-    return Finding(Severity.ERROR, "xml-structure", loc, path, params, message_key=key, line=line, column=column)
+    return finding(Severity.ERROR, "xml-structure", loc, path, params, message_key=key, line=line, column=column)
 
 
 def _child_problem(parent: etree._Element, child: etree._Element, reader: _Reader) -> tuple[str, dict[str, Any]]:

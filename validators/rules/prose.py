@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import datetime as dt
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -18,10 +17,10 @@ from typing import Any
 
 from kroniker.validators import xhtml
 from kroniker.validators.engine import Entry, Walk
-from kroniker.validators.findings import Finding, Severity
+from kroniker.validators.findings import Finding, Severity, finding
+from kroniker.validators.identifiers import CPR_SYSTEM, parse_instant
 
 VALUE_ATTACHMENT = "http://medcomfhir.dk/ig/core/StructureDefinition/medcom-observation-value-attachment-extension"
-CPR_SYSTEM = "urn:oid:1.2.208.176.1.2"
 
 
 @cache
@@ -73,17 +72,13 @@ def _items(v: Any) -> list[Any]:
     return v if isinstance(v, list) else []
 
 
-def _f(sev: Severity, code: str, loc: str, path: tuple[Any, ...], key: str | None = None, **params: Any) -> Finding:
-    return Finding(sev, code, loc, path, params, None, None, key)
-
-
 # -- narrative ------------------------------------------------------------------------------------------
 
 @rule("DOC-RESOURCE-ID")
 def resource_id(doc: DocView, sev: Severity) -> Iterator[Finding]:
     for e in doc.entries:
         if e.index is not None and not e.resource.get("id"):
-            yield _f(sev, "DOC-RESOURCE-ID", f"{e.loc}.id", (*e.path, "id"), rtype=e.resource.get("resourceType"))
+            yield finding(sev, "DOC-RESOURCE-ID", f"{e.loc}.id", (*e.path, "id"), rtype=e.resource.get("resourceType"))
 
 
 @rule("DOC-NARRATIVE")
@@ -93,7 +88,8 @@ def narrative(doc: DocView, sev: Severity) -> Iterator[Finding]:
             continue
         text = e.resource.get("text")
         if not isinstance(text, dict) or not text.get("div"):
-            yield _f(sev, "DOC-NARRATIVE", f"{e.loc}.text", (*e.path, "text"), rtype=e.resource.get("resourceType"))
+            yield finding(sev, "DOC-NARRATIVE", f"{e.loc}.text", (*e.path, "text"),
+                          rtype=e.resource.get("resourceType"))
 
 
 @rule("DOC-NARRATIVE-STATUS")
@@ -101,8 +97,8 @@ def narrative_status(doc: DocView, sev: Severity) -> Iterator[Finding]:
     for e in doc.entries:
         text = e.resource.get("text") if e.index is not None else None
         if isinstance(text, dict) and text.get("status") not in ("generated", "extensions"):
-            yield _f(sev, "DOC-NARRATIVE-STATUS", f"{e.loc}.text.status", (*e.path, "text", "status"),
-                     found=text.get("status"))
+            yield finding(sev, "DOC-NARRATIVE-STATUS", f"{e.loc}.text.status", (*e.path, "text", "status"),
+                          found=text.get("status"))
 
 
 @rule("NARRATIVE-NO-BASE64")
@@ -113,7 +109,7 @@ def narrative_no_base64(doc: DocView, sev: Severity) -> Iterator[Finding]:
         text = e.resource.get("text") if e.index is not None else None
         div = text.get("div") if isinstance(text, dict) else None
         if isinstance(div, str) and any(p in div for p in probes):
-            yield _f(sev, "NARRATIVE-NO-BASE64", f"{e.loc}.text.div", (*e.path, "text", "div"))
+            yield finding(sev, "NARRATIVE-NO-BASE64", f"{e.loc}.text.div", (*e.path, "text", "div"))
 
 
 # -- Composition -----------------------------------------------------------------------------------------
@@ -129,8 +125,8 @@ def meta_profile_url(doc: DocView, sev: Severity) -> Iterator[Finding]:
         return
     urls = [p.split("|", 1)[0] for p in profiles if isinstance(p, str)]
     if doc.composition_profile not in urls:
-        yield _f(sev, "COMP-META-PROFILE-URL", f"{comp.loc}.meta.profile", (*comp.path, "meta", "profile"),
-                 expected=doc.composition_profile, found=profiles)
+        yield finding(sev, "COMP-META-PROFILE-URL", f"{comp.loc}.meta.profile", (*comp.path, "meta", "profile"),
+                      expected=doc.composition_profile, found=profiles)
 
 
 def patient_cpr(doc: DocView) -> tuple[Entry | None, str | None]:
@@ -156,18 +152,7 @@ def title(doc: DocView, sev: Severity) -> Iterator[Finding]:
     expected = f"{doc.params['title_prefix']} {cpr}"
     found = comp.resource.get("title")
     if isinstance(found, str) and found != expected:  # a missing title is card-min already
-        yield _f(sev, "COMP-TITLE", f"{comp.loc}.title", (*comp.path, "title"), expected=expected, found=found)
-
-
-def instant(value: Any) -> dt.datetime | None:
-    """A dateTime with a time zone as an instant; None when it has none (other rules say so)."""
-    if not isinstance(value, str) or "T" not in value:
-        return None
-    try:
-        t = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return t if t.tzinfo is not None else None
+        yield finding(sev, "COMP-TITLE", f"{comp.loc}.title", (*comp.path, "title"), expected=expected, found=found)
 
 
 def _event_start(comp: Entry) -> tuple[Any, tuple[Any, ...], str]:
@@ -187,10 +172,10 @@ def date_order(doc: DocView, sev: Severity) -> Iterator[Finding]:
         return
     start, _, start_loc = _event_start(comp)
     date = comp.resource.get("date")
-    a, b = instant(date), instant(start)
+    a, b = parse_instant(date), parse_instant(start)
     if a is not None and b is not None and a < b:
-        yield _f(sev, "NOTES-COMP-DATE-ORDER", f"{comp.loc}.date", (*comp.path, "date"), found=date,
-                 expected=start, other=start_loc)
+        yield finding(sev, "NOTES-COMP-DATE-ORDER", f"{comp.loc}.date", (*comp.path, "date"), found=date,
+                      expected=start, other=start_loc)
 
 
 # -- the note (Observation) -------------------------------------------------------------------------------
@@ -211,10 +196,10 @@ def effective_eq_event(doc: DocView, sev: Severity) -> Iterator[Finding]:
     start, _, start_loc = _event_start(comp)
     for obs in doc.of_type("Observation"):
         eff = obs.resource.get("effectiveDateTime")
-        a, b = instant(eff), instant(start)
+        a, b = parse_instant(eff), parse_instant(start)
         if a is not None and b is not None and a != b:
-            yield _f(sev, "NOTES-OBS-EFFECTIVE-EQ-EVENT", f"{obs.loc}.effectiveDateTime",
-                     (*obs.path, "effectiveDateTime"), found=eff, expected=start, other=start_loc)
+            yield finding(sev, "NOTES-OBS-EFFECTIVE-EQ-EVENT", f"{obs.loc}.effectiveDateTime",
+                          (*obs.path, "effectiveDateTime"), found=eff, expected=start, other=start_loc)
 
 
 @dataclass
@@ -257,15 +242,15 @@ def note_size(doc: DocView, sev: Severity) -> Iterator[Finding]:
         for att, (path, loc) in _attachments(obs):
             data = att.get("data")
             if isinstance(data, str) and len(data) * 3 // 4 > doc.max_note_bytes:
-                yield _f(sev, "too-large", f"{loc}.data", (*path, "data"), "note-too-large",
-                         size=len(data) * 3 // 4, limit=doc.max_note_bytes)
+                yield finding(sev, "too-large", f"{loc}.data", (*path, "data"), message_key="note-too-large",
+                              size=len(data) * 3 // 4, limit=doc.max_note_bytes)
 
 
 @rule("NOTES-OBS-ATTACHMENT-BASE64")
 def attachment_base64(doc: DocView, sev: Severity) -> Iterator[Finding]:
     for note, path, loc in _notes(doc):
         if note.problem:
-            yield _f(sev, "NOTES-OBS-ATTACHMENT-BASE64", loc, path, detail=note.problem)
+            yield finding(sev, "NOTES-OBS-ATTACHMENT-BASE64", loc, path, detail=note.problem)
 
 
 @rule("NOTES-OBS-NOTE-EMPTY")
@@ -275,7 +260,7 @@ def note_empty(doc: DocView, sev: Severity) -> Iterator[Finding]:
             continue
         problems = xhtml.check_note(note.text)
         if not problems.text.strip() and not problems.has_image:
-            yield _f(sev, "NOTES-OBS-NOTE-EMPTY", loc, path, found=note.text[:40])
+            yield finding(sev, "NOTES-OBS-NOTE-EMPTY", loc, path, found=note.text[:40])
 
 
 @rule("NOTES-OBS-NOTE-ACTIVE")
@@ -285,7 +270,7 @@ def note_active(doc: DocView, sev: Severity) -> Iterator[Finding]:
             continue
         problems = xhtml.check_note(note.text)
         if problems.active:
-            yield _f(sev, "NOTES-OBS-NOTE-ACTIVE", loc, path, found=", ".join(dict.fromkeys(problems.active)))
+            yield finding(sev, "NOTES-OBS-NOTE-ACTIVE", loc, path, found=", ".join(dict.fromkeys(problems.active)))
 
 
 @rule("NOTES-OBS-NOTE-MARKUP")
@@ -295,9 +280,9 @@ def note_markup(doc: DocView, sev: Severity) -> Iterator[Finding]:
             continue
         problems = xhtml.check_note(note.text)
         if problems.syntax:
-            yield _f(sev, "NOTES-OBS-NOTE-MARKUP", loc, path, "note-not-xml", detail=problems.syntax)
+            yield finding(sev, "NOTES-OBS-NOTE-MARKUP", loc, path, message_key="note-not-xml", detail=problems.syntax)
         elif problems.markup:
-            yield _f(sev, "NOTES-OBS-NOTE-MARKUP", loc, path, found=", ".join(dict.fromkeys(problems.markup)))
+            yield finding(sev, "NOTES-OBS-NOTE-MARKUP", loc, path, found=", ".join(dict.fromkeys(problems.markup)))
 
 
 _ESCAPES = re.compile(r"\\[tnr]")
@@ -309,8 +294,8 @@ def note_format(doc: DocView, sev: Severity) -> Iterator[Finding]:
         if note.text is not None:
             hits = _ESCAPES.findall(note.text)
             if hits:
-                yield _f(sev, "NOTES-OBS-NOTE-FORMAT", loc, path, found=", ".join(dict.fromkeys(hits)),
-                         count=len(hits))
+                yield finding(sev, "NOTES-OBS-NOTE-FORMAT", loc, path, found=", ".join(dict.fromkeys(hits)),
+                              count=len(hits))
 
 
 # -- ConditionList -------------------------------------------------------------------------------------------
@@ -321,15 +306,15 @@ def bundle_identifier_fresh(doc: DocView, sev: Severity) -> Iterator[Finding]:
     value = ident.get("value") if isinstance(ident, dict) else None
     bid = doc.bundle.get("id")
     if isinstance(value, str) and isinstance(bid, str) and value.removeprefix("urn:uuid:").lower() == bid.lower():
-        yield _f(sev, "DOC-BUNDLE-IDENTIFIER", "Bundle.identifier.value", ("identifier", "value"),
-                 "bundle-identifier-reused", found=value)
+        yield finding(sev, "DOC-BUNDLE-IDENTIFIER", "Bundle.identifier.value", ("identifier", "value"),
+                      message_key="bundle-identifier-reused", found=value)
 
 
 @rule("CL-COND-NOTE-SHARED")
 def condition_note(doc: DocView, sev: Severity) -> Iterator[Finding]:
     for c in doc.of_type("Condition"):
         if c.resource.get("note"):
-            yield _f(sev, "CL-COND-NOTE-SHARED", f"{c.loc}.note", (*c.path, "note"))
+            yield finding(sev, "CL-COND-NOTE-SHARED", f"{c.loc}.note", (*c.path, "note"))
 
 
 @rule("CL-COND-CLINICALSTATUS-PLI")
@@ -339,7 +324,7 @@ def clinical_status_pli(doc: DocView, sev: Severity) -> Iterator[Finding]:
         pli = any(isinstance(cat, dict) and any(isinstance(cd, dict) and cd.get("code") == "problem-list-item"
                                                 for cd in _items(cat.get("coding"))) for cat in cats)
         if pli and not c.resource.get("clinicalStatus"):
-            yield _f(sev, "CL-COND-CLINICALSTATUS-PLI", f"{c.loc}.clinicalStatus", (*c.path, "clinicalStatus"))
+            yield finding(sev, "CL-COND-CLINICALSTATUS-PLI", f"{c.loc}.clinicalStatus", (*c.path, "clinicalStatus"))
 
 
 def prose_rules(doc: DocView) -> Iterator[Finding]:
