@@ -523,10 +523,10 @@ def _match(state: _State, s: Elem, kind: str, dpath: str, value: Any, type_code:
         if dpath in ("$this", ""):
             return type_code in s.type_codes or (isinstance(value, dict) and value.get("resourceType") in s.type_codes)
         if dpath in ("$this.resolve()", "resolve()"):
-            target = _resolved(state, value)
-            if target is None:
+            entry = _resolved(state, value)
+            if entry is None:
                 return False
-            rtype = target.resource.get("resourceType")
+            rtype = entry.resource.get("resourceType")
             return any(state.profiles.type_of(p) == rtype for t in s.types for p in t.targets)
         sub = _descend(state, s, dpath.removeprefix("$this."), type_code)
         actual = _values_at(value, dpath.removeprefix("$this."))
@@ -535,15 +535,15 @@ def _match(state: _State, s: Elem, kind: str, dpath: str, value: Any, type_code:
         return any(isinstance(a, dict) and a.get("resourceType") in sub.type_codes for a in actual)
     if kind == "profile":
         if dpath in ("$this.resolve()", "resolve()"):
-            target = _resolved(state, value)
-            if target is None:
+            entry = _resolved(state, value)
+            if entry is None:
                 return False
-            return any(state.walk.conforms(target, p) for t in s.types for p in t.targets)
+            return any(state.walk.conforms(entry, p) for t in s.types for p in t.targets)
         return False
     return False
 
 
-def _resolved(state: _State, value: Any):  # type: ignore[no-untyped-def]
+def _resolved(state: _State, value: Any) -> Entry | None:
     ref = value.get("reference") if isinstance(value, dict) else None
     return state.walk.resolve(ref, state.entry) if isinstance(ref, str) else None
 

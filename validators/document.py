@@ -25,7 +25,8 @@ def document_rules(walk: Walk, bundle: dict[str, Any], present: set[tuple[str, s
     if bundle.get("type") != "document" and new("DOC-BUNDLE-TYPE", "Bundle.type"):
         yield finding(Severity.ERROR, "DOC-BUNDLE-TYPE", "Bundle.type", ("type",), expected="document",
                       found=bundle.get("type"))
-    raw = bundle.get("entry") if isinstance(bundle.get("entry"), list) else []
+    entries = bundle.get("entry")
+    raw: list[Any] = entries if isinstance(entries, list) else []
     first = raw[0] if raw and isinstance(raw[0], dict) else None
     first_res = first.get("resource") if first else None
     if not (isinstance(first_res, dict) and first_res.get("resourceType") == "Composition") \
@@ -60,9 +61,9 @@ def document_rules(walk: Walk, bundle: dict[str, Any], present: set[tuple[str, s
                     not (fu == f"urn:uuid:{rid}" or fu.endswith(f"/{rtype}/{rid}")):
                 yield finding(Severity.ERROR, "DOC-ENTRY-FULLURL-ID", f"{loc}.fullUrl", ("entry", i, "fullUrl"),
                               found=fu, expected=f"…/{rtype}/{rid} | urn:uuid:{rid}")
-    for later, first in walk.index.duplicate_ids():
+    for later, earlier in walk.index.duplicate_ids():
         yield finding(Severity.ERROR, "DOC-ENTRY-ID-UNIQUE", later.loc, later.path,
-                      found=f"{later.resource['resourceType']}/{later.resource['id']}", other=first.loc)
+                      found=f"{later.resource['resourceType']}/{later.resource['id']}", other=earlier.loc)
     yield from _references(walk)
     yield from _reachability(walk)
 

@@ -6,7 +6,7 @@ The engine only walks and descends; each kind of constraint is a small function 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -192,7 +192,8 @@ class _State:
         is_resource = type_code in base.resource_types() or type_code == "Resource"
         yield from self.children(children, value, path, loc, is_resource, elem.path or type_code)
 
-    def extension_definition(self, value: dict[str, Any], path: JsonPath, loc: str):  # type: ignore[no-untyped-def]
+    def extension_definition(self, value: dict[str, Any], path: JsonPath,
+                             loc: str) -> Generator[Finding, None, dict[str, Elem] | None]:
         """An extension with no profile from its slice: find its definition by url (or say we cannot)."""
         url = value.get("url")
         if not isinstance(url, str):
