@@ -292,6 +292,14 @@ def numbered_patient(n: int, given: str = "Test", family: str = "Patient") -> Pa
     return Patient(f"{day:02d}{month:02d}{year:02d}{7000 + n % 3000:04d}", (given,), family)
 
 
+def run_patient(n: int, given: str = "Test", family: str = "Patient") -> Patient:
+    """Patient number n of a conformance run: CPR numbers with a valid date (DDMMYY) that stay distinct for the
+    first 302 million numbers, so that runs with different seeds rarely meet on a shared test server."""
+    i = n % 33600
+    day, month, year = 1 + i % 28, 1 + (i // 28) % 12, (i // 336) % 100
+    return Patient(f"{day:02d}{month:02d}{year:02d}{1000 + (n // 33600) % 9000:04d}", (given,), family)
+
+
 def _for(doc: dict[str, Any], patient: Patient, clinic: Clinic) -> dict[str, Any]:
     """Our builders' document, made about another patient and written by another clinic."""
     text = json.dumps(doc, ensure_ascii=False)
