@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_server(sub)
     add_dpia(sub)
+    from kroniker.conformance.cli import add_parser as add_conformance
+
+    add_conformance(sub)
     return p
 
 
