@@ -85,7 +85,8 @@ class _Bar:
     """A progress bar on stderr when a person watches (stderr is a terminal)."""
 
     def __init__(self, lang: str) -> None:
-        self.lang, self.bar = lang, None
+        self.lang = lang
+        self.bar: Any = None
 
     def __call__(self, total: int) -> Callable[[], None]:
         from tqdm import tqdm
@@ -95,7 +96,8 @@ class _Bar:
         if not sys.stderr.isatty():
             return lambda: None
         self.bar = tqdm(total=total, file=sys.stderr, leave=False, dynamic_ncols=True, desc=text("progress", self.lang))
-        return self.bar.update  # type: ignore[no-any-return]
+        update: Callable[[], None] = self.bar.update
+        return update
 
     def close(self) -> None:
         if self.bar is not None:
@@ -304,5 +306,5 @@ def cmd_requirements(args: argparse.Namespace) -> int:
             print(f"\n{text('unknown-tags', lang)}:")
             for s, tag in unknown:
                 print(f"  {s.id}: @krav:{tag}")
-    bad = unknown or [t for t in traces if not t.covered and not t.requirement.not_covered]
-    return EXIT_FAILED if bad else EXIT_OK
+    unexplained = [t for t in traces if not t.covered and not t.requirement.not_covered]
+    return EXIT_FAILED if unknown or unexplained else EXIT_OK

@@ -46,7 +46,8 @@ class DocumentWorld:
 
     @property
     def document(self) -> VendorDocument:
-        return self.ctx.document  # type: ignore[no-any-return]
+        assert isinstance(self.ctx.document, VendorDocument)
+        return self.ctx.document
 
 
 def findings_of(report: Any) -> list[dict[str, Any]]:

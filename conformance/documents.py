@@ -11,6 +11,7 @@ import copy
 import html
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,10 +26,10 @@ YDER = "urn:oid:1.2.208.176.1.4"
 BASE = "https://kroniker.example/fhir"
 
 # A fictitious patient and clinic (the CPR passes DK Core's format rule; it belongs to nobody we know of).
-PATIENT = {"cpr": "1505629996", "family": "Lænderyg", "given": ["Bente", "Test"], "gender": "female",
+PATIENT: dict[str, Any] = {"cpr": "1505629996", "family": "Lænderyg", "given": ["Bente", "Test"], "gender": "female",
            "birthDate": "1962-05-15"}
 CLINIC = {"sor": "481751000016007", "ydernummer": "054321", "name": "Lægerne i Kronikergården"}
-GP = {"family": "Holm", "given": ["Jens", "Peter"]}
+GP: dict[str, Any] = {"family": "Holm", "given": ["Jens", "Peter"]}
 
 NOTE_HTML = (
     "<p><b>Årskontrol, kroniske lænderygsmerter</b></p>"
@@ -240,7 +241,7 @@ def clone(doc: dict[str, Any]) -> dict[str, Any]:
     return copy.deepcopy(doc)
 
 
-EXAMPLES = {
+EXAMPLES: dict[str, Callable[[], dict[str, Any]]] = {
     "shared-note-lbp-annual-control.json": shared_note,
     "diagnosis-card-lbp.json": diagnosis_card,
 }

@@ -7,6 +7,7 @@ import hashlib
 from dataclasses import dataclass
 from importlib import resources
 from importlib.resources.abc import Traversable
+from typing import Any
 
 from gherkin.parser import Parser
 from gherkin.pickles.compiler import Compiler
@@ -48,12 +49,12 @@ def feature_files() -> list[tuple[str, Traversable]]:
 
 
 def parse(uri: str, text: str) -> list[Scenario]:
-    doc = Parser().parse(TokenScanner(text))
+    doc: dict[str, Any] = dict(Parser().parse(TokenScanner(text)))
     doc["uri"] = uri
     feature = doc["feature"]
     keywords = _keywords(feature)
     out = []
-    for pickle in Compiler().compile(doc):
+    for pickle in Compiler().compile(doc):  # type: ignore[arg-type]
         tags = [t["name"] for t in pickle["tags"]]
         steps = tuple(Step(KINDS.get(s.get("type", ""), "given"), keywords.get(s["astNodeIds"][0], ""), s["text"])
                       for s in pickle["steps"])
@@ -64,7 +65,7 @@ def parse(uri: str, text: str) -> list[Scenario]:
     return out
 
 
-def _keywords(feature: dict) -> dict[str, str]:  # type: ignore[type-arg]
+def _keywords(feature: dict[str, Any]) -> dict[str, str]:
     """Step id → the keyword as written, from the parsed feature (pickles keep only the step's kind)."""
     out: dict[str, str] = {}
     for child in feature.get("children", []):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -122,7 +122,7 @@ Invariant = Callable[[str, str, dict[str, str], httpx.Response], list[tuple[str,
 class Http:
     """Requests to the target (or, replaying, the recorded answers), each written to the evidence."""
 
-    def __init__(self, target: Target | None, evidence: Evidence, invariants: list[Invariant],
+    def __init__(self, target: Target | None, evidence: Evidence, invariants: Sequence[Invariant],
                  replay: list[dict[str, Any]] | None = None) -> None:
         self.target, self.evidence, self.invariants = target, evidence, invariants
         self.replay = list(replay) if replay is not None else None
