@@ -90,6 +90,7 @@ class Target(Protocol):
 
 # -- evidence -----------------------------------------------------------------------------------------------
 
+MAX_RESPONSE_BYTES = 16 * 1024 * 1024  # an answer larger than any document plus its metadata is not read on
 RECORDED_HEADERS = ("content-type", "accept-language", "x-consent-override", "location")
 
 
@@ -149,7 +150,8 @@ class Http:
             assert self.client is not None and self.target is not None
             if principal is not None:
                 headers["Authorization"] = f"Bearer {self.target.token(principal)}"
-            response = self.client.request(method, path, params=params, headers=headers, content=content)
+            response = self._bounded(self.client.build_request(method, path, params=params, headers=headers,
+                                                               content=content))
         got = {"status": response.status_code,
                "headers": {k: v for k, v in response.headers.items() if k.lower() in RECORDED_HEADERS},
                "body": _body(response.content)}
@@ -158,6 +160,25 @@ class Http:
             for requirement, problem in check(method, path, dict(params or {}), response):
                 self.evidence.broken.setdefault(requirement, problem)
         return response
+
+    def _bounded(self, request: httpx.Request) -> httpx.Response:
+        """The target's answer, read up to MAX_RESPONSE_BYTES (a target is tested, not trusted)."""
+        assert self.client is not None
+        response = self.client.send(request, stream=True)
+        try:
+            chunks, size = [], 0
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > MAX_RESPONSE_BYTES:
+                    raise Unsupported(f"the answer to {request.method} {request.url.path} is larger than "
+                                      f"{MAX_RESPONSE_BYTES} bytes")
+                chunks.append(chunk)
+        finally:
+            response.close()
+        # iter_bytes has decoded any content-encoding: the answer is kept as the decoded bytes.
+        headers = [(k, v) for k, v in response.headers.multi_items()
+                   if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")]
+        return httpx.Response(response.status_code, headers=headers, content=b"".join(chunks), request=request)
 
     def _replayed(self, sent: dict[str, Any]) -> httpx.Response:
         assert self.replay is not None

@@ -382,3 +382,20 @@ def test_a_record_that_is_not_one_is_refused(tmp_path: Path, cache: Path) -> Non
     (tmp_path / "x.json").write_text('{"format": "something else"}', encoding="utf-8")
     r = kroniker("rerun", "x.json", cache=cache, cwd=tmp_path)
     assert r.returncode == 2 and "not a kroniker conformance session record" in r.stderr
+
+
+def test_a_target_that_compresses_its_answers_passes(cache: Path) -> None:
+    from starlette.middleware.gzip import GZipMiddleware
+
+    record = run_against(cache, lambda s: GZipMiddleware(create_app(s), minimum_size=100))
+    assert record["summary"]["passed"]
+
+
+def test_an_answer_larger_than_the_limit_is_not_read(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from kroniker.conformance import steps
+
+    monkeypatch.setattr(steps, "MAX_RESPONSE_BYTES", 3000)  # a DocumentReference is larger; an outcome is not
+    record = run_against(cache)
+    messages = [s.get("message", "") for c in record["cases"] for s in c["steps"] if s["status"] == "error"]
+    assert messages and all("is larger than" in m for m in messages)
+    assert not record["summary"]["passed"]
