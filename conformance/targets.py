@@ -51,8 +51,8 @@ class KeyTokens:
 
 
 class FileTokens:
-    """A vendor's JSON file: {"<caller>": "<bearer token>"}, callers named as `kroniker conformance callers`
-    prints them (citizen:<CPR>, clinician:<authorisation id>@<SOR>, source:<SOR>, admin)."""
+    """A vendor's JSON file: {"<caller>": "<bearer token>"}, callers named as the session record names them
+    (citizen:<CPR>, clinician:<authorisation id>@<SOR>, source:<SOR>, admin; docs/conformance.md)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
