@@ -85,6 +85,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     from kroniker.clinical.cli import add_parsers as add_clinical
 
     add_clinical(sub)
+    # -- conformance runs; handlers import lazily
+    from kroniker.conformance.cli import add_parser as add_conformance
+
+    add_conformance(sub)
     return p
 
 

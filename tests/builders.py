@@ -1,256 +1,34 @@
-"""Documents of our own making: a Shared Note and a diagnosis card for a fictitious low back pain patient.
-
-Everything here is written by kroniker (no MedCom example is copied). `python tests/builders.py` rewrites
-examples/ from these builders; a test checks that examples/ and the builders agree.
-"""
+"""The documents of our own making now live in kroniker.conformance.documents (the conformance suite builds them
+too); this name stays for the tests. `python tests/builders.py [DIR]` rewrites examples/ from the builders."""
 
 from __future__ import annotations
 
-import base64
-import copy
-import html
-import json
 import sys
-import uuid
 from pathlib import Path
-from typing import Any
 
-NOTES = "http://medcomfhir.dk/ig/notes/StructureDefinition"
-CL = "http://medcomfhir.dk/ig/conditionlist/StructureDefinition"
-DOCUMENT = "http://medcomfhir.dk/ig/document/StructureDefinition"
-VALUE_ATTACHMENT = "http://medcomfhir.dk/ig/core/StructureDefinition/medcom-observation-value-attachment-extension"
-CPR = "urn:oid:1.2.208.176.1.2"
-SOR = "urn:oid:1.2.208.176.1.1"
-YDER = "urn:oid:1.2.208.176.1.4"
-BASE = "https://kroniker.example/fhir"
-
-# A fictitious patient and clinic (the CPR passes DK Core's format rule; it belongs to nobody we know of).
-PATIENT = {"cpr": "1505629996", "family": "Lænderyg", "given": ["Bente", "Test"], "gender": "female",
-           "birthDate": "1962-05-15"}
-CLINIC = {"sor": "481751000016007", "ydernummer": "054321", "name": "Lægerne i Kronikergården"}
-GP = {"family": "Holm", "given": ["Jens", "Peter"]}
-
-NOTE_HTML = (
-    "<p><b>Årskontrol, kroniske lænderygsmerter</b></p>"
-    "<p>Smerter stabile, NRS 4/10 i hvile. Går 2 km dagligt. STarT Back: lav risiko.</p>"
-    "<p><u>Mål og planer aftalt med patienten</u><br/>"
-    "1. Gå 30 minutter fem dage om ugen.<br/>"
-    "2. Fortsætte hjemmeøvelser fra fysioterapeut.<br/>"
-    "3. Kontrol om 12 måneder; tidligere ved forværring.</p>"
+from kroniker.conformance.documents import (  # noqa: F401  (re-exported for the tests)
+    BASE,
+    CL,
+    CLINIC,
+    CPR,
+    DOCUMENT,
+    EXAMPLES,
+    GP,
+    NOTE_HTML,
+    NOTES,
+    PATIENT,
+    SOR,
+    VALUE_ATTACHMENT,
+    YDER,
+    clone,
+    diagnosis_card,
+    organization,
+    patient,
+    practitioner,
+    practitioner_role,
+    shared_note,
+    write_examples,
 )
-
-
-def _id(name: str) -> str:
-    """Stable UUIDs, so the documents do not change each time they are built."""
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"kroniker:{name}"))
-
-
-def _narrative(resource: dict[str, Any], rows: list[tuple[str, str]], status: str = "generated") -> dict[str, Any]:
-    cells = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
-    div = (f'<div xmlns="http://www.w3.org/1999/xhtml"><p><b>{resource["resourceType"]} {resource["id"]}</b></p>'
-           f"<table>{cells}</table></div>")
-    return {"status": status, "div": div}
-
-
-def _entry(resource: dict[str, Any]) -> dict[str, Any]:
-    return {"fullUrl": f"{BASE}/{resource['resourceType']}/{resource['id']}", "resource": resource}
-
-
-def patient(version: str | None = None) -> dict[str, Any]:
-    p: dict[str, Any] = {
-        "resourceType": "Patient", "id": _id("patient"),
-        "meta": {"profile": [f"{DOCUMENT}/medcom-document-patient"]},
-        "identifier": [{"system": CPR, "value": PATIENT["cpr"]}],
-        "name": [{"use": "official", "family": PATIENT["family"], "given": PATIENT["given"]}],
-        "gender": PATIENT["gender"], "birthDate": PATIENT["birthDate"],
-    }
-    p["text"] = _narrative(p, [("CPR", PATIENT["cpr"]), ("Navn", f"{' '.join(PATIENT['given'])} {PATIENT['family']}"),
-                               ("Køn", PATIENT["gender"]), ("Fødselsdato", PATIENT["birthDate"])])
-    return _ordered(p)
-
-
-def organization(profile: str) -> dict[str, Any]:
-    o: dict[str, Any] = {
-        "resourceType": "Organization", "id": _id("clinic"),
-        "meta": {"profile": [profile]},
-        "identifier": [{"system": SOR, "value": CLINIC["sor"]}, {"system": YDER, "value": CLINIC["ydernummer"]}],
-        "name": CLINIC["name"],
-    }
-    o["text"] = _narrative(o, [("SOR", CLINIC["sor"]), ("Ydernummer", CLINIC["ydernummer"]), ("Navn", CLINIC["name"])])
-    return _ordered(o)
-
-
-def practitioner(with_identifier: bool = True) -> dict[str, Any]:
-    pr: dict[str, Any] = {
-        "resourceType": "Practitioner", "id": _id("gp"),
-        "meta": {"profile": [f"{DOCUMENT}/medcom-document-practitioner"]},
-        "name": [{"family": GP["family"], "given": GP["given"]}],
-    }
-    if with_identifier:
-        pr["identifier"] = [{"system": "urn:ietf:rfc:3986", "value": f"urn:uuid:{_id('gp-identifier')}"}]
-    pr["text"] = _narrative(pr, [("Navn", f"{' '.join(GP['given'])} {GP['family']}")])
-    return _ordered(pr)
-
-
-def practitioner_role() -> dict[str, Any]:
-    r: dict[str, Any] = {
-        "resourceType": "PractitionerRole", "id": _id("gp-role"),
-        "meta": {"profile": [f"{DOCUMENT}/medcom-document-practitionerrole"]},
-        "identifier": [{"system": "urn:ietf:rfc:3986", "value": f"urn:uuid:{_id('gp-role-identifier')}"}],
-        "practitioner": {"reference": f"Practitioner/{_id('gp')}"},
-        "organization": {"reference": f"Organization/{_id('clinic')}"},
-        "code": [{"coding": [{"system": "http://medcomfhir.dk/ig/terminology/CodeSystem/"
-                                        "medcom-core-PractitionerRolesSKSadministrativ",
-                              "code": "speciallaegeipraksis"}]}],
-    }
-    r["text"] = _narrative(r, [("Behandler", f"Practitioner/{_id('gp')}"),
-                               ("Organisation", f"Organization/{_id('clinic')}"),
-                               ("Rolle", "speciallaegeipraksis")])
-    return _ordered(r)
-
-
-def shared_note(note_html: str = NOTE_HTML, *, created: str = "2026-11-20T09:15:00+01:00",
-                updated: str = "2026-11-20T09:40:00+01:00", assembled: str = "2026-11-21T00:05:00+01:00",
-                name: str = "arskontrol") -> dict[str, Any]:
-    """A MedCom Shared Notes 1.0.0 document: a GP's annual control note for chronic low back pain."""
-    cpr = PATIENT["cpr"]
-    obs_id, comp_id = _id(f"{name}-observation"), _id(f"{name}-composition")
-    org = organization(f"{DOCUMENT}/medcom-document-organization")
-    obs: dict[str, Any] = {
-        "resourceType": "Observation", "id": obs_id,
-        "meta": {"profile": [f"{NOTES}/medcom-notes-observation"]},
-        "extension": [{"url": VALUE_ATTACHMENT, "valueAttachment": {
-            "contentType": "text/html", "data": base64.b64encode(note_html.encode("utf-8")).decode("ascii")}}],
-        "identifier": [{"system": "urn:ietf:rfc:3986", "value": f"urn:uuid:{_id(f'{name}-note-identifier')}"}],
-        "status": "final",
-        "code": {"coding": [{"system": "http://snomed.info/sct", "code": "866144008", "display": "Encounter note"}]},
-        "subject": {"reference": f"Patient/{_id('patient')}"},
-        "effectiveDateTime": created,
-        "performer": [{"reference": f"Organization/{_id('clinic')}"},
-                      {"reference": f"PractitionerRole/{_id('gp-role')}"},
-                      {"reference": f"Practitioner/{_id('gp')}"}],
-    }
-    obs["text"] = _narrative(obs, [("Status", "final"), ("Kode", "http://snomed.info/sct 866144008 Encounter note"),
-                                   ("Patient", f"Patient/{_id('patient')}"), ("Oprettet", created),
-                                   ("Udført af", f"Organization/{_id('clinic')}"), ("Indholdstype", "text/html")],
-                             status="extensions")
-    comp: dict[str, Any] = {
-        "resourceType": "Composition", "id": comp_id,
-        "meta": {"profile": [f"{NOTES}/medcom-notes-composition|1.0"]},
-        "language": "da",
-        "identifier": {"system": "urn:ietf:rfc:3986", "value": f"urn:uuid:{_id(f'{name}-document')}"},
-        "status": "final",
-        "type": {"coding": [{"system": "http://snomed.info/sct", "code": "866144008", "display": "Encounter note"}]},
-        "category": [{"coding": [{"system": "http://medcomfhir.dk/ig/xdsmetadata/CodeSystem/MedCom-ihe-classcode-CS",
-                                  "code": "001", "display": "Klinisk rapport"}]}],
-        "subject": {"reference": f"Patient/{_id('patient')}"},
-        "date": updated,
-        "author": [{"reference": f"Organization/{_id('clinic')}"}, {"reference": f"Practitioner/{_id('gp')}"}],
-        "title": f"Journalnotat for {cpr}",
-        "confidentiality": "N",
-        "event": [{"period": {"start": created}}],
-        "section": [{"entry": [{"reference": f"Observation/{obs_id}"}]}],
-    }
-    comp["text"] = _narrative(comp, [
-        ("Titel", comp["title"]), ("Status", "final"), ("Type", "http://snomed.info/sct 866144008 Encounter note"),
-        ("Kategori", "001 Klinisk rapport"), ("Patient", f"Patient/{_id('patient')}"), ("Dato", updated),
-        ("Forfatter", f"Organization/{_id('clinic')}, Practitioner/{_id('gp')}"), ("Fortrolighed", "N"),
-        ("Sprog", "da"), ("Oprettet", created), ("Notat", f"Observation/{obs_id}"),
-        ("Profil", comp["meta"]["profile"][0])])
-    bundle = {
-        "resourceType": "Bundle", "id": _id(f"{name}-bundle"),
-        "meta": {"profile": [f"{NOTES}/medcom-notes-bundle"]},
-        "identifier": {"system": "urn:ietf:rfc:3986", "value": f"urn:uuid:{_id(f'{name}-bundle-identifier')}"},
-        "type": "document",
-        "timestamp": assembled,
-        "entry": [_entry(_ordered(comp)), _entry(_ordered(obs)), _entry(patient()), _entry(org),
-                  _entry(practitioner()), _entry(practitioner_role())],
-    }
-    return bundle
-
-
-def diagnosis_card(*, recorded: str = "2026-11-20", assembled: str = "2026-11-21T00:05:00+01:00") -> dict[str, Any]:
-    """A MedCom ConditionList 1.0.1 document: the GP's diagnosis card with chronic low back pain."""
-    cpr = PATIENT["cpr"]
-    cond_id = _id("cl-condition-lbp")
-    cond: dict[str, Any] = {
-        "resourceType": "Condition", "id": cond_id,
-        "meta": {"profile": [f"{CL}/medcom-conditionlist-condition"]},
-        "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
-                                       "code": "active"}]},
-        "category": [
-            {"coding": [{"system": "http://snomed.info/sct", "code": "15240007", "display": "Current"}]},
-            {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-category",
-                         "code": "problem-list-item", "display": "Problem List Item"}]},
-        ],
-        "code": {"coding": [{"system": "urn:oid:1.2.208.176.2.4.12", "code": "DM545", "display": "Lændesmerter"},
-                            {"system": "urn:oid:1.2.208.176.2.31", "code": "L03", "display": "Lændesymptomer"}],
-                 "text": "Lændesmerter"},
-        "subject": {"reference": f"Patient/{_id('patient')}"},
-        "onsetDateTime": "2024-03-01",
-        "recordedDate": recorded,
-    }
-    cond["text"] = _narrative(cond, [("Diagnose", "DM545 Lændesmerter / ICPC-2 L03"), ("Status", "Aktuel (15240007)"),
-                                     ("Type", "Forløbsdiagnose"), ("Klinisk status", "active"),
-                                     ("Debut", "2024-03-01"), ("Registreret", recorded),
-                                     ("Patient", f"Patient/{_id('patient')}")])
-    comp: dict[str, Any] = {
-        "resourceType": "Composition", "id": _id("cl-composition"),
-        "meta": {"profile": [f"{CL}/medcom-conditionlist-composition"]},
-        "language": "da",
-        "status": "final",
-        "type": {"coding": [{"system": "http://loinc.org", "code": "11450-4", "display": "Problem list - Reported"}]},
-        "subject": {"reference": f"Patient/{_id('patient')}"},
-        "date": f"{recorded}T10:00:00+01:00",
-        "author": [{"reference": f"Organization/{_id('clinic')}"}],
-        "title": f"Diagnoseoversigt for {cpr}",
-        "confidentiality": "N",
-        "section": [{"text": {"status": "generated",
-                              "div": '<div xmlns="http://www.w3.org/1999/xhtml">'
-                                     "<p>DM545 Lændesmerter (aktuel, forløbsdiagnose)</p></div>"},
-                     "entry": [{"reference": f"Condition/{cond_id}"}]}],
-    }
-    comp["text"] = _narrative(comp, [("Titel", comp["title"]), ("Type", "http://loinc.org 11450-4"),
-                                     ("Patient", f"Patient/{_id('patient')}"), ("Dato", comp["date"]),
-                                     ("Forfatter", f"Organization/{_id('clinic')}"),
-                                     ("Diagnoser", f"Condition/{cond_id}")])
-    patient_cl = patient()
-    patient_cl["meta"] = {"profile": [f"{DOCUMENT}/medcom-document-patient"]}
-    return {
-        "resourceType": "Bundle", "id": _id("cl-bundle"),
-        "meta": {"profile": [f"{CL}/medcom-conditionlist-bundle"]},
-        "identifier": {"system": "urn:ietf:rfc:3986", "value": f"urn:uuid:{_id('cl-bundle-identifier')}"},
-        "type": "document",
-        "timestamp": assembled,
-        "entry": [_entry(_ordered(comp)), _entry(patient_cl),
-                  _entry(organization(f"{CL}/medcom-conditionlist-organization")), _entry(_ordered(cond))],
-    }
-
-
-_ORDER = ["resourceType", "id", "meta", "language", "text", "extension", "identifier"]
-
-
-def _ordered(resource: dict[str, Any]) -> dict[str, Any]:
-    """Keys in FHIR's usual order, for documents a reader recognises."""
-    keys = [k for k in _ORDER if k in resource] + [k for k in resource if k not in _ORDER]
-    return {k: resource[k] for k in keys}
-
-
-def clone(doc: dict[str, Any]) -> dict[str, Any]:
-    return copy.deepcopy(doc)
-
-
-EXAMPLES = {
-    "shared-note-lbp-annual-control.json": shared_note,
-    "diagnosis-card-lbp.json": diagnosis_card,
-}
-
-
-def write_examples(folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, build in EXAMPLES.items():
-        (folder / name).write_text(json.dumps(build(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-
 
 if __name__ == "__main__":
     write_examples(Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parents[1] / "examples"))

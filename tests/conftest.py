@@ -140,3 +140,11 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 
     with server_support.server_for(request, tmp_path_factory, package_cache) as srv:
         yield srv
+
+
+def pytest_bdd_apply_tag(tag: str, function: Any) -> bool | None:
+    """The conformance suite's tags (`@krav:<requirement id>`, `@dokument`) are data for kroniker.conformance,
+    not pytest markers."""
+    if tag.startswith("krav:") or tag == "dokument":
+        return True
+    return None

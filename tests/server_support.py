@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-import json
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,12 +19,25 @@ import pytest
 import sqlalchemy as sa
 import uvicorn
 
+from kroniker.conformance.documents import (  # noqa: F401  (re-exported for the tests)
+    BENTE,
+    GP_CLINIC,
+    HOSPITAL_SOR,
+    OTHER_CLINIC,
+    PHYSIO_SOR,
+    Clinic,
+    Patient,
+    card,
+    composition,
+    encode,
+    note,
+    numbered_patient,
+)
 from kroniker.reference_server.app import create_app
 from kroniker.reference_server.db import make_engine
 from kroniker.reference_server.settings import Settings
 from kroniker.reference_server.tokens import Principal, issue, load_or_create_key
 from kroniker.validators.packages import PackageCache
-from tests import builders
 
 CPR_SYSTEM = "urn:oid:1.2.208.176.1.2"
 SOR_SYSTEM = "urn:oid:1.2.208.176.1.1"
@@ -35,98 +46,14 @@ FHIR_XML = "application/fhir+xml"
 TABLES = ("documents", "document_events", "treatment_relations", "blocks", "audit_events")
 
 
-# -- people and places ---------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Patient:
-    cpr: str
-    given: tuple[str, ...]
-    family: str
-
-    @property
-    def name(self) -> str:
-        return " ".join((*self.given, self.family))
-
-    @property
-    def identifier(self) -> str:
-        """The ITI-67 `patient.identifier` value."""
-        return f"{CPR_SYSTEM}|{self.cpr}"
-
-
-@dataclass(frozen=True)
-class Clinic:
-    sor: str
-    ydernummer: str
-    name: str
-
-
-BENTE = Patient(builders.PATIENT["cpr"], tuple(builders.PATIENT["given"]), builders.PATIENT["family"])
-GP_CLINIC = Clinic(builders.CLINIC["sor"], builders.CLINIC["ydernummer"], builders.CLINIC["name"])
-OTHER_CLINIC = Clinic("1234561000016008", "067890", "Lægehuset ved Åen")
-HOSPITAL_SOR = "7654321000016001"
-PHYSIO_SOR = "5551231000016002"
+# -- people, places and documents (kroniker.conformance.documents; the conformance suite uses them too) -----
 
 _serial = itertools.count(1)
 
 
 def new_patient(given: str = "Test", family: str = "Patient") -> Patient:
-    """A patient no other test has used: a CPR with a valid date (DDMMYY) and a serial number."""
-    n = next(_serial)
-    day, month, year = 1 + n % 28, 1 + (n // 28) % 12, 40 + (n // 336) % 50
-    return Patient(f"{day:02d}{month:02d}{year:02d}{7000 + n % 3000:04d}", (given,), family)
-
-
-# -- documents -------------------------------------------------------------------------------------------
-
-def _for(doc: dict[str, Any], patient: Patient, clinic: Clinic) -> dict[str, Any]:
-    """Our builders' document, made about another patient and written by another clinic."""
-    text = json.dumps(doc, ensure_ascii=False)
-    old = builders.PATIENT
-    old_name = " ".join([*old["given"], old["family"]])
-    text = (text.replace(old["cpr"], patient.cpr).replace(old_name, patient.name)
-            .replace(builders.CLINIC["sor"], clinic.sor).replace(builders.CLINIC["name"], clinic.name)
-            .replace(f'"{builders.CLINIC["ydernummer"]}"', f'"{clinic.ydernummer}"')
-            .replace(f'<td>{builders.CLINIC["ydernummer"]}</td>', f"<td>{clinic.ydernummer}</td>"))
-    out = json.loads(text)
-    for entry in out["entry"]:
-        r = entry["resource"]
-        if r["resourceType"] == "Patient":
-            r["name"][0]["given"], r["name"][0]["family"] = list(patient.given), patient.family
-            r["birthDate"] = _birth_date(patient.cpr)
-            r["text"]["div"] = r["text"]["div"].replace(old["birthDate"], r["birthDate"])
-    return out
-
-
-def _birth_date(cpr: str) -> str:
-    return f"19{cpr[4:6]}-{cpr[2:4]}-{cpr[0:2]}"
-
-
-def note(patient: Patient = BENTE, clinic: Clinic = GP_CLINIC, *, name: str | None = None,
-         note_html: str = builders.NOTE_HTML, created: str = "2026-11-20T09:15:00+01:00",
-         updated: str = "2026-11-20T09:40:00+01:00", event_codes: list[tuple[str, str]] | None = None
-         ) -> dict[str, Any]:
-    """A Shared Note about `patient` by `clinic`; `name` picks its identifiers (a fresh one when not given)."""
-    doc = builders.shared_note(note_html, created=created, updated=updated,
-                               name=name or f"note-{uuid.uuid4().hex}")
-    if event_codes:
-        doc["entry"][0]["resource"]["event"][0]["code"] = [
-            {"coding": [{"system": s, "code": c}]} for s, c in event_codes]
-    return _for(doc, patient, clinic)
-
-
-def card(patient: Patient = BENTE, clinic: Clinic = GP_CLINIC, *, name: str | None = None) -> dict[str, Any]:
-    """A diagnosis card (ConditionList) about `patient` by `clinic`, with its own Bundle.identifier."""
-    doc = _for(builders.diagnosis_card(), patient, clinic)
-    doc["identifier"]["value"] = f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, name or uuid.uuid4().hex)}"
-    return doc
-
-
-def encode(doc: dict[str, Any]) -> bytes:
-    return json.dumps(doc, ensure_ascii=False).encode("utf-8")
-
-
-def composition(doc: dict[str, Any]) -> dict[str, Any]:
-    return next(e["resource"] for e in doc["entry"] if e["resource"]["resourceType"] == "Composition")
+    """A patient no other test has used."""
+    return numbered_patient(next(_serial), given, family)
 
 
 # -- callers ---------------------------------------------------------------------------------------------

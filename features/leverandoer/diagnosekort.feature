@@ -8,6 +8,7 @@ Egenskab: Lægesystemet eksporterer patientens diagnosekort
     Givet at Bente Lænderyg med CPR-nummer 1505629996 er patient hos Lægerne i Kronikergården
     Og at lægen har registreret lændesmerter som forløbsdiagnose på hendes diagnosekort
 
+  @dokument @krav:CL-GYLDIG @krav:CL-TITEL @krav:CL-INGEN-TILLAEGSTEKST @krav:DOK-CPR @krav:DOK-SOR @krav:DOK-REFERENCER
   Scenarie: Et korrekt diagnosekort godkendes
     Når eksporten af diagnosekortet valideres
     Så godkendes diagnosekortet uden fejl

@@ -9,6 +9,7 @@ Egenskab: Lægesystemet eksporterer journalnotater, som kan deles
     Givet at Bente Lænderyg med CPR-nummer 1505629996 er patient hos Lægerne i Kronikergården
     Og at lægen har skrevet et notat fra årskontrollen for hendes lænderygsmerter
 
+  @dokument @krav:SN-GYLDIG @krav:SN-TITEL @krav:SN-NOTAT-TEKST @krav:SN-DATOER @krav:DOK-CPR @krav:DOK-SOR @krav:DOK-REFERENCER
   Scenarie: Et korrekt notat godkendes
     Når eksporten af notatet valideres
     Så godkendes notatet uden fejl

@@ -7,6 +7,7 @@ Egenskab: Lægesystemet deler lægens notater og diagnosekort
   Baggrund:
     Givet at Bente Lænderyg er patient hos Lægerne i Kronikergården
 
+  @krav:DEL-INDSEND @krav:DEL-HENT-UAENDRET
   Scenarie: Et notat fra årskontrollen deles og kommer frem præcis, som det blev sendt
     Givet at lægen har skrevet et notat fra årskontrollen
     Når lægesystemet deler notatet som <format>
@@ -18,6 +19,7 @@ Egenskab: Lægesystemet deler lægens notater og diagnosekort
       | JSON   |
       | XML    |
 
+  @krav:DEL-ERSTAT
   Scenarie: Lægesystemet retter et notat, og det gamle bliver erstattet
     Givet at lægesystemet har delt et notat fra årskontrollen
     Når lægen retter en fejl i notatet, og lægesystemet deler rettelsen i stedet for det gamle notat
@@ -25,6 +27,7 @@ Egenskab: Lægesystemet deler lægens notater og diagnosekort
     Og det gamle notat er markeret som erstattet af det rettede
     Men det gamle notat kan stadig hentes
 
+  @krav:DEL-ERSTAT-KUN-GAELDENDE
   Scenarie: Et notat, der allerede er rettet, kan ikke rettes fra den gamle udgave igen
     Givet at lægesystemet har delt et notat fra årskontrollen
     Og at lægen har rettet notatet én gang
@@ -32,12 +35,14 @@ Egenskab: Lægesystemet deler lægens notater og diagnosekort
     Så afvises rettelsen med besked om, at notatet ikke længere er gældende
     Og intet nyt er gemt
 
+  @krav:DEL-IDEMPOTENT
   Scenarie: Samme notat sendt igen efter en netværksfejl gemmes kun én gang
     Givet at lægesystemet har delt et notat fra årskontrollen
     Når forbindelsen svigter, og lægesystemet sender det samme notat igen
     Så svarer delingsserveren, at notatet allerede er modtaget
     Og Bente har kun ét notat fra årskontrollen
 
+  @krav:DEL-AFVIS-UGYLDIG
   Scenarie: Et notat med forkert titel afvises med en dansk forklaring, og intet gemmes
     Givet at lægen har skrevet et notat fra årskontrollen
     Men at lægesystemet kun skriver "Journalnotat" som titel
@@ -46,18 +51,21 @@ Egenskab: Lægesystemet deler lægens notater og diagnosekort
     Og forklaringen er på dansk og siger, hvilken titel der var forventet
     Og intet nyt er gemt
 
+  @krav:DEL-EGEN-ORGANISATION
   Scenarie: Lægesystemet kan ikke dele et notat, som en anden klinik har skrevet
     Givet at Lægehuset ved Åen har skrevet et notat om Bente
     Når lægesystemet hos Lægerne i Kronikergården forsøger at dele notatet
     Så afvises notatet med besked om, at det er skrevet af en anden organisation
     Og intet nyt er gemt
 
+  @krav:DEL-INDSEND @krav:DEL-DIAGNOSEKORT-METADATA
   Scenarie: Diagnosekortet deles og beskrives som patientens problemliste fra almen praksis
     Givet at lægen har registreret lændesmerter på Bentes diagnosekort
     Når lægesystemet deler diagnosekortet
     Så tager delingsserveren imod diagnosekortet
     Og diagnosekortet er beskrevet som en problemliste fra almen praksis
 
+  @krav:DEL-FEJLREGISTRERET
   Scenarie: Et notat, der er delt på den forkerte patient, trækkes tilbage
     Givet at lægesystemet har delt et notat fra årskontrollen
     Når supporten markerer notatet som fejlregistreret, fordi det hørte til en anden patient

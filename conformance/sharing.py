@@ -1,0 +1,736 @@
+"""Steps for features/lps, features/kliniker and features/borger: a GP system, clinicians and a citizen meet the
+sharing system under test over its MHD endpoints. Every request asks for Danish answers. The same steps run the
+project's tests (tests/test_features_server.py) and a vendor's conformance run."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from kroniker.conformance.documents import (
+    CPR,
+    EMERGENCY_SOR,
+    GP_CLINIC,
+    HOSPITAL_SOR,
+    NOTE_HTML,
+    OTHER_CLINIC,
+    PHYSIO_SOR,
+    Clinic,
+    Patient,
+    card,
+    composition,
+    encode,
+    note,
+    run_patient,
+)
+from kroniker.conformance.fhir_xml import to_xml
+from kroniker.conformance.steps import Context, Registry
+from kroniker.reference_server.tokens import Principal
+
+steps = Registry()
+
+FHIR_JSON = "application/fhir+json"
+FHIR_XML = "application/fhir+xml"
+ADMIN = Principal("admin", name="drift")
+ORGANISATIONS = {
+    GP_CLINIC.name: GP_CLINIC.sor,
+    OTHER_CLINIC.name: OTHER_CLINIC.sor,
+    "Rygcentret": HOSPITAL_SOR,
+    "Fysioterapien Midtby": PHYSIO_SOR,
+    "skadestuen": EMERGENCY_SOR,
+}
+CLINICS = {GP_CLINIC.name: GP_CLINIC, OTHER_CLINIC.name: OTHER_CLINIC}
+# name → (authorisation id, organisation)
+CLINICIANS = {
+    "Jens Holm": ("JH7001", GP_CLINIC.name),
+    "Sofie Krag": ("SK7002", "Rygcentret"),
+    "Søren Bak": ("SB7003", "skadestuen"),
+    "Mette Lund": ("ML7004", "Fysioterapien Midtby"),
+}
+NAMES = "|".join(CLINICIANS)
+ORGS = "|".join(re.escape(o) for o in ORGANISATIONS)
+DOCS = r"(?:notatet|det|diagnosekortet)\b.*"
+MONTHS = {m: i for i, m in enumerate(["januar", "februar", "marts", "april", "maj", "juni", "juli", "august",
+                                      "september", "oktober", "november", "december"], start=1)}
+ALIASES = {"det gamle notat": "notatet fra årskontrollen", "det oprindelige notat": "notatet fra årskontrollen",
+           "notatet": "notatet fra årskontrollen"}
+REASONS = {"med hendes samtykke": "consent", "fordi det er livsvigtigt": "vital-interest",
+           "fordi hun ikke kan kontaktes": "not-contactable", "af nysgerrighed": "nysgerrighed"}
+ALL_STATUSES = "current,superseded"
+STORED = ("documents", "document_events")
+
+
+# -- callers ---------------------------------------------------------------------------------------------
+
+def source(clinic: Clinic = GP_CLINIC) -> Principal:
+    return Principal("source", sor=clinic.sor, ydernummer=clinic.ydernummer, org_name=clinic.name)
+
+
+def citizen(patient: Patient) -> Principal:
+    return Principal("citizen", cpr=patient.cpr, name=patient.name)
+
+
+def clinician(name: str) -> Principal:
+    auth_id, org = CLINICIANS[name]
+    return Principal("clinician", auth_id=auth_id, sor=ORGANISATIONS[org], name=name, org_name=org)
+
+
+def days_from_now(days: int) -> str:
+    return (dt.datetime.now(dt.UTC) + dt.timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# -- answers ---------------------------------------------------------------------------------------------
+
+def entries(bundle: dict[str, Any], resource_type: str = "DocumentReference") -> list[dict[str, Any]]:
+    return [e["resource"] for e in bundle.get("entry", []) if e["resource"]["resourceType"] == resource_type]
+
+
+def finding_codes(outcome: dict[str, Any]) -> set[str]:
+    assert outcome.get("resourceType") == "OperationOutcome", f"expected an OperationOutcome, found {outcome}"
+    return {c["code"] for i in outcome["issue"] for c in i.get("details", {}).get("coding", [])}
+
+
+def is_outcome(r: httpx.Response) -> bool:
+    """An OperationOutcome with at least one issue, served as FHIR JSON, and no trace of Python."""
+    try:
+        body = r.json()
+    except ValueError:
+        return False
+    return (r.headers.get("content-type", "").startswith(FHIR_JSON) and isinstance(body, dict)
+            and body.get("resourceType") == "OperationOutcome" and bool(body.get("issue"))
+            and "Traceback" not in r.text and 'File "' not in r.text)
+
+
+def diagnostics(response: httpx.Response | None) -> str:
+    assert response is not None
+    assert is_outcome(response), f"expected an OperationOutcome, found HTTP {response.status_code}: {response.text}"
+    return " ".join(i.get("diagnostics", "") for i in response.json()["issue"])
+
+
+def shown(response: httpx.Response) -> set[str]:
+    assert response.status_code == 200, f"expected HTTP 200, found {response.status_code}: {response.text}"
+    return {d["id"] for d in entries(response.json())}
+
+
+def patient_of(docref: dict[str, Any]) -> str | None:
+    """The CPR a DocumentReference is about (sourcePatientInfo, or the contained Patient its subject names)."""
+    info = (docref.get("context") or {}).get("sourcePatientInfo") or {}
+    if (info.get("identifier") or {}).get("system") == CPR:
+        return str(info["identifier"].get("value"))
+    ref = (docref.get("subject") or {}).get("reference", "")
+    for r in docref.get("contained", []):
+        if ref == f"#{r.get('id')}" and r.get("resourceType") == "Patient":
+            for i in r.get("identifier", []):
+                if i.get("system") == CPR:
+                    return str(i.get("value"))
+    return None
+
+
+def only_the_patients_documents(method: str, path: str, params: dict[str, str], r: httpx.Response
+                                ) -> list[tuple[str, str]]:
+    """Invariant: a search for a patient answers with that patient's documents only (DEL-SOEG-KUN-PATIENTEN)."""
+    if method != "GET" or path != "/fhir/DocumentReference" or r.status_code != 200:
+        return []
+    asked = params.get("patient.identifier", "").rpartition("|")[2]
+    try:
+        bundle = r.json()
+    except ValueError:
+        return []
+    others = sorted({str(p) for p in map(patient_of, entries(bundle)) if p is not None and p != asked})
+    if others:
+        return [("DEL-SOEG-KUN-PATIENTEN", f"a search for patient {asked} answered with documents about "
+                                           f"{', '.join(others)}")]
+    return []
+
+
+INVARIANTS = [only_the_patients_documents]
+
+
+# -- the world -------------------------------------------------------------------------------------------------
+
+@dataclass
+class World:
+    """What the scenario has set up and what the last answers were."""
+
+    ctx: Context
+    patients: dict[str, Patient] = field(default_factory=dict)  # by first name and by full name
+    docs: dict[str, dict[str, Any]] = field(default_factory=dict)  # DocumentReferences by how the feature names them
+    bodies: dict[str, bytes] = field(default_factory=dict)  # what was sent, by the same names
+    draft: dict[str, Any] | None = None  # what the GP system is about to share
+    draft_kind: str = "notatet"
+    draft_author: Clinic = GP_CLINIC
+    sent: tuple[bytes, str] | None = None
+    found: dict[str, httpx.Response] = field(default_factory=dict)  # each person's last look-up
+    last: httpx.Response | None = None
+    last_looker: str = ""
+    rows_before: dict[str, int] | None = None
+    blocks: list[str] = field(default_factory=list)
+
+    # -- numbering: the same numbers in a rerun of the same session -------------------------------------------
+    def new_patient(self, given: str, family: str) -> Patient:
+        return run_patient(self.ctx.serial(), given, family)
+
+    def name(self, what: str) -> str:
+        return f"{what}-{self.ctx.serial()}"
+
+    # -- requests -------------------------------------------------------------------------------------------
+    def request(self, method: str, path: str, principal: Principal | None, **kwargs: Any) -> httpx.Response:
+        return self.ctx.http.request(method, path, principal, **kwargs)
+
+    def get(self, url: str, principal: Principal | None, **headers: str) -> httpx.Response:
+        return self.request("GET", _path(url), principal, headers={"Accept-Language": "da", **headers})
+
+    def search(self, principal: Principal, patient: Patient, status: str = "current", **headers: str
+               ) -> httpx.Response:
+        return self.request("GET", "/fhir/DocumentReference", principal,
+                            params={"patient.identifier": patient.identifier, "status": status},
+                            headers={"Accept-Language": "da", **headers})
+
+    def submit(self, principal: Principal, body: bytes, content_type: str = FHIR_JSON,
+               replaces: str | None = None) -> httpx.Response:
+        self.rows_before = self.rows()
+        self.last = self.request("POST", "/fhir/Bundle", principal, content=body,
+                                 params={"replaces": replaces} if replaces else None,
+                                 headers={"Content-Type": content_type, "Accept-Language": "da"})
+        return self.last
+
+    def shared(self, principal: Principal, doc: dict[str, Any]) -> dict[str, Any]:
+        r = self.submit(principal, encode(doc))
+        assert r.status_code == 201, f"the sharing server did not accept a valid document: {r.status_code} {r.text}"
+        return dict(r.json())
+
+    def relate(self, patient: Patient, *, clinician_id: str | None = None, organisation: str | None = None,
+               evidence: str = "referral", start: str | None = None, end: str | None = None) -> None:
+        body = {"patient": patient.cpr, "clinician": clinician_id, "organisation": organisation,
+                "evidence": evidence, "start": start, "end": end}
+        r = self.request("POST", "/admin/relations", ADMIN, json_body={k: v for k, v in body.items() if v})
+        assert r.status_code == 201, f"registering a treatment relation failed: {r.status_code} {r.text}"
+
+    def block(self, principal: Principal, **body: Any) -> httpx.Response:
+        return self.request("POST", "/blocks", principal, json_body=body)
+
+    def minlog(self) -> list[dict[str, Any]]:
+        r = self.request("GET", "/fhir/AuditEvent", citizen(self.bente), params={"_count": "1000"})
+        assert r.status_code == 200, f"the citizen's log could not be read: {r.status_code} {r.text}"
+        return [e["resource"] for e in r.json().get("entry", [])]
+
+    def rows(self) -> dict[str, int] | None:
+        """Row counts where the target lets us look into its database (our own server); otherwise None."""
+        target = self.ctx.target
+        return self.ctx.observe("rows", lambda: target.rows() if target is not None else None)
+
+    # -- names in the feature ---------------------------------------------------------------------------------
+    def patient(self, name: str) -> Patient:
+        return self.patients[name.removesuffix("s") if name not in self.patients else name]
+
+    def doc(self, label: str) -> dict[str, Any]:
+        return self.docs[ALIASES.get(label, label)]
+
+    def labels(self, text: str) -> set[str]:
+        return {ALIASES.get(x.strip(), x.strip()) for x in re.split(r",\s*| og ", text) if x.strip()}
+
+    def ids(self, text: str) -> set[str]:
+        return {self.docs[label]["id"] for label in self.labels(text)}
+
+    @property
+    def bente(self) -> Patient:
+        return self.patients["Bente"]
+
+
+def _path(url: str) -> str:
+    """A retrieve URL of the target's as a path on it (the target names its own base)."""
+    u = httpx.URL(url)
+    return u.raw_path.decode("ascii") if u.is_absolute_url else url
+
+
+def looked_up(world: World, name: str, response: httpx.Response) -> None:
+    world.found[name] = world.last = response
+    world.last_looker = name
+
+
+def content_url(doc: dict[str, Any]) -> str:
+    return str(doc["content"][0]["attachment"]["url"])
+
+
+# -- Givet: people, documents, relations, blocks ------------------------------------------------------------
+
+@steps.given(r"at (?P<name>\w+ \w+) er patient hos (?P<clinic>[^,]+)")
+def patient_at(world: World, name: str, clinic: str) -> None:
+    assert clinic in CLINICS, clinic
+    given_name, family = name.split(" ")
+    world.patients[name] = world.patients[given_name] = world.new_patient(given_name, family)
+
+
+@steps.given(r"at (?P<name>\w+ \w+) også er patient hos (?P<clinic>.+) og har fået delt et notat")
+def another_patient_with_a_note(world: World, name: str, clinic: str) -> None:
+    patient_at(world, name, clinic)
+    world.docs[f"{name}s notat"] = world.shared(source(CLINICS[clinic]),
+                                                 note(world.patient(name), CLINICS[clinic], name=world.name("note")))
+
+
+@steps.given("at lægen har skrevet et notat fra årskontrollen")
+def note_written(world: World) -> None:
+    world.draft, world.draft_kind = note(world.bente, name=f"arskontrol-{world.bente.cpr}"), "notatet"
+
+
+@steps.given("at lægen har registreret lændesmerter på Bentes diagnosekort")
+def card_written(world: World) -> None:
+    world.draft, world.draft_kind = card(world.bente, name=world.name("card")), "diagnosekortet"
+
+
+@steps.given(r"at (?P<clinic>.+) har skrevet et notat om (?P<first>\w+)")
+def note_by_another_clinic(world: World, clinic: str, first: str) -> None:
+    world.draft = note(world.patient(first), CLINICS[clinic], name=world.name("note"))
+    world.draft_author = CLINICS[clinic]
+
+
+@steps.given(r'at lægesystemet kun skriver "(?P<title>[^"]+)" som titel')
+def title_without_cpr(world: World, title: str) -> None:
+    assert world.draft is not None
+    composition(world.draft)["title"] = title
+
+
+@steps.given("at lægesystemet har delt et notat fra årskontrollen")
+def note_shared(world: World) -> None:
+    note_written(world)
+    shares_note(world, "notatet")
+    assert world.last is not None and world.last.status_code == 201, \
+        f"the sharing server did not accept a valid note: {world.last.text if world.last else None}"
+
+
+@steps.given("at hendes læge har delt et notat fra årskontrollen og hendes diagnosekort")
+def gp_shared_note_and_card(world: World) -> None:
+    note_shared(world)
+    card_written(world)
+    shares_note(world, "diagnosekortet")
+    assert world.last is not None and world.last.status_code == 201, \
+        f"the sharing server did not accept a valid diagnosis card: {world.last.text if world.last else None}"
+
+
+@steps.given(r"at hendes tidligere læge, (?P<clinic>.+), har delt et notat fra foråret 2025")
+def former_gp_shared(world: World, clinic: str) -> None:
+    doc = note(world.bente, CLINICS[clinic], created="2025-05-02T10:00:00+02:00", updated="2025-05-02T10:20:00+02:00",
+               name=world.name("note"))
+    world.docs["notatet fra foråret 2025"] = world.shared(source(CLINICS[clinic]), doc)
+
+
+@steps.given(r"at (?:lægen|Bentes læge) har rettet notatet(?: én gang| fra årskontrollen)")
+def note_corrected(world: World) -> None:
+    corrects_note(world)
+    assert world.last is not None and world.last.status_code == 201, \
+        f"the sharing server did not accept the correction: {world.last.text if world.last else None}"
+
+
+@steps.given(rf"at (?:\w+ )?(?P<name>{NAMES}) på (?P<org>{ORGS}) har fået en henvisning på (?P<first>\w+)")
+def referral(world: World, name: str, org: str, first: str) -> None:
+    assert CLINICIANS[name][1] == org
+    world.relate(world.patient(first), clinician_id=CLINICIANS[name][0], evidence="referral")
+
+
+@steps.given(rf"at (?:\w+ )?(?P<name>{NAMES}) på (?P<org>{ORGS}) havde en henvisning på (?P<first>\w+), "
+             r"som udløb i sidste måned")
+def expired_referral(world: World, name: str, org: str, first: str) -> None:
+    assert CLINICIANS[name][1] == org
+    world.relate(world.patient(first), clinician_id=CLINICIANS[name][0], evidence="referral",
+                 start=days_from_now(-90), end=days_from_now(-20))
+
+
+@steps.given(rf"at (?P<org>{ORGS}) har fået en henvisning på (?P<first>\w+)")
+def referral_to_organisation(world: World, org: str, first: str) -> None:
+    world.relate(world.patient(first), organisation=ORGANISATIONS[org], evidence="referral")
+
+
+@steps.given(rf"at hendes egen læge, (?P<name>{NAMES}), er tilknyttet hende som praktiserende læge")
+def own_gp(world: World, name: str) -> None:
+    assert CLINICIANS[name][1] == GP_CLINIC.name
+    world.relate(world.bente, clinician_id=CLINICIANS[name][0], evidence="assigned-gp")
+
+
+def _block(world: World, first: str, **body: str) -> None:
+    r = world.block(citizen(world.patient(first)), **body)
+    assert r.status_code == 201, f"the citizen's block was not registered: {r.status_code} {r.text}"
+    world.blocks.append(r.json()["id"])
+
+
+@steps.given(r"at (?P<first>\w+) har spærret for alle sundhedspersoner")
+def general_block(world: World, first: str) -> None:
+    _block(world, first, kind="general")
+
+
+@steps.given(rf"at (?P<first>\w+) har spærret for (?P<name>{NAMES})")
+def professional_block(world: World, first: str, name: str) -> None:
+    _block(world, first, kind="professional", clinician=CLINICIANS[name][0])
+
+
+@steps.given(rf"at (?P<first>\w+) har spærret for notater fra (?P<org>{ORGS})")
+def organisation_block(world: World, first: str, org: str) -> None:
+    _block(world, first, kind="organisation", organisation=ORGANISATIONS[org])
+
+
+@steps.given(r"at (?P<first>\w+) har spærret for notater fra (?P<d1>\d+)\. (?P<m1>\w+) til (?P<d2>\d+)\. "
+             r"(?P<m2>\w+) (?P<year>\d{4})")
+def period_block(world: World, first: str, d1: str, m1: str, d2: str, m2: str, year: str) -> None:
+    start = f"{year}-{MONTHS[m1]:02d}-{int(d1):02d}"
+    # "til 30. juni" includes the 30th, and so does the server's end date (a Danish day, end included).
+    end = f"{year}-{MONTHS[m2]:02d}-{int(d2):02d}"
+    _block(world, first, kind="period", start=start, end=end)
+
+
+@steps.given(rf"at (?:\w+ )?(?P<name>{NAMES}) derfor ingen notater ser om (?P<first>\w+)")
+def sees_nothing_yet(world: World, name: str, first: str) -> None:
+    r = world.search(clinician(name), world.patient(first))
+    assert r.status_code == 200 and r.json()["total"] == 0, f"expected an empty answer, found {r.text}"
+
+
+# -- Når: the GP system ------------------------------------------------------------------------------------------
+
+@steps.when(r"lægesystemet deler (?P<what>notatet|diagnosekortet)(?: som (?P<fmt>JSON|XML))?")
+def shares_note(world: World, what: str, fmt: str | None = None) -> None:
+    assert world.draft is not None
+    body, content_type = (to_xml(world.draft).encode(), FHIR_XML) if fmt == "XML" else (encode(world.draft), FHIR_JSON)
+    world.sent = (body, content_type)
+    r = world.submit(source(world.draft_author), body, content_type)
+    label = "notatet fra årskontrollen" if what == "notatet" else "diagnosekortet"
+    if r.status_code == 201:
+        world.docs[label], world.bodies[label] = r.json(), body
+
+
+@steps.when("lægen retter en fejl i notatet, og lægesystemet deler rettelsen i stedet for det gamle notat")
+def corrects_note(world: World) -> None:
+    old = world.doc("notatet fra årskontrollen")
+    fixed = note(world.bente, name=f"rettet-{world.bente.cpr}", updated="2026-11-20T11:05:00+01:00",
+                 note_html=NOTE_HTML.replace("NRS 4/10", "NRS 3/10"))
+    body = encode(fixed)
+    r = world.submit(source(), body, replaces=old["id"])
+    if r.status_code == 201:
+        world.docs["det rettede notat"], world.bodies["det rettede notat"] = r.json(), body
+
+
+@steps.when("lægesystemet igen forsøger at erstatte det oprindelige notat")
+def replaces_the_original_again(world: World) -> None:
+    again = note(world.bente, name=f"rettet-igen-{world.bente.cpr}", updated="2026-11-20T12:00:00+01:00")
+    world.submit(source(), encode(again), replaces=world.doc("det oprindelige notat")["id"])
+
+
+@steps.when("forbindelsen svigter, og lægesystemet sender det samme notat igen")
+def sends_again(world: World) -> None:
+    world.submit(source(), world.bodies["notatet fra årskontrollen"])
+
+
+@steps.when(r"lægesystemet hos (?P<clinic>.+) forsøger at dele notatet")
+def clinic_shares_anothers_note(world: World, clinic: str) -> None:
+    assert world.draft is not None
+    world.submit(source(CLINICS[clinic]), encode(world.draft))
+
+
+@steps.when("supporten markerer notatet som fejlregistreret, fordi det hørte til en anden patient")
+def withdrawn(world: World) -> None:
+    doc = world.doc("notatet")
+    r = world.request("PATCH", f"/fhir/DocumentReference/{doc['id']}", ADMIN,
+                      json_body={"status": "entered-in-error", "reason": "hørte til en anden patient"})
+    assert r.status_code == 200, f"marking the note entered-in-error failed: {r.status_code} {r.text}"
+
+
+# -- Når: citizens and clinicians ------------------------------------------------------------------------------
+
+@steps.when(r"(?P<first>\w+) åbner sine journalnotater")
+def citizen_opens(world: World, first: str) -> None:
+    looked_up(world, first, world.search(citizen(world.patient(first)), world.patient(first)))
+
+
+@steps.when(rf"(?:\w+ )?(?P<name>{NAMES})(?: (?:på|fra) (?:{ORGS}))? slår (?P<patient>\w+(?: \w+)?) op")
+def clinician_looks_up(world: World, name: str, patient: str) -> None:
+    looked_up(world, name, world.search(clinician(name), world.patient(patient)))
+
+
+@steps.when(rf"(?:\w+ )?(?P<name>{NAMES}) slår (?P<first>\w+) op og læser (?P<doc>{DOCS})")
+def clinician_looks_up_and_reads(world: World, name: str, first: str, doc: str) -> None:
+    clinician_looks_up(world, name, first)
+    r = world.get(content_url(world.doc(doc)), clinician(name))
+    assert r.status_code == 200, f"expected HTTP 200, found {r.status_code}: {r.text}"
+
+
+@steps.when(rf"(?P<first>\w+) i konsultationen giver (?P<name>{NAMES}) lov, og han bruger værdispring "
+            r"(?P<why>med hendes samtykke)",
+            rf"(?P<first>\w+) bliver bragt bevidstløs ind, og (?P<name>{NAMES}) bruger værdispring, "
+            r"(?P<why>fordi det er livsvigtigt)")
+def vaerdispring(world: World, first: str, name: str, why: str) -> None:
+    looked_up(world, name, world.search(clinician(name), world.patient(first),
+                                        **{"X-Consent-Override": REASONS[why]}))
+
+
+@steps.when(rf"(?P<name>{NAMES}) bruger værdispring (?P<why>af nysgerrighed)")
+def vaerdispring_without_reason(world: World, name: str, why: str) -> None:
+    vaerdispring(world, "Bente", name, why)
+
+
+@steps.when(r"(?P<first>\w+) ophæver sin spærring")
+def lifts_block(world: World, first: str) -> None:
+    for bid in world.blocks:
+        r = world.request("DELETE", f"/blocks/{bid}", citizen(world.patient(first)))
+        assert r.status_code == 200 and r.json()["lifted"] is True, f"the block was not lifted: {r.text}"
+
+
+@steps.when(rf"(?P<name>{NAMES}) også beder om de erstattede notater")
+def asks_for_superseded(world: World, name: str) -> None:
+    looked_up(world, name, world.search(clinician(name), world.bente, ALL_STATUSES))
+
+
+@steps.when(r"(?P<first>\w+) forsøger at se (?P<other>\w+ \w+)s (?P<what>notater|log)")
+def citizen_tries_another(world: World, first: str, other: str, what: str) -> None:
+    me, them = citizen(world.patient(first)), world.patient(other)
+    if what == "notater":
+        world.last = world.search(me, them)
+    else:
+        world.last = world.request("GET", "/fhir/AuditEvent", me, params={"patient.identifier": them.identifier},
+                                   headers={"Accept-Language": "da"})
+
+
+# -- Så: the GP system ------------------------------------------------------------------------------------------
+
+@steps.then(r"tager delingsserveren imod (?P<what>notatet|diagnosekortet)")
+def accepted(world: World, what: str) -> None:
+    assert world.last is not None
+    assert world.last.status_code == 201, f"expected HTTP 201, found {world.last.status_code}: {world.last.text}"
+    assert world.last.json()["resourceType"] == "DocumentReference"
+
+
+@steps.then(r"(?P<first>\w+) kan hente notatet præcis, som lægesystemet sendte det")
+def retrieved_as_sent(world: World, first: str) -> None:
+    assert world.sent is not None
+    body, content_type = world.sent
+    r = world.get(content_url(world.doc("notatet")), citizen(world.patient(first)))
+    assert r.status_code == 200, f"expected HTTP 200, found {r.status_code}: {r.text}"
+    assert r.content == body, "the retrieved document differs from the one sent"
+    assert r.headers["content-type"].startswith(content_type), f"served as {r.headers['content-type']}"
+
+
+@steps.then(r"er det rettede notat det eneste gældende notat, (?P<first>\w+) kan se")
+def only_the_correction(world: World, first: str) -> None:
+    r = world.search(citizen(world.patient(first)), world.patient(first))
+    assert shown(r) == {world.doc("det rettede notat")["id"]}
+
+
+@steps.then("det gamle notat er markeret som erstattet af det rettede")
+def old_superseded(world: World) -> None:
+    old, new = world.doc("det gamle notat"), world.doc("det rettede notat")
+    r = world.get(f"/fhir/DocumentReference/{old['id']}", citizen(world.bente))
+    assert r.json()["status"] == "superseded", f"the old note's status is {r.json().get('status')!r}"
+    assert new["relatesTo"] == [{"code": "replaces", "target": {"reference": f"DocumentReference/{old['id']}"}}]
+
+
+@steps.then("det gamle notat kan stadig hentes")
+def old_retrievable(world: World) -> None:
+    r = world.get(content_url(world.doc("det gamle notat")), citizen(world.bente))
+    assert r.status_code == 200, f"expected HTTP 200, found {r.status_code}: {r.text}"
+    assert r.content == world.bodies["notatet fra årskontrollen"]
+
+
+@steps.then("afvises rettelsen med besked om, at notatet ikke længere er gældende")
+def correction_refused(world: World) -> None:
+    assert world.last is not None and world.last.status_code == 422, \
+        f"expected HTTP 422, found {world.last.status_code if world.last else None}"
+    assert "replace-not-current" in finding_codes(world.last.json())
+    assert "ikke gældende" in diagnostics(world.last)
+
+
+@steps.then("intet nyt er gemt")
+def nothing_stored(world: World) -> None:
+    # What anyone can see: the patient's documents are those the scenario knows were stored, no more.
+    about = world.patient("Bente")
+    known = {d["id"] for d in world.docs.values() if patient_of(d) in (None, about.cpr)}
+    assert shown(world.search(citizen(about), about, ALL_STATUSES)) == known, "a refused document was stored"
+    # Where the target lets us look into its database (our own server): not a row was written.
+    after = world.rows()
+    if world.rows_before is not None and after is not None:
+        assert {t: after[t] for t in STORED} == {t: world.rows_before[t] for t in STORED}, \
+            f"rows were written: before {world.rows_before}, after {after}"
+
+
+@steps.then("svarer delingsserveren, at notatet allerede er modtaget")
+def already_received(world: World) -> None:
+    assert world.last is not None and world.last.status_code == 200, \
+        f"expected HTTP 200, found {world.last.status_code if world.last else None}"
+    assert world.last.json()["id"] == world.doc("notatet")["id"]
+
+
+@steps.then(r"(?P<first>\w+) har kun ét notat fra årskontrollen")
+def one_note(world: World, first: str) -> None:
+    r = world.search(citizen(world.patient(first)), world.patient(first), ALL_STATUSES)
+    assert shown(r) == {world.doc("notatet")["id"]}
+
+
+@steps.then(r'afvises notatet med fejlen "(?P<code>[^"]+)" i "(?P<element>[^"]+)"')
+def refused_with_finding(world: World, code: str, element: str) -> None:
+    assert world.last is not None and world.last.status_code == 422, \
+        f"expected HTTP 422, found {world.last.status_code if world.last else None}"
+    issue = next((i for i in world.last.json()["issue"] if code in {c["code"] for c in i["details"]["coding"]}),
+                 None)
+    assert issue is not None, f"no finding {code} in {world.last.text}"
+    assert issue["severity"] == "error"
+    m = re.fullmatch(r"Bundle\.entry\[(\d+)\]\.resource\.(.+)", issue["expression"][0])
+    assert m, issue["expression"]
+    assert world.draft is not None
+    assert f"{world.draft['entry'][int(m.group(1))]['resource']['resourceType']}.{m.group(2)}" == element
+
+
+@steps.then("forklaringen er på dansk og siger, hvilken titel der var forventet")
+def explained_in_danish(world: World) -> None:
+    text = diagnostics(world.last)
+    assert "forventede" in text
+    assert f'"Journalnotat for {world.bente.cpr}"' in text
+
+
+@steps.then("afvises notatet med besked om, at det er skrevet af en anden organisation")
+def refused_other_organisation(world: World) -> None:
+    assert world.last is not None and world.last.status_code == 403, \
+        f"expected HTTP 403, found {world.last.status_code if world.last else None}"
+    assert "not-own-organisation" in finding_codes(world.last.json())
+    text = diagnostics(world.last)
+    assert "skrevet af organisationen" in text
+    assert world.draft_author.sor in text and GP_CLINIC.sor in text
+
+
+@steps.then("diagnosekortet er beskrevet som en problemliste fra almen praksis")
+def problem_list(world: World) -> None:
+    d = world.doc("diagnosekortet")
+    assert [c["code"] for c in d["type"]["coding"]] == ["11450-4"]
+    assert [c["code"] for c in d["context"]["facilityType"]["coding"]] == ["394761003"]
+    assert [c["code"] for c in d["context"]["practiceSetting"]["coding"]] == ["408443003"]
+
+
+@steps.then("kan notatet ikke længere hentes, og svaret siger, at det er fejlregistreret")
+def gone(world: World) -> None:
+    r = world.get(content_url(world.doc("notatet")), citizen(world.bente))
+    assert r.status_code == 410, f"expected HTTP 410, found {r.status_code}"
+    assert "fejlregistreret" in diagnostics(r)
+
+
+@steps.then(r"(?P<first>\w+) har ingen gældende notater")
+def no_current(world: World, first: str) -> None:
+    assert shown(world.search(citizen(world.patient(first)), world.patient(first))) == set()
+
+
+# -- Så: what people see ------------------------------------------------------------------------------------------
+
+@steps.then(rf"ser (?P<who>{NAMES}|\w+) (?P<docs>{DOCS})")
+def sees(world: World, who: str, docs: str) -> None:
+    assert shown(world.found[who]) == world.ids(docs)
+
+
+@steps.then(rf"(?P<name>{NAMES}) ser stadig (?P<docs>{DOCS})")
+def still_sees(world: World, name: str, docs: str) -> None:
+    looked_up(world, name, world.search(clinician(name), world.bente))
+    assert shown(world.found[name]) == world.ids(docs)
+
+
+@steps.then(rf"ikke (?P<docs>{DOCS})")
+def does_not_see(world: World, docs: str) -> None:
+    assert not shown(world.found[world.last_looker]) & world.ids(docs)
+
+
+@steps.then(rf"ser (?P<name>{NAMES}) ingen notater om (?P<first>\w+)")
+def sees_nothing(world: World, name: str, first: str) -> None:
+    bundle = world.found[name].json()
+    assert world.found[name].status_code == 200, f"expected HTTP 200, found {world.found[name].status_code}"
+    assert bundle["total"] == 0, f"expected nothing, found {bundle['total']} documents"
+    assert bundle.get("entry", []) == []  # not even a warning: a block on this person answers with nothing
+
+
+@steps.then(rf"(?P<name>{NAMES}) får at vide, at nogle notater ikke er vist, fordi patienten har spærret for dem")
+def told_some_hidden(world: World, name: str) -> None:
+    warnings = entries(world.found[name].json(), "OperationOutcome")
+    assert len(warnings) == 1, f"expected one warning, found {len(warnings)}"
+    assert [i["severity"] for i in warnings[0]["issue"]] == ["warning"]
+    assert warnings[0]["issue"][0]["diagnostics"].startswith(
+        "nogle dokumenter vises måske ikke, fordi patienten har spærret for dem")
+
+
+@steps.then(rf"får (?P<name>{NAMES}) at vide, at (?:han|hun) ingen aktuel behandlingsrelation har til patienten")
+def told_no_relation(world: World, name: str) -> None:
+    r = world.found[name]
+    assert r.status_code == 403, f"expected HTTP 403, found {r.status_code}: {r.text}"
+    assert "no-treatment-relation" in finding_codes(r.json())
+    assert "ingen aktuel behandlingsrelation til patienten" in diagnostics(r)
+    assert "entry" not in r.json()
+
+
+@steps.then("beskeden henviser til sundhedsloven § 42 a")
+def cites_the_law(world: World) -> None:
+    assert "sundhedsloven § 42 a" in diagnostics(world.last)
+
+
+@steps.then(rf"(?P<name>{NAMES}) kan heller ikke hente (?P<doc>{DOCS})")
+def cannot_retrieve(world: World, name: str, doc: str) -> None:
+    r = world.get(content_url(world.doc(doc)), clinician(name))
+    assert r.status_code == 403, f"expected HTTP 403, found {r.status_code}"
+    assert "no-treatment-relation" in finding_codes(r.json())
+
+
+@steps.then(rf"(?P<name>{NAMES}) kan læse (?P<doc>{DOCS})")
+def can_read(world: World, name: str, doc: str) -> None:
+    r = world.get(content_url(world.doc(doc)), clinician(name))
+    assert r.status_code == 200, f"expected HTTP 200, found {r.status_code}: {r.text}"
+    assert r.content == world.bodies[ALIASES.get(doc, doc)]
+
+
+@steps.then(rf"får (?P<name>{NAMES}) at vide, at (?P<message>værdispring kræver .+)")
+def told_override_reason(world: World, name: str, message: str) -> None:
+    r = world.found[name]
+    assert r.status_code == 400, f"expected HTTP 400, found {r.status_code}: {r.text}"
+    assert diagnostics(r) == message
+
+
+@steps.then(r"får (?P<first>\w+) at vide, at en borger kun kan se sine egne oplysninger")
+def told_own_only(world: World, first: str) -> None:
+    assert world.last is not None and world.last.status_code == 403, \
+        f"expected HTTP 403, found {world.last.status_code if world.last else None}"
+    assert diagnostics(world.last) == "en borger kan kun se sine egne oplysninger"
+
+
+# -- Så: MinLog ----------------------------------------------------------------------------------------------------
+
+def by(event: dict[str, Any]) -> str:
+    return str(event["agent"][0]["who"]["identifier"]["value"])
+
+
+def vaerdispring_in(event: dict[str, Any]) -> bool:
+    return any(pe.get("text") == "værdispring" for pe in event.get("purposeOfEvent", []))
+
+
+@steps.then(rf"Bentes log viser ikke, at (?P<name>{NAMES}) har slået hende op")
+def not_in_minlog(world: World, name: str) -> None:
+    assert CLINICIANS[name][0] not in {by(e) for e in world.minlog()}
+
+
+@steps.then(rf"Bentes log viser, at (?P<name>{NAMES}) fra (?P<org>{ORGS}) har set hendes notater med værdispring")
+def minlog_vaerdispring(world: World, name: str, org: str) -> None:
+    mine = [e for e in world.minlog() if by(e) == CLINICIANS[name][0]]
+    assert mine, "the look-up is not in MinLog"
+    assert all(vaerdispring_in(e) for e in mine), "the look-up is not marked as værdispring"
+    assert {e["agent"][0]["location"]["identifier"]["value"] for e in mine} == {ORGANISATIONS[org]}
+
+
+@steps.then(rf"viser Bentes log, at (?P<name>{NAMES}) fra (?P<org>{ORGS}) har søgt i og læst hendes notater")
+def minlog_search_and_read(world: World, name: str, org: str) -> None:
+    mine = [e for e in world.minlog() if by(e) == CLINICIANS[name][0]]
+    assert sorted(e["subtype"][0]["code"] for e in mine) == ["ITI-67", "ITI-68"]
+    assert {e["agent"][0]["location"]["identifier"]["value"] for e in mine} == {ORGANISATIONS[org]}
+    assert not any(vaerdispring_in(e) for e in mine)
+
+
+@steps.then("Bentes log viser hverken hendes egne opslag eller lægesystemets deling")
+def minlog_professionals_only(world: World) -> None:
+    events = world.minlog()
+    assert events, "the log is empty"
+    assert {e["agent"][0]["type"]["coding"][0]["code"] for e in events} == {"clinician"}
+    assert world.bente.cpr not in {by(e) for e in events}
+
+
+@steps.then("Bentes log er tom")
+def minlog_empty(world: World) -> None:
+    assert world.minlog() == [], "the log is not empty"

@@ -1,0 +1,1 @@
+"""The Danish feature files (Gherkin), installed as data for kroniker.conformance."""
