@@ -308,7 +308,15 @@ def _narrate(resource: dict[str, Any], rows: list[tuple[str, str]], status: str 
 # -- reading -------------------------------------------------------------------------------------------------
 
 def read_note(doc: Any, content: Content) -> dict[str, Any]:
-    """The fields of a package note (as `build_note` takes them); NoteError when it is not one."""
+    """The fields of a package note (as `build_note` takes them); NoteError when it is not one (a document of
+    the wrong shape included: never a traceback)."""
+    try:
+        return _read_note(doc, content)
+    except (AttributeError, KeyError, TypeError, IndexError, ValueError):
+        raise NoteError("note-not-document") from None
+
+
+def _read_note(doc: Any, content: Content) -> dict[str, Any]:
     entries = doc.get("entry") if isinstance(doc, dict) and doc.get("resourceType") == "Bundle" else None
     if not isinstance(entries, list):
         raise NoteError("note-not-document")
