@@ -134,7 +134,7 @@ def normalise(data: Any, profile: NoteProfile) -> dict[str, Any]:
     _pattern(out["patient"]["cpr"], r"\d{10}", "patient.cpr")
     if cpr_birth(out["patient"]["cpr"]) is None:
         raise NoteError("note-input-format", field="patient.cpr", expected="DDMMYY-SSSS", found=out["patient"]["cpr"])
-    _pattern(out["clinic"]["sor"], r"\d{1,18}", "clinic.sor")
+    _pattern(out["clinic"]["sor"], r"\d{11,18}", "clinic.sor")
     _pattern(out["clinic"]["ydernummer"], r"\d{1,10}", "clinic.ydernummer")
     _pattern(out["author"]["authorisation"], r"[A-Za-z0-9]{1,10}", "author.authorisation")
     date = data.get("date")
