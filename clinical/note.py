@@ -337,8 +337,8 @@ def _read_note(doc: Any, content: Content) -> dict[str, Any]:
         raise NoteError("note-no-package")
 
     def get(ref: Any) -> dict[str, Any]:
-        r = by_ref.get(ref.get("reference")) if isinstance(ref, dict) else None
-        return r or {}
+        key = ref.get("reference") if isinstance(ref, dict) else None
+        return by_ref.get(key, {}) if isinstance(key, str) else {}
 
     patient = get(comp.get("subject"))
     authors = [get(a) for a in comp.get("author") or []]
