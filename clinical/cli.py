@@ -65,6 +65,27 @@ def add_parsers(sub: Any) -> None:
     d.set_defaults(func=cmd_decide)
 
 
+    n = sub.add_parser("note", help="build a care package's note (a MedCom Shared Note) from JSON; read one back")
+    ns = n.add_subparsers(dest="note_command", metavar="ACTION")
+    nb = ns.add_parser("build", help="a complete Shared Notes document for a package note, from a small JSON input",
+                       description="Build a package note (a MedCom Shared Note with the package's event code and "
+                                   "its fixed section) from INPUT.json (docs/clinical.md, 'Package notes'). The same "
+                                   "input gives the same document. Exit status: 0 built, 2 bad input.")
+    nb.add_argument("input", type=Path, metavar="INPUT.json", help="the input; - for standard input")
+    nb.add_argument("--package", help="the care package (name or profile url); default: the one installed")
+    nb.add_argument("-o", "--output", type=Path, help="write the document here instead of standard output")
+    _common(nb)
+    nb.set_defaults(func=cmd_note_build)
+    nr = ns.add_parser("read", help="the fields of a package note as JSON (what `note build` takes)",
+                       description="Read a package note's fields (patient, author, clinic, date, diagnosis, the "
+                                   "section's fields, scores, free text). Exit status: 0 read, 1 not a readable "
+                                   "package note, 2 unreadable input.")
+    nr.add_argument("note", type=Path, metavar="NOTE", help="a Shared Notes document (JSON); - for standard input")
+    _common(nr)
+    nr.set_defaults(func=cmd_note_read)
+    n.set_defaults(func=lambda a: _usage(n))
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lang", choices=["da", "en"], default=_default_lang(), help="language of the messages")
     p.add_argument("--cache", type=Path,
@@ -139,7 +160,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     from kroniker.clinical import messages
     from kroniker.clinical.scoring import score
     from kroniker.validators import Severity
-    from kroniker.validators.findings import Finding
+    from kroniker.validators.findings import finding
     from kroniker.validators.source import Unreadable, parse
 
     limits = settings.limits()
@@ -156,7 +177,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     for item in inputs:
         entry: dict[str, Any] = {"source": item.name, "questionnaire": None, "scores": None, "findings": []}
         if item.no_match:
-            f = Finding(Severity.FATAL, "unreadable", "(document)", (), {"file": item.name, "reason": "@glob-no-match"},
+            f = finding(Severity.FATAL, "unreadable", "(document)", (), {"file": item.name, "reason": "@glob-no-match"},
                         message_key="unreadable-file")
             entry["findings"] = [messages.as_dict(f, args.lang)]
             worst = EXIT_USAGE
@@ -278,4 +299,45 @@ def cmd_decide(args: argparse.Namespace) -> int:
                             suggested=messages.text(f"colour-{result.suggested or 'none'}", args.lang)))
         if args.reason:
             print(messages.text("decision-reason", args.lang, reason=args.reason))
+    return EXIT_OK
+
+
+# -- note build / read -------------------------------------------------------------------------------------
+
+def cmd_note_build(args: argparse.Namespace) -> int:
+    from kroniker.clinical import messages
+    from kroniker.clinical.note import NoteError, build_note
+
+    data, bad = _read(args.input)
+    if bad:
+        print(messages.text("note-failed", args.lang, detail=messages.message(bad[0], args.lang)), file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        doc = build_note(data, _content(args), args.package)
+    except NoteError as exc:
+        params = dict(exc.params)
+        if "package" in params:
+            params["package"] = f" ({params['package']})" if params["package"] else ""
+        print(messages.text("note-failed", args.lang, detail=messages.text(exc.key, args.lang, **params)),
+              file=sys.stderr)
+        return EXIT_USAGE
+    _dump(doc, args.output)
+    return EXIT_OK
+
+
+def cmd_note_read(args: argparse.Namespace) -> int:
+    from kroniker.clinical import messages
+    from kroniker.clinical.note import NoteError, read_note
+
+    data, bad = _read(args.note)
+    if bad:
+        print(messages.text("note-failed", args.lang, detail=messages.message(bad[0], args.lang)), file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        fields = read_note(data, _content(args))
+    except NoteError as exc:
+        print(messages.text("note-failed", args.lang, detail=messages.text(exc.key, args.lang, **exc.params)),
+              file=sys.stderr)
+        return EXIT_FINDINGS
+    _dump(fields)
     return EXIT_OK

@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from kroniker.clinical.content import Content, Found
-from kroniker.validators.findings import Finding, JsonPath, Severity
+from kroniker.validators.findings import Finding, JsonPath, Severity, finding
 
 SCORABLE_STATUSES = ("completed", "amended")
 # The value[x] an answer may carry for each item type (R4 Questionnaire.item.type).
@@ -112,7 +112,7 @@ def _questionnaire(response: dict[str, Any], content: Content, findings: list[Fi
 
 
 def _f(code: str, location: str, path: JsonPath, *, severity: Severity = Severity.ERROR, **params: Any) -> Finding:
-    return Finding(severity, code, location, path, params)
+    return finding(severity, code, location, path, params)
 
 
 @dataclass

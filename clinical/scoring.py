@@ -20,7 +20,7 @@ from typing import Any
 
 from kroniker.clinical.content import Content
 from kroniker.clinical.responses import as_list, check, value_of
-from kroniker.validators.findings import Finding, Severity
+from kroniker.validators.findings import Finding, Severity, finding
 
 CALCULATED = "http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaire-calculatedExpression"
 VARIABLE = "http://hl7.org/fhir/StructureDefinition/variable"
@@ -69,7 +69,7 @@ def score(response: Any, content: Content, *, source: str = "<response>") -> Sco
         try:
             env[name] = _evaluate(content, variable, work, env, raw=True)
         except Exception as exc:  # a package's broken expression: a finding, never a traceback
-            findings.append(Finding(Severity.ERROR, "QR-SCORE-ERROR", f"Questionnaire.variable('{name}')", (),
+            findings.append(finding(Severity.ERROR, "QR-SCORE-ERROR", f"Questionnaire.variable('{name}')", (),
                                     {"score": f"%{name}", "detail": f"{type(exc).__name__}: {exc}"[:300]}))
             return Scored(source, canonical, findings, None, response=response)
     scores: dict[str, Score] = {}
@@ -81,7 +81,7 @@ def score(response: Any, content: Content, *, source: str = "<response>") -> Sco
         try:
             values = _evaluate(content, str(expr.get("expression", "")), work, env)
         except Exception as exc:  # a package's broken expression: a finding, never a traceback
-            findings.append(Finding(Severity.ERROR, "QR-SCORE-ERROR", f"Questionnaire.item('{link}')", (),
+            findings.append(finding(Severity.ERROR, "QR-SCORE-ERROR", f"Questionnaire.item('{link}')", (),
                                     {"score": link, "detail": f"{type(exc).__name__}: {exc}"[:300]}))
             scores[link] = None
             continue
@@ -89,17 +89,17 @@ def score(response: Any, content: Content, *, source: str = "<response>") -> Sco
         if value is None or len(values) > 1:
             scores[link] = None
             if len(values) > 1:
-                findings.append(Finding(Severity.ERROR, "QR-SCORE-ERROR", f"Questionnaire.item('{link}')", (),
+                findings.append(finding(Severity.ERROR, "QR-SCORE-ERROR", f"Questionnaire.item('{link}')", (),
                                         {"score": link, "detail": f"{len(values)} values"}))
             else:
                 da, en = _description(expr)
-                findings.append(Finding(Severity.WARNING, "QR-SCORE-MISSING", f"Questionnaire.item('{link}')", (),
+                findings.append(finding(Severity.WARNING, "QR-SCORE-MISSING", f"Questionnaire.item('{link}')", (),
                                         {"score": link, "reason_da": da, "reason_en": en}))
             continue
         scores[link] = value
         given = _given_answer(response.get("item"), link)
         if given is not None and not _equal(given, value):
-            findings.append(Finding(Severity.WARNING, "QR-SCORE-DIFFERS", f"QuestionnaireResponse.item('{link}')", (),
+            findings.append(finding(Severity.WARNING, "QR-SCORE-DIFFERS", f"QuestionnaireResponse.item('{link}')", (),
                                     {"score": link, "found": given, "expected": value}))
         _write(work, chain, link, item.get("type"), value)
     observations = [_observation(response, item, link, scores[link]) for link, (item, _) in items.items()

@@ -14,7 +14,7 @@ ClinicalImpression pointing back with `previous`, keeping the suggested colour b
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -22,7 +22,7 @@ from typing import Any
 from kroniker.clinical.content import Content, ContentError, Found, attachment_json
 from kroniker.clinical.responses import as_dict, as_list, value_of
 from kroniker.clinical.scoring import KRONIKER_NS, Scored, score
-from kroniker.validators.findings import Finding, Severity
+from kroniker.validators.findings import Finding, Severity, finding
 
 FUT = "http://ehealth.sundhed.dk"
 FUT_CODES = f"{FUT}/cs/clinicalimpression-codes"
@@ -131,12 +131,11 @@ def triage(patient_response: Any, assessment: Any, content: Content, *, when: da
 
 
 def _within(f: Finding, role: str) -> Finding:
-    return Finding(f.severity, f.code, f"{role}: {f.location}", f.path, f.params, f.second, f.profile_element,
-                   f.message_key, f.line, f.column)
+    return replace(f, location=f"{role}: {f.location}")
 
 
 def _f(code: str, where: str, **params: Any) -> Finding:
-    return Finding(Severity.ERROR, code, where, (), params)
+    return finding(Severity.ERROR, code, where, (), params)
 
 
 def _takes(wanted: list[str], canonical: str) -> bool:

@@ -68,10 +68,13 @@ def test_build_makes_a_fhir_npm_package_with_manifest_index_and_resources(tmp_pa
         library = json.loads(tf.extractfile("package/Library-lbp-triage.json").read())  # type: ignore[union-attr]
     assert all(n.startswith("package/") for n in names)
     assert (manifest["name"], manifest["version"], manifest["canonical"]) == ("kroniker.lbp", "0.1.0", LBP)
-    assert manifest["dependencies"] == {"hl7.fhir.r4.core": "4.0.1", "kroniker.core": "0.1.0"}
+    # The package note profile is built on MedCom's Shared Notes 1.0.0 (issue 12).
+    assert manifest["dependencies"] == {"hl7.fhir.r4.core": "4.0.1", "kroniker.core": "0.1.0",
+                                        "medcom.fhir.dk.notes": "1.0.0"}
     files = {e["filename"]: e for e in index["files"]}
     assert files["Questionnaire-lbp-patient.json"]["url"] == PATIENT_Q.split("|")[0]
-    assert {e["resourceType"] for e in index["files"]} == {"CodeSystem", "Questionnaire", "Library"}
+    assert {e["resourceType"] for e in index["files"]} == {"CodeSystem", "Questionnaire", "Library",
+                                                            "StructureDefinition", "ValueSet"}
     assert f"package/{'Library-lbp-triage.rules.json'}" not in names  # embedded in the Library, not a stray file
     assert library["content"][0]["data"] and "url" not in library["content"][0]
 
@@ -87,7 +90,8 @@ def test_the_cli_installs_the_packages_into_the_cache_beside_medcoms(cache: Path
     assert code == 0
     listed = {p["name"]: p for p in json.loads(out)}
     assert listed["kroniker.lbp"]["version"] == "0.1.0"
-    assert listed["kroniker.lbp"]["missing"] == ["hl7.fhir.r4.core#4.0.1"]  # the base, read from fhir.resources
+    # The base (read from fhir.resources), and MedCom's Shared Notes, which this cache does not hold.
+    assert listed["kroniker.lbp"]["missing"] == ["hl7.fhir.r4.core#4.0.1", "medcom.fhir.dk.notes#1.0.0"]
 
 
 def test_the_engines_package_set_resolves_the_packages_code_systems(cache: Path) -> None:

@@ -53,6 +53,9 @@ class ProfileSet:
             return self._structures[url]
         struct: Structure | None = None
         sd = self.resolve(url)
+        if sd is not None and sd.get("resourceType") == "StructureDefinition" and not sd.get("snapshot") \
+                and sd.get("differential"):
+            sd = self._with_snapshot(sd)
         if sd is not None and sd.get("resourceType") == "StructureDefinition" and sd.get("snapshot"):
             try:
                 struct = compile_structure(sd)
@@ -63,6 +66,15 @@ class ProfileSet:
         self._structures[url] = struct
         self._dirty = True
         return struct
+
+    def _with_snapshot(self, sd: dict[str, Any]) -> dict[str, Any] | None:
+        """A profile shipped as a differential only, with the snapshot built from its base's (None: cannot)."""
+        from kroniker.validators.snapshot import SnapshotError, with_snapshot
+
+        try:
+            return with_snapshot(sd, self.resolve)
+        except (SnapshotError, KeyError, TypeError, AttributeError):
+            return None
 
     def base(self, type_name: str) -> Structure | None:
         hit = self._base.get(type_name, _MISS)

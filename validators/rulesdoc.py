@@ -30,9 +30,10 @@ VALIDATORS = Path(__file__).resolve().parent
 KRONIKER = Path(kroniker.__file__).resolve().parent
 
 PROFILE, DOCUMENT, PROSE, INPUT, SECOND = "profile constraint", "document rule", "prose rule", "input", "second code"
+PACKAGE = "package rule"  # a care package's own rule on its notes (the package's section, its diagnosis)
 # The module a finding comes from says what kind of rule it is; any other module reads input.
 KINDS = {"constraints.py": PROFILE, "engine.py": PROFILE, "codes.py": PROFILE, "document.py": DOCUMENT,
-         "rules/prose.py": PROSE}
+         "rules/prose.py": PROSE, "package_notes.py": PACKAGE}
 SEVERITIES = ("fatal", "error", "warning", "information")
 ROLES = ("code", "severity", "message_key", "second")
 
@@ -58,6 +59,8 @@ COMPUTED: dict[tuple[str, str, str], Callable[[], Value]] = {
     ("kroniker.validators.constraints", "invariants", "_SEVERITY.get(c.severity, Severity.ERROR)"):
         lambda: Value(note="as the profile's constraint says (error, warning)"),
     ("kroniker.validators.budget", "capped", "code"): lambda: Value(frozenset({"*"})),
+    ("kroniker.validators.package_notes", "section_rules", "code"):  # validators/note_section.py read_section
+        lambda: Value(frozenset({"PACKAGE-NOTE-SECTION", "PACKAGE-NOTE-FIELD", "PACKAGE-NOTE-VALUE"})),
     ("kroniker.validators.budget", "capped", "rest[0].severity"):
         lambda: Value(note="that of the findings it counts"),
 }

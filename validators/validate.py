@@ -46,6 +46,7 @@ class Validator:
         self.plans = plans
         self._profile_sets: dict[PackageSet, ProfileSet] = {}
         self._base_only: ProfileSet | None = None
+        self._package_profiles: dict[PackageSet, list[Any]] = {}  # note profiles built on a standard
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -141,14 +142,19 @@ class Validator:
         ident = identify(doc, self.cache)
         findings.extend(ident.findings)
         pset = ident.packages
-        profiles = self.profile_set(pset)
-        if pset is not None:
-            for note in pset.notes:
+        claim = self._package_claim(doc, pset)  # a care package's note: read within the package's set
+        walk_set = self.cache.package_set(claim.package) if claim is not None else pset
+        profiles = self.profile_set(walk_set)
+        if walk_set is not None:
+            for note in walk_set.notes:
                 if note.severity == "warning":
                     findings.append(finding(Severity.WARNING, "package-missing", "(document)", (), note.params,
                                             message_key=note.key))
         entries = entries_of(doc)
         walk = Walk(profiles, doc, entries)
+        comp = next((e for e in entries if e.index == 0 and e.resource.get("resourceType") == "Composition"), None)
+        if claim is not None and comp is not None:
+            walk.require(comp, claim.url, "Composition.event.code")
         noted = {f.location for f in ident.findings}
         findings.extend(within(self._walk_all(walk, entries, pset is not None, noted), self.limits.max_findings))
         findings = [catalogue.with_second_code(f, doc) for f in findings]
@@ -161,9 +167,28 @@ class Validator:
             view = DocView(walk, doc, entries, pset.root.name, comp_profile,
                            _prose_params(pset.root.name), self.limits.max_note_bytes)
             findings.extend(prose_rules(view))
+        if claim is not None and comp is not None:
+            from kroniker.validators.package_notes import section_rules
+
+            findings.extend(section_rules(doc, 0, claim, self.limits.max_note_bytes))
         findings = capped(dedupe(findings), self.limits.max_findings_per_code)
         standard = pset.root.ref if pset else None
-        return findings, standard, pset.refs if pset else ()
+        return findings, standard, walk_set.refs if walk_set else ()
+
+    def _package_claim(self, doc: dict[str, Any], pset: PackageSet | None) -> Any:
+        """The care package note profile a Shared Note's event code claims (kroniker.validators.package_notes),
+        or None; the installed packages' note profiles are looked up once per package set."""
+        comp = doc.get("entry", [{}])[0] if isinstance(doc.get("entry"), list) and doc["entry"] else None
+        comp = comp.get("resource") if isinstance(comp, dict) else None
+        if pset is None or not isinstance(comp, dict) or comp.get("resourceType") != "Composition" \
+                or not isinstance(comp.get("event"), list):
+            return None
+        from kroniker.validators.package_notes import claimed, package_profiles
+
+        found = self._package_profiles.get(pset)
+        if found is None:
+            found = self._package_profiles[pset] = package_profiles(self.cache, pset.root)
+        return claimed(comp, found)
 
     def _walk_all(self, walk: Walk, entries: list[Entry], with_standard: bool,
                   noted: set[str]) -> Iterator[Finding]:
