@@ -102,7 +102,7 @@ def test_every_code_findings_md_names_is_emitted() -> None:
 
 
 def test_every_row_names_a_kind_a_severity_and_an_emitter() -> None:
-    kinds = {rulesdoc.PROFILE, rulesdoc.DOCUMENT, rulesdoc.PROSE, rulesdoc.INPUT, rulesdoc.SECOND}
+    kinds = {rulesdoc.PROFILE, rulesdoc.DOCUMENT, rulesdoc.PROSE, rulesdoc.INPUT, rulesdoc.SECOND, rulesdoc.PACKAGE}
     for row in rulesdoc.rows():
         assert row.kind in kinds
         assert row.severities and row.emitter, row
