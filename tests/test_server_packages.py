@@ -229,6 +229,23 @@ def test_a_note_claiming_the_package_without_its_section_is_refused_and_not_stor
     assert found(server, citizen(p), p, event=PACKAGE) == set()
 
 
+def test_the_conformance_suites_package_note_is_a_package_note(server: Server, cache: PackageCache) -> None:
+    """features/kliniker/pakkenotater.feature shares conformance.documents.package_note: with kroniker's package
+    installed it must pass the package profile (its section and diagnosis), not only MedCom's."""
+    from kroniker.conformance.documents import flu_note as suite_flu_note
+    from kroniker.conformance.documents import package_note as suite_package_note
+    from kroniker.validators.validate import Validator
+
+    p = new_patient("Karl", "Konform")
+    doc = suite_package_note(p)
+    report = Validator(cache).validate(json.dumps(doc, ensure_ascii=False).encode())
+    assert report.valid and not report.errors(), [(f.code, f.location) for f in report.errors()]
+    assert "kroniker.lbp" in {pkg.name for pkg in report.packages}  # held to the package profile
+    pkg, flu = server.shared(source(), doc), server.shared(source(), suite_flu_note(p))
+    assert found(server, citizen(p), p, event=PACKAGE) == {pkg["id"]}
+    assert flu["id"] in found(server, citizen(p), p)
+
+
 # -- malformed event values: 400, nothing searched ------------------------------------------------------------
 
 @pytest.mark.parametrize("value", [
