@@ -128,7 +128,7 @@ def seeded_rows(tpls: list[Template], documents: int) -> Iterator[tuple[dict[str
                "title": f"Journalnotat for {cpr}", "service_start": when, "service_end": None, "doc_date": when,
                "created": when + dt.timedelta(hours=1), "replaces": None, "status_reason": None,
                "submitter_sor": t.row["author_org_sor"], "docref": docref}
-        yield row, [{"document_id": doc_id, "system": s, "code": c} for s, c in t.events]
+        yield row, [{"document_id": doc_id, "system": s, "code": c, "patient_cpr": cpr} for s, c in t.events]
 
 
 def seed(url: str, tpls: list[Template], documents: int, clinic_sor: str) -> float:

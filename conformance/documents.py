@@ -336,6 +336,34 @@ def note(patient: Patient = BENTE, clinic: Clinic = GP_CLINIC, *, name: str | No
     return _for(doc, patient, clinic)
 
 
+# A package note (issue 12): the care package's code and the low back pain diagnosis as the Composition's event
+# codes, and PLO's fixed section "Mål og planer" (goals, plan, next control, triage colour) in the note's XHTML.
+# The package code is kroniker's own until MedCom publishes one (profiles/packages/lbp/CodeSystem-care-package.json).
+PACKAGE_CODE = ("https://kroniker.example/fhir/lbp/CodeSystem/care-package", "lbp")
+ICPC2 = "urn:oid:1.2.208.176.2.31"
+PACKAGE_NOTE_HTML = (
+    "<p>Årskontrol, kroniske lænderygsmerter. Smerter stabile, NRS 4/10 i hvile.</p>"
+    "<p><b>Mål og planer</b></p>"
+    "<p><b>Mål:</b> Gå 30 minutter fem dage om ugen</p>"
+    "<p><b>Plan:</b> Hjemmeøvelser fra fysioterapeut<br/>Kontakt klinikken ved forværring</p>"
+    "<p><b>Næste kontrol:</b> 2027-11-20</p>"
+    "<p><b>Triagefarve:</b> grøn</p>"
+)
+# SNOMED CT 33879002 "Administration of vaccine to produce active immunity": the flu shot's event.
+VACCINATION_CODE = ("http://snomed.info/sct", "33879002")
+FLU_NOTE_HTML = "<p>Influenzavaccination givet i venstre overarm. Ingen reaktion efter 15 minutter.</p>"
+
+
+def package_note(patient: Patient = BENTE, clinic: Clinic = GP_CLINIC, *, name: str | None = None) -> dict[str, Any]:
+    """The annual control's note in the low back pain package (a Shared Note with the package's code)."""
+    return note(patient, clinic, name=name, note_html=PACKAGE_NOTE_HTML, event_codes=[PACKAGE_CODE, (ICPC2, "L03")])
+
+
+def flu_note(patient: Patient = BENTE, clinic: Clinic = GP_CLINIC, *, name: str | None = None) -> dict[str, Any]:
+    """A note about a flu vaccination: a Shared Note outside the package."""
+    return note(patient, clinic, name=name, note_html=FLU_NOTE_HTML, event_codes=[VACCINATION_CODE])
+
+
 def card(patient: Patient = BENTE, clinic: Clinic = GP_CLINIC, *, name: str | None = None) -> dict[str, Any]:
     """A diagnosis card (ConditionList) about `patient` by `clinic`, with its own Bundle.identifier."""
     doc = _for(diagnosis_card(), patient, clinic)

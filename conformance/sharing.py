@@ -18,13 +18,16 @@ from kroniker.conformance.documents import (
     HOSPITAL_SOR,
     NOTE_HTML,
     OTHER_CLINIC,
+    PACKAGE_CODE,
     PHYSIO_SOR,
     Clinic,
     Patient,
     card,
     composition,
     encode,
+    flu_note,
     note,
+    package_note,
     run_patient,
 )
 from kroniker.conformance.fhir_xml import to_xml
@@ -169,6 +172,7 @@ class World:
     last_looker: str = ""
     rows_before: dict[str, int] | None = None
     blocks: list[str] = field(default_factory=list)
+    unshared: dict[str, dict[str, Any]] = field(default_factory=dict)  # written, not shared yet, by name
 
     # -- numbering: the same numbers in a rerun of the same session -------------------------------------------
     def new_patient(self, given: str, family: str) -> Patient:
@@ -286,6 +290,16 @@ def card_written(world: World) -> None:
 def note_by_another_clinic(world: World, clinic: str, first: str) -> None:
     world.draft = note(world.patient(first), CLINICS[clinic], name=world.name("note"))
     world.draft_author = CLINICS[clinic]
+
+
+@steps.given("at lægen har skrevet et notat fra årskontrollen med mål og planer")
+def package_note_written(world: World) -> None:
+    world.unshared["notatet fra årskontrollen"] = package_note(world.bente, name=world.name("package-note"))
+
+
+@steps.given(r"at lægen også har skrevet et notat, da (?P<first>\w+) fik sin influenzavaccination")
+def flu_note_written(world: World, first: str) -> None:
+    world.unshared["notatet om influenzavaccinationen"] = flu_note(world.patient(first), name=world.name("flu-note"))
 
 
 @steps.given(r'at lægesystemet kun skriver "(?P<title>[^"]+)" som titel')
@@ -437,6 +451,14 @@ def withdrawn(world: World) -> None:
 
 # -- Når: citizens and clinicians ------------------------------------------------------------------------------
 
+@steps.when("begge notater er delt")
+def both_notes_shared(world: World) -> None:
+    assert len(world.unshared) == 2, sorted(world.unshared)
+    for label, doc in world.unshared.items():
+        world.docs[label] = world.shared(source(), doc)
+    world.unshared.clear()
+
+
 @steps.when(r"(?P<first>\w+) åbner sine journalnotater")
 def citizen_opens(world: World, first: str) -> None:
     looked_up(world, first, world.search(citizen(world.patient(first)), world.patient(first)))
@@ -491,6 +513,28 @@ def citizen_tries_another(world: World, first: str, other: str, what: str) -> No
 
 
 # -- Så: the GP system ------------------------------------------------------------------------------------------
+
+@steps.then(r"bærer (?P<doc>notatet .+) lænderygpakkens kode i delingsserverens oplysninger om notatet")
+def package_code_kept(world: World, doc: str) -> None:
+    """PK-PAKKEKODE-BEVARES: the XDS metadata (the DocumentReference the server answered the submission with)
+    carries the care package's code as an event code (eventCodeList: DocumentReference.context.event)."""
+    docref = world.doc(doc)
+    codings = [c for ev in (docref.get("context") or {}).get("event") or [] for c in ev.get("coding") or []]
+    system, code = PACKAGE_CODE
+    assert any(c.get("system") == system and c.get("code") == code for c in codings), \
+        f"the DocumentReference's context.event does not carry {system}|{code}: {codings}"
+
+
+@steps.then(rf"(?P<name>{NAMES}) finder (?P<doc>notatet .+) blandt (?P<first>\w+)s notater fra lænderygpakken")
+def finds_among_package_notes(world: World, name: str, doc: str, first: str) -> None:
+    """PK-SOEG-PAKKE: ITI-67 with `event=<package system>|<package code>` finds the package's notes."""
+    system, code = PACKAGE_CODE
+    r = world.request("GET", "/fhir/DocumentReference", clinician(name),
+                      params={"patient.identifier": world.patient(first).identifier, "status": "current",
+                              "event": f"{system}|{code}"}, headers={"Accept-Language": "da"})
+    looked_up(world, name, r)
+    assert world.doc(doc)["id"] in shown(r), f"{doc} is not among the package's notes: {r.text}"
+
 
 @steps.then(r"tager delingsserveren imod (?P<what>notatet|diagnosekortet)")
 def accepted(world: World, what: str) -> None:

@@ -519,7 +519,7 @@ def _search(call: Call) -> Response:
                     [_tokens(v) for v in params.get("type", [])],
                     [[c for _, c in _tokens(v)] for v in params.get("category", [])],
                     [[c for _, c in _tokens(v)] for v in params.get("author.identifier", [])],
-                    [_tokens(v) for v in params.get("event", [])], dates.lo, dates.hi)
+                    [inputs.token("event", v) for v in params.get("event", [])], dates.lo, dates.hi)
     found = [] if decision.nothing or dates.empty else ctx.store.search(q)
     visible = [d for d in found if decision.visible(d.info)]
     page = visible[offset:offset + count]

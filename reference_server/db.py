@@ -64,7 +64,10 @@ document_events = sa.Table(
     sa.Column("document_id", sa.String(64), sa.ForeignKey("documents.id"), nullable=False),
     sa.Column("system", sa.String(200)),
     sa.Column("code", sa.String(64), nullable=False),
+    # The document's patient again (migration 0004): a search by event code reads one patient's rows by index.
+    sa.Column("patient_cpr", sa.String(10), nullable=False),
     sa.Index("ix_document_events_code", "code", "document_id"),
+    sa.Index("ix_document_events_patient_code", "patient_cpr", "code", "system"),
 )
 
 treatment_relations = sa.Table(

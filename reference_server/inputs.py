@@ -29,6 +29,10 @@ JSON_TOKEN = re.compile(rb'\\.|["\[\]{}]', re.DOTALL)
 DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 WHOLE_NUMBER = re.compile(r"[0-9]{1,9}")  # ASCII digits only: int() also takes "²"-free Unicode digits, "1_000"
 FORM = "application/x-www-form-urlencoded"
+# A token search value's parts (FHIR search: `code` or `system|code`), as long as the store keeps them
+# (document_events.code and .system): no whitespace, no second "|", no comma (commas separate values).
+TOKEN_CODE = re.compile(r"[^\s|,]{1,64}")
+TOKEN_SYSTEM = re.compile(r"[^\s|,]{1,200}")
 
 
 class BadInput(Exception):
@@ -174,6 +178,19 @@ def whole_number(name: str, value: str) -> int:
     if not WHOLE_NUMBER.fullmatch(value):
         raise BadInput(400, "bad-count", name=name)
     return int(value)
+
+
+def token(name: str, value: str) -> list[tuple[str | None, str]]:
+    """A token parameter's values (commas: OR), each `code` (any system) or `system|code`: (system or None, code).
+    Anything else (an empty value, `system|` or `|code`, a second "|", a code or system longer than the store
+    keeps) is refused as 400, never searched for."""
+    out: list[tuple[str | None, str]] = []
+    for part in value.split(","):
+        system, sep, code = part.rpartition("|")
+        if not TOKEN_CODE.fullmatch(code) or (sep and not TOKEN_SYSTEM.fullmatch(system)):
+            raise BadInput(400, "bad-search-token", name=name[:64], found=_printable(part)[:80])
+        out.append((system if sep else None, code))
+    return out
 
 
 def resource_id(value: str, key: str) -> str:

@@ -161,7 +161,8 @@ class Store:
                 compiled(_INSERT_DOCUMENT, conn).execute(conn, row)
                 if meta.events:
                     compiled(_INSERT_EVENT, conn).executemany(conn, [
-                        {"document_id": meta.id, "system": s, "code": c} for s, c in meta.events])
+                        {"document_id": meta.id, "system": s, "code": c, "patient_cpr": meta.patient_cpr}
+                        for s, c in meta.events])
                 # The record carries what was stored (bytes' SHA-256, patient): the chain covers the document.
                 rec.documents = [meta.id] + ([replaces] if replaces else [])
                 rec.patient_cpr, rec.content_sha256 = meta.patient_cpr, sha
@@ -214,10 +215,13 @@ class Store:
         if q.created_to is not None:
             where.append(documents.c.created < q.created_to)
         for group in q.events:
-            ev = sa.select(document_events.c.document_id).where(sa.or_(*[
-                (document_events.c.code == code) & (
-                    sa.true() if system is None else document_events.c.system.in_(_systems(system)))
-                for system, code in group]))
+            # The patient's own event rows only (index ix_document_events_patient_code), never every document
+            # with a code that many patients' documents carry (a care package's).
+            ev = sa.select(document_events.c.document_id).where(
+                document_events.c.patient_cpr == q.patient_cpr, sa.or_(*[
+                    (document_events.c.code == code) & (
+                        sa.true() if system is None else document_events.c.system.in_(_systems(system)))
+                    for system, code in group]))
             where.append(documents.c.id.in_(ev))
         stmt = sa.select(*cols).where(*where).order_by(documents.c.created.desc(), documents.c.id)
         with reading(self.engine) as conn:

@@ -17,11 +17,15 @@ from zoneinfo import ZoneInfo
 import pytest
 from pytest_bdd import given, parsers, scenarios, then, when
 
+from kroniker.clinical.content import Content
+from kroniker.clinical.note import build_note
+from kroniker.packages import Installer
 from kroniker.validators import Severity
 from kroniker.validators.findings import Finding, Report
 from kroniker.validators.packages import PackageCache
 from kroniker.validators.validate import Validator
 from tests.builders import CLINIC, PATIENT, SOR, clone, diagnosis_card, shared_note
+from tests.clinical_support import install_packages
 
 ROOT = Path(__file__).resolve().parents[1]
 DANISH_TIME = ZoneInfo("Europe/Copenhagen")
@@ -51,6 +55,17 @@ UNREADABLE = {
     "en tom fil": b"",
     "notatet som PDF": b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<< /Type /Catalog >>\nendobj\n",
 }
+# The GP's registration from the annual control, as the vendor's system holds it (kroniker note build's input).
+PACKAGE_NOTE_INPUT: dict[str, Any] = {
+    "patient": {"cpr": PATIENT["cpr"], "given": PATIENT["given"][0], "family": PATIENT["family"]},
+    "author": {"given": "Jens", "family": "Holm", "authorisation": "0C4QN"},
+    "clinic": {"sor": "481751000016007", "name": CLINIC["name"], "ydernummer": "054321"},
+    "date": "2026-11-20T09:15:00+01:00", "diagnosis": "L03",
+    "goals": "Gå 30 minutter fem dage om ugen", "plan": "Hjemmeøvelser fra fysioterapeut",
+    "next_control": "2027-11-20", "triage_colour": "green",
+    "scores": {"startback.total": 3, "odi.percent": 22.0, "startback.risk": "low"},
+    "free_text": "Årskontrol. Smerter stabile, NRS 4/10.",
+}
 SEVERITY_WORDS = {"fejlen": Severity.ERROR, "advarslen": Severity.WARNING}
 CLI_LABELS = {"fejlen": "FEJL", "advarslen": "ADVARSEL"}
 ENVIRONMENT_CODES = frozenset({"package-missing"})  # about the installed packages, not the document
@@ -73,6 +88,15 @@ def export() -> Export:
     return Export()
 
 
+@pytest.fixture(scope="module")
+def package_cache_with_kroniker(tmp_path_factory: pytest.TempPathFactory, package_dir: Path) -> PackageCache:
+    """MedCom's packages and kroniker's care package, installed by the public commands (as a vendor would)."""
+    root = tmp_path_factory.mktemp("vendor-packages")
+    Installer(PackageCache(root / "cache"), registries=[]).install([str(package_dir)])
+    install_packages(root / "cache", root / "dist")
+    return PackageCache(root / "cache")
+
+
 # -- scenarios -------------------------------------------------------------------------------------
 
 scenarios("leverandoer")
@@ -91,6 +115,11 @@ def _composition(doc: dict[str, Any]) -> dict[str, Any]:
 def _set_note(doc: dict[str, Any], note_html: str) -> None:
     attachment = _resource(doc, "Observation")["extension"][0]["valueAttachment"]
     attachment["data"] = base64.b64encode(note_html.encode("utf-8")).decode("ascii")
+
+
+def _note_html(doc: dict[str, Any]) -> str:
+    data = _resource(doc, "Observation")["extension"][0]["valueAttachment"]["data"]
+    return base64.b64decode(data).decode("utf-8")
 
 
 def _danish_time(day: int, month: str, year: int, clock: str) -> str:
@@ -138,6 +167,29 @@ def patient_at_clinic(name: str, cpr: str, clinic: str) -> None:
 @given("at lægen har skrevet et notat fra årskontrollen for hendes lænderygsmerter")
 def annual_control_note(export: Export) -> None:
     export.document, export.kind = shared_note(), "notatet"
+
+
+@given("at lægen har skrevet et pakkenotat fra årskontrollen med mål, plan, næste kontrol og triagefarve")
+def annual_control_package_note(export: Export, package_cache_with_kroniker: PackageCache) -> None:
+    # Built by kroniker note build's code: the reference a vendor's export is measured against.
+    export.document = build_note(PACKAGE_NOTE_INPUT, Content(package_cache_with_kroniker))
+    export.kind = "pakkenotatet"
+
+
+@given('at eksporten kun tager lægens fritekst med i notatet og udelader afsnittet "Mål og planer"')
+def package_note_without_section(export: Export) -> None:
+    assert export.document is not None
+    _set_note(export.document, f"<p>{PACKAGE_NOTE_INPUT['free_text']}</p>")
+
+
+@given(parsers.parse('at eksporten udelader linjen "{label}" i afsnittet "Mål og planer"'))
+def package_note_without_line(export: Export, label: str) -> None:
+    assert export.document is not None
+    html = _note_html(export.document)
+    # A line of the section is a paragraph that begins with its label in bold (PLO's fixed phrase).
+    shorter = re.sub(rf"<p><b>{re.escape(label)}</b>.*?</p>", "", html, count=1, flags=re.DOTALL)
+    assert shorter != html, f"the built note has no line {label!r}"
+    _set_note(export.document, shorter)
 
 
 @given("at lægen har registreret lændesmerter som forløbsdiagnose på hendes diagnosekort")
@@ -224,8 +276,12 @@ def unreadable_file(export: Export, tmp_path: Path, content: str, name: str) -> 
 # -- Når -------------------------------------------------------------------------------------------
 
 @when(parsers.parse("eksporten af {kind} valideres"))
-def validate_export(export: Export, validator: Validator, kind: str) -> None:
+def validate_export(export: Export, request: pytest.FixtureRequest, kind: str) -> None:
     assert kind == export.kind and export.document is not None
+    # A package note is checked with kroniker's package installed too, as `kroniker validate` does for a vendor.
+    cache: PackageCache = request.getfixturevalue(
+        "package_cache_with_kroniker" if kind == "pakkenotatet" else "package_cache")
+    validator = Validator(cache) if kind == "pakkenotatet" else request.getfixturevalue("validator")
     export.report = validator.validate(json.dumps(clone(export.document), ensure_ascii=False).encode("utf-8"))
 
 

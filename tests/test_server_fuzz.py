@@ -84,7 +84,10 @@ def param_values(w: World) -> st.SearchStrategy[str]:
                          "entered-in-error", "le9999-12-31", "gt9999-12-31", "lt0001-01-01", "ge2025-05-02",
                          "2026-03-29", "eq2026-13-45", "ge9999-12-31T23:59:59-05:00", "²", "٣", "9" * 20, "9" * 5000,
                          "-1", "0", "500", "http://snomed.info/sct|866144008", "urn:oid:1.2.208.176.1.1|x", "|",
-                         ",,,", "consent", w.doc_id, "\x00"]),
+                         ",,,", "consent", w.doc_id, "\x00",
+                         # the event search (issue 12): the care package's code, bare, and malformed tokens
+                         "https://kroniker.example/fhir/lbp/CodeSystem/care-package|lbp", "lbp", "a|b|lbp",
+                         "https://kroniker.example/fhir/lbp/CodeSystem/care-package|", "x" * 65]),
         PRINTABLE, ANY_TEXT, st.integers(-10**30, 10**30).map(str))
 
 
