@@ -158,11 +158,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK if record["summary"]["passed"] else EXIT_FAILED
 
 
+def new_record_path(folder: Path, now: datetime) -> Path:
+    """conformance-<time>.json in `folder`, never a record already there (two runs may end in the same second)."""
+    stem = f"conformance-{now.strftime('%Y%m%d-%H%M%S')}"
+    path, n = folder / f"{stem}.json", 1
+    while path.exists():
+        n += 1
+        path = folder / f"{stem}-{n}.json"
+    return path
+
+
 def _finish(args: argparse.Namespace, record: dict[str, Any]) -> None:
     from kroniker.conformance import session
     from kroniker.conformance.reports import summary_line, text
 
-    out = args.output or Path(f"conformance-{datetime.now().strftime('%Y%m%d-%H%M%S')}.json")
+    out = args.output or new_record_path(Path.cwd(), datetime.now())
     session.write(record, out)
     print(summary_line(record, args.lang))
     _print_failures(record, args.lang)

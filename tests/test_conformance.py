@@ -404,3 +404,17 @@ def test_an_answer_larger_than_the_limit_is_not_read(cache: Path, monkeypatch: p
     messages = [s.get("message", "") for c in record["cases"] for s in c["steps"] if s["status"] == "error"]
     assert messages and all("is larger than" in m for m in messages)
     assert not record["summary"]["passed"]
+
+
+def test_a_second_record_in_the_same_second_does_not_replace_the_first(tmp_path: Path) -> None:
+    """Found by trying the README as a new user: two reruns within a second wrote one file, the first lost."""
+    from datetime import datetime
+
+    from kroniker.conformance.cli import new_record_path
+
+    now = datetime(2026, 12, 5, 15, 5, 10)
+    first = new_record_path(tmp_path, now)
+    first.write_text("{}")
+    second = new_record_path(tmp_path, now)
+    assert first.name == "conformance-20261205-150510.json"
+    assert second != first and not second.exists()
