@@ -525,15 +525,30 @@ def package_code_kept(world: World, doc: str) -> None:
         f"the DocumentReference's context.event does not carry {system}|{code}: {codings}"
 
 
-@steps.then(rf"(?P<name>{NAMES}) finder (?P<doc>notatet .+) blandt (?P<first>\w+)s notater fra lænderygpakken")
-def finds_among_package_notes(world: World, name: str, doc: str, first: str) -> None:
-    """PK-SOEG-PAKKE: ITI-67 with `event=<package system>|<package code>` finds the package's notes."""
+def package_search(world: World, name: str, first: str) -> httpx.Response:
+    """ITI-67 with `event=<package system>|<package code>`: the patient's package notes, as `name` sees them."""
     system, code = PACKAGE_CODE
     r = world.request("GET", "/fhir/DocumentReference", clinician(name),
                       params={"patient.identifier": world.patient(first).identifier, "status": "current",
                               "event": f"{system}|{code}"}, headers={"Accept-Language": "da"})
     looked_up(world, name, r)
+    assert r.status_code == 200, f"expected HTTP 200, found {r.status_code}: {r.text}"
+    return r
+
+
+@steps.then(rf"(?P<name>{NAMES}) finder (?P<doc>notatet .+) blandt (?P<first>\w+)s notater fra lænderygpakken")
+def finds_among_package_notes(world: World, name: str, doc: str, first: str) -> None:
+    """PK-SOEG-PAKKE: ITI-67 with `event=<package system>|<package code>` finds the package's notes."""
+    r = package_search(world, name, first)
     assert world.doc(doc)["id"] in shown(r), f"{doc} is not among the package's notes: {r.text}"
+
+
+@steps.then(rf"finder (?P<name>{NAMES}) ikke (?P<doc>notatet .+) blandt (?P<first>\w+)s notater fra "
+            r"lænderygpakken")
+def not_among_package_notes(world: World, name: str, doc: str, first: str) -> None:
+    """A block holds for the package search as for any other: the blocked package note is not answered."""
+    r = package_search(world, name, first)
+    assert world.doc(doc)["id"] not in shown(r), f"{doc} is shown in spite of the block: {r.text}"
 
 
 @steps.then(r"tager delingsserveren imod (?P<what>notatet|diagnosekortet)")

@@ -15,3 +15,12 @@ Egenskab: Notater fra lænderygpakken kan findes for sig
     Så bærer notatet fra årskontrollen lænderygpakkens kode i delingsserverens oplysninger om notatet
     Og Mette Lund finder notatet fra årskontrollen blandt Bentes notater fra lænderygpakken
     Men ikke notatet om influenzavaccinationen
+
+  @krav:SPAER-ORGANISATION
+  Scenarie: Et pakkenotat, Bente har spærret for, er heller ikke at finde blandt pakkens notater
+    Givet at lægen har skrevet et notat fra årskontrollen med mål og planer
+    Og at lægen også har skrevet et notat, da Bente fik sin influenzavaccination
+    Og at Bente har spærret for notater fra Lægerne i Kronikergården
+    Når begge notater er delt
+    Så finder Mette Lund ikke notatet fra årskontrollen blandt Bentes notater fra lænderygpakken
+    Og Mette Lund får at vide, at nogle notater ikke er vist, fordi patienten har spærret for dem
