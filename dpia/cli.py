@@ -312,7 +312,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         done = exchange.take_in_all(store, incoming, author=_author(args), reason=lambda item: args.reason or _t(
             "dpia-reason-import", args, source=item.source))
     for item in done:  # said only once the transaction is committed
-        key = "dpia-import-new" if item.new else "dpia-import-same"
+        key = "dpia-import-new" if item.new else "dpia-import-followed" if item.revised_here else "dpia-import-same"
         print(_t(key, args, register=item.register_id, number=item.current.number, hash=item.current.hash,
                  signoffs=item.sign_offs))
         if item.passed_over:

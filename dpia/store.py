@@ -20,7 +20,7 @@ import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -142,6 +142,9 @@ class Received:
     current: Revision
     sign_offs: int  # taken over
     passed_over: int = 0  # in the file, but not for the revision the file holds
+    # The file's content was already here, but as a revision this import made: a clinic's register revised by its
+    # template's change earlier in the same import (its own values unchanged, its revision new).
+    revised_here: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -483,10 +486,15 @@ class Store:
         `revision` is the exported revision's metadata, kept when the register is new here and its content is
         exactly what the hash says."""
         with self._write() as conn:
+            heads = dict(conn.execute(sa.select(registers.c.id, registers.c.head).where(
+                registers.c.id.in_([a.document["id"] for a in arrivals]))).tuples().all())
             out = []
             for arrival in arrivals:
                 try:
-                    out.append(self._receive(conn, arrival))
+                    got = self._receive(conn, arrival)
+                    if got.new is None and got.current.number > heads.get(got.register_id, 0):
+                        got = replace(got, revised_here=True)
+                    out.append(got)
                 except StoreError as exc:
                     exc.source = arrival.source
                     raise

@@ -157,6 +157,30 @@ def test_export_import_export_through_the_command_is_identical(db: str, tmp_path
         assert _export(capsys, other, register).encode("utf-8") == first.read_bytes()
 
 
+def test_import_says_when_a_clinics_revision_was_made_by_its_templates_change(
+        db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The README's import: the template's edited export and a clinic's unchanged one. The clinic's own values are
+    unchanged, but the template's change gave it a new revision in this import: saying "unchanged" would hide it."""
+    dpia(capsys, "init", "--database", db)
+    dpia(capsys, "adopt", "--database", db, "--clinic", SOR, *ADOPT)
+    tpl, clinic = tmp_path / "lbp.json", tmp_path / "clinic.json"
+    dpia(capsys, "export", "--database", db, "lbp", "-o", str(tpl))
+    dpia(capsys, "export", "--database", db, f"clinic-{SOR}", "-o", str(clinic))
+    exported = json.loads(tpl.read_text(encoding="utf-8"))
+    exported["register"]["activities"][0]["description"] += " Ændret."
+    tpl.write_text(json.dumps(exported, ensure_ascii=False), encoding="utf-8")
+    code, out, _ = dpia(capsys, "import", "--database", db, str(tpl), str(clinic), "--reason", "Ny underdatabehandler")
+    assert code == 0
+    template_line, clinic_line = out.splitlines()
+    assert template_line.startswith("lbp: revision 2 ")
+    assert clinic_line.startswith(f"clinic-{SOR}: its own values unchanged; revision 2 ")
+    assert "made by this import" in clinic_line
+    # Imported again, nothing changes, and that is what it says.
+    code, out, _ = dpia(capsys, "import", "--database", db, str(tpl), str(clinic), "--lang", "da")
+    assert code == 0 and [line.split(" (")[0] for line in out.splitlines()] == [
+        "lbp: uændret i revision 2", f"clinic-{SOR}: uændret i revision 2"]
+
+
 @pytest.mark.parametrize(("content", "says"), [
     (b'{"schema_version": 1, "id": "lbp", ', "DPIA-JSON-SYNTAX       /: not valid JSON at line 1, "
                                              "column 36: expecting a property name"),  # just after the 35 characters
