@@ -217,17 +217,24 @@ def cmd_packages_install(args: argparse.Namespace) -> int:
     if report.missing:
         from kroniker.validators.packages import SUBSTITUTES
 
-        print("package-missing: these dependencies are not installed:")
-        needed: dict[str, list[str]] = {}
-        for name, version, needed_by in report.missing:
-            needed.setdefault(f"{name}#{version}", []).append(needed_by)
-        for spec, by in sorted(needed.items()):
-            name = spec.split("#", 1)[0]
-            stand_ins = {"base-structure": "; kroniker reads the base structure from fhir.resources",
-                         "base-codes": "; kroniker has the base code lists it needs"}
-            stand_in = stand_ins.get(SUBSTITUTES.get(name) or "", "")
-            who = by[0] if len(by) == 1 else f"{by[0]} and {len(by) - 1} more"
-            print(f"  {spec}  (needed by {who}{stand_in})")
+        # One line per package, its versions together: what is missing, and whether kroniker needs it.
+        versions: dict[str, set[str]] = {}
+        needed_by: dict[str, set[str]] = {}
+        for name, version, by in report.missing:
+            versions.setdefault(name, set()).add(version)
+            needed_by.setdefault(name, set()).add(by)
+        stand_ins = {"base-structure": "kroniker reads the base structure from fhir.resources",
+                     "base-codes": "kroniker has the base code lists it needs"}
+        count = sum(len(v) for v in versions.values())
+        print(f"package-missing: {count} dependencies ({len(versions)} packages) are not installed:")
+        for name in sorted(versions, key=lambda n: (SUBSTITUTES.get(n) is not None, n)):
+            by = sorted(needed_by[name])
+            who = by[0] if len(by) == 1 else f"{len(by)} packages"
+            stand_in = stand_ins.get(SUBSTITUTES.get(name) or "")
+            print(f"  {name} {', '.join(sorted(versions[name]))}  (needed by {who})"
+                  + (f": {stand_in}" if stand_in else ""))
+        print("  A document whose profiles need a missing package is reported with the finding package-missing, "
+              "never passed silently; online, `kroniker packages install NAME#VERSION` installs one.")
     return EXIT_OK
 
 

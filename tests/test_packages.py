@@ -402,8 +402,14 @@ def test_cli_install_from_registry(tmp_path: Path, registry: Registry, capsys: p
     for name, version in expected:
         assert f"installed  {name}#{version}" in out
     assert "package-missing" in out
-    for name, version in unavailable:
-        assert f"{name}#{version}" in out
+    # One line per missing package: "  <name> <version>, <version>  (needed by …)".
+    reported: dict[str, set[str]] = {}
+    for line in out.split("package-missing", 1)[1].splitlines()[1:]:
+        head = line.strip().split("  (", 1)[0]
+        if "  (needed by " in line:
+            name, _, versions = head.partition(" ")
+            reported[name] = set(versions.split(", "))
+    assert reported == {n: {v for m, v in unavailable if m == n} for n, _ in unavailable}
 
     assert main(args) == 0
     out = capsys.readouterr().out
