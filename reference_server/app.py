@@ -780,6 +780,8 @@ async def add_relation(call: Call) -> Response:
     return JSONResponse({"id": rid}, status_code=201)
 
 
+from kroniker.reference_server import clinical_routes  # noqa: E402  (its handlers use this module's helpers)
+
 # -- the route table -----------------------------------------------------------------------------------------
 
 # Every route, the access rule (policy.py) its handler asks, and the body it takes. Tests check that each route
@@ -798,6 +800,7 @@ ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec("GET", "/blocks", list_blocks, policy.may_manage_blocks),
     RouteSpec("DELETE", "/blocks/{id}", lift_block, policy.may_manage_blocks),
     RouteSpec("POST", "/admin/relations", add_relation, policy.may_administer, body="json"),
+    *clinical_routes.ROUTES,
 )
 ROUTE_RULES: dict[tuple[str, str], Callable[..., policy.Decision]] = {(r.method, r.path): r.rule for r in ROUTES}
 PUBLIC = {(r.method, r.path) for r in ROUTES if r.public}

@@ -23,6 +23,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--port", type=_number(0, 65535), default=8080)
     s.add_argument("--workers", type=_number(1, 256), default=1, help="worker processes (one per CPU)")
     s.add_argument("--cache", type=Path, help="FHIR package cache (default ~/.fhir/packages)")
+    s.add_argument("--citizen-sees-suggestion", action="store_true", dest="citizen_sees_suggestion",
+                   help="the citizen sees a triage suggestion before the GP has decided "
+                        "($KRONIKER_CITIZEN_SEES_SUGGESTION; default: not)")
     s.set_defaults(func=cmd_serve)
 
     t = sub.add_parser("token", help="print a bearer token for a role, signed with this data directory's key")
@@ -98,6 +101,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         os.environ["KRONIKER_DATABASE"] = args.database
     if args.cache:
         os.environ["KRONIKER_FHIR_PACKAGES"] = str(args.cache)
+    if args.citizen_sees_suggestion:
+        os.environ["KRONIKER_CITIZEN_SEES_SUGGESTION"] = "1"
     os.environ["KRONIKER_HOME"] = str(settings.home)
     print(f"kroniker reference server on http://{args.host}:{args.port} — database {_safe(settings.database)}",
           file=sys.stderr)

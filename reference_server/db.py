@@ -82,6 +82,22 @@ treatment_relations = sa.Table(
     sa.Column("created", sa.DateTime, nullable=False),
 )
 
+# Questionnaire responses, their score Observations and triage ClinicalImpressions (issue 12), as the FHIR JSON the
+# server answers; `kind` says which: patient-response, assessment, score, suggestion, decision.
+clinical_resources = sa.Table(
+    "clinical_resources", metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("resource_type", sa.String(40), nullable=False),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("patient_cpr", sa.String(10), nullable=False),
+    sa.Column("questionnaire", sa.String(300)),
+    sa.Column("derived_from", sa.String(64)),  # a score's response, a decision's suggestion
+    sa.Column("submitter", sa.String(200), nullable=False),
+    sa.Column("created", sa.DateTime, nullable=False),
+    sa.Column("resource", sa.Text, nullable=False),
+    sa.Index("ix_clinical_resources_patient_type_created", "patient_cpr", "resource_type", "created"),
+)
+
 blocks = sa.Table(
     "blocks", metadata,
     sa.Column("id", sa.String(64), primary_key=True),

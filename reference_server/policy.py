@@ -128,6 +128,46 @@ def may_read(p: Principal, patient_cpr: str, relations: Sequence[Relation], bloc
     return Decision(True, minlog=True, hidden=hiding)
 
 
+def own_clinic(p: Principal, relations: Sequence[Relation], now: dt.datetime) -> bool:
+    """Whether the caller is the GP system of the clinic the patient is listed with: an active treatment relation
+    with evidence `assigned-gp` for the caller's organisation (registered by an admin through /admin/relations)."""
+    return p.role == "source" and p.sor is not None and any(
+        r.evidence == "assigned-gp" and r.clinician_auth_id is None and r.org_sor == p.sor and r.start <= now
+        and (r.end is None or r.end > now) for r in relations)
+
+
+def may_submit_response(p: Principal, patient_cpr: str, relations: Sequence[Relation], now: dt.datetime) -> Decision:
+    """A QuestionnaireResponse (and triage requests on one): the citizen about themselves, or the patient's own
+    clinic's system (the GP's assessment, or the patient's answers entered at the clinic)."""
+    if p.role == "citizen":
+        return Decision(True) if p.cpr == patient_cpr else deny("citizen-other-patient")
+    if p.role == "source":
+        return Decision(True) if own_clinic(p, relations, now) else deny("not-own-clinic")
+    return deny("role-may-not-submit-response")
+
+
+def may_decide_triage(p: Principal, patient_cpr: str, relations: Sequence[Relation], now: dt.datetime) -> Decision:
+    """Asking for a triage suggestion and recording the GP's decision: the patient's own clinic's system only."""
+    if p.role == "source":
+        return Decision(True) if own_clinic(p, relations, now) else deny("not-own-clinic")
+    return deny("only-own-clinic-triages")
+
+
+def may_read_clinical(p: Principal, patient_cpr: str, relations: Sequence[Relation], blocks: Sequence[Block],
+                      override: str | None, now: dt.datetime) -> Decision:
+    """Responses, scores and triage impressions: as may_read (the citizen, a clinician with a treatment relation
+    under the block and værdispring rules), and the patient's own clinic's system (a professional look-up, in
+    MinLog). A general block, or the patient's block on the clinic itself, answers the clinic with nothing."""
+    if p.role == "source":
+        if not own_clinic(p, relations, now):
+            return deny("not-own-clinic")
+        if any(_block_active(b, now) and (b.kind == "general" or (b.kind == "organisation" and b.org_sor == p.sor))
+               for b in blocks):
+            return Decision(True, "blocked", nothing=True)
+        return Decision(True, minlog=True)
+    return may_read(p, patient_cpr, relations, blocks, override, now)
+
+
 def _relation_covers(r: Relation, p: Principal, now: dt.datetime) -> bool:
     if r.start > now or (r.end is not None and r.end <= now):
         return False

@@ -44,6 +44,9 @@ class Settings:
     # once took 3.6 ms of CPU per submission, one at a time 2.6 ms). Waiting submissions queue without using
     # CPU; more worker processes (--workers) use more CPUs.
     submit_threads: int = 1
+    # Whether the citizen sees a triage suggestion (its colour) before the GP has decided
+    # (KRONIKER_CITIZEN_SEES_SUGGESTION=1, `kroniker serve --citizen-sees-suggestion`). Default: not.
+    citizen_sees_suggestion: bool = False
 
     @property
     def database(self) -> str:
@@ -71,6 +74,8 @@ class Settings:
             "validator_limits": front.limits(),
             "plan_cache": not os.environ.get("KRONIKER_NO_PLAN_CACHE"),
             "max_token_lifetime": _hours("KRONIKER_TOKEN_MAX_HOURS"),
+            "citizen_sees_suggestion": os.environ.get("KRONIKER_CITIZEN_SEES_SUGGESTION", "").strip().lower()
+            in ("1", "true", "yes") or None,
         }
         env.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**{k: v for k, v in env.items() if v is not None})

@@ -19,6 +19,7 @@ from kroniker.reference_server import audit
 from kroniker.reference_server.db import (
     Writer,
     blocks,
+    clinical_resources,
     compiled,
     document_events,
     documents,
@@ -235,6 +236,35 @@ class Store:
                 return None
             audit.append(conn, rec, self.audit_key)
         return self.get(doc_id)
+
+    # -- questionnaire responses, scores and triage impressions (issue 12) ----------------------------------
+    def put_clinical(self, rows: Sequence[dict[str, Any]], rec: audit.AuditRecord) -> None:
+        """Store resources (a response and its scores; a suggestion; a decision) and the audit record in one
+        transaction. Each row: id, resource_type, kind, patient_cpr, questionnaire, derived_from, submitter,
+        resource (a dict)."""
+        now = utcnow()
+        with self.writer.transaction() as conn:
+            conn.execute(clinical_resources.insert(), [
+                {**r, "created": now, "resource": json.dumps(r["resource"], ensure_ascii=False,
+                                                             separators=(",", ":"))} for r in rows])
+            audit.append(conn, rec, self.audit_key)
+
+    def clinical(self, patient_cpr: str, resource_type: str, kind: str | None = None) -> list[dict[str, Any]]:
+        """A patient's stored resources of a type (newest first), each row with its resource parsed."""
+        c = clinical_resources.c
+        query = sa.select(clinical_resources).where((c.patient_cpr == patient_cpr) & (c.resource_type == resource_type))
+        if kind is not None:
+            query = query.where(c.kind == kind)
+        with reading(self.engine) as conn:
+            rows = conn.execute(query.order_by(c.created.desc(), c.id)).mappings().all()
+        return [{**r, "resource": json.loads(r["resource"])} for r in rows]
+
+    def clinical_one(self, resource_type: str, rid: str) -> dict[str, Any] | None:
+        c = clinical_resources.c
+        with reading(self.engine) as conn:
+            row = conn.execute(sa.select(clinical_resources).where(
+                (c.id == rid) & (c.resource_type == resource_type))).mappings().first()
+        return {**row, "resource": json.loads(row["resource"])} if row else None
 
     # -- treatment relations and blocks -------------------------------------------------------------------
     def add_relation(self, patient_cpr: str, clinician: str | None, org_sor: str | None, evidence: str,
