@@ -7,17 +7,21 @@ from __future__ import annotations
 
 import datetime as dt
 import inspect
+import json
 import re
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from starlette.responses import JSONResponse, Response
 
 from kroniker.reference_server import policy
 from kroniker.reference_server.app import PUBLIC, ROUTE_RULES, ROUTES, RouteSpec, create_app, routes_of
+from kroniker.reference_server.db import clinical_resources
 from kroniker.reference_server.settings import Settings
 from kroniker.reference_server.tokens import Principal
 from kroniker.validators.packages import PackageCache
@@ -48,7 +52,8 @@ from tests.server_support import (
 pytestmark = pytest.mark.network
 
 OVERRIDE = "X-Consent-Override"
-NOT_HERE = {"unknown-document", "unknown-block"}  # what a refusal says where existence itself is health data
+# What a refusal says where existence itself is health data.
+NOT_HERE = {"unknown-document", "unknown-block", "unknown-resource"}
 
 
 @dataclass
@@ -184,8 +189,44 @@ def refusals(server: Server) -> list[tuple[str, str, str, Principal, int, dict[s
         ("DELETE", "/blocks/{id}", [(w, 404) for w, _ in not_citizen], {}),
         ("POST", "/admin/relations", [(source(), 403), (citizen(p), 403), (rec.doctor, 403), (DPO, 403)], relation),
     ]
-    return [(m, route, route.replace("{id}", block_id if route.startswith("/blocks") else doc_id), who, status,
-             kwargs) for m, route, refused, kwargs in table for who, status in refused]
+    # Issue 12's routes: a response, a score and a suggestion about p, stored as the server stores them (the
+    # wrong roles are refused before anything is scored, so this server needs no care package installed).
+    clinical_ids = stored_clinical(server, p.cpr)
+    response = {"json": {"resourceType": "QuestionnaireResponse", "status": "completed",
+                         "subject": {"identifier": {"system": s.CPR_SYSTEM, "value": p.cpr}}}}
+    decision = {"json": {"suggestion": clinical_ids["ClinicalImpression"], "colour": "green"}}
+    clinical_readers = [(source(), 403), (ADMIN, 403), (DPO, 403), (no_relation, 403)]
+    only_clinic = [(source(), 403), (citizen(p), 403), (rec.doctor, 403), (ADMIN, 403), (DPO, 403)]
+    table += [
+        ("POST", "/fhir/QuestionnaireResponse",
+         [(source(), 403), (rec.doctor, 403), (ADMIN, 403), (DPO, 403), (citizen(stranger), 403)], response),
+        ("POST", "/fhir/ClinicalImpression/$triage", only_clinic, response),
+        ("POST", "/fhir/ClinicalImpression/$decide", only_clinic, decision),
+    ]
+    for kind in ("QuestionnaireResponse", "Observation", "ClinicalImpression"):
+        table += [("GET", f"/fhir/{kind}", [*clinical_readers, (citizen(stranger), 403)], search),
+                  ("GET", f"/fhir/{kind}/{{id}}", [*clinical_readers, (citizen(stranger), 404)], {})]
+
+    def path_of(route: str) -> str:
+        kind = route.split("/")[2] if route.count("/") >= 3 else ""
+        return route.replace("{id}", block_id if route.startswith("/blocks") else clinical_ids.get(kind, doc_id))
+
+    return [(m, route, path_of(route), who, status, kwargs)
+            for m, route, refused, kwargs in table for who, status in refused]
+
+
+def stored_clinical(server: Server, cpr: str) -> dict[str, str]:
+    """One stored row of each clinical type about the patient (kinds as the server stores them)."""
+    out = {}
+    with server.engine.begin() as conn:
+        for resource_type, kind in (("QuestionnaireResponse", "patient-response"), ("Observation", "score"),
+                                    ("ClinicalImpression", "suggestion")):
+            rid = str(uuid.uuid4())
+            conn.execute(sa.insert(clinical_resources).values(
+                id=rid, resource_type=resource_type, kind=kind, patient_cpr=cpr, submitter="test",
+                created=dt.datetime(2026, 11, 3), resource=json.dumps({"resourceType": resource_type, "id": rid})))
+            out[resource_type] = rid
+    return out
 
 
 def test_the_wrong_role_is_refused_on_every_route_and_nothing_changes(server: Server) -> None:
