@@ -199,3 +199,19 @@ def test_only_the_admin_registers_the_clinic_a_patient_is_listed_with(server: Se
     assert r.status_code == 403
     assert server.request("POST", "/admin/relations", ADMIN, json={
         "patient": p.cpr, "organisation": GP_CLINIC.sor, "evidence": "assigned-gp"}).status_code == 201
+
+
+def test_migration_0005_makes_the_table_the_server_declares(server: Server) -> None:
+    """The migrated database (SQLite or PostgreSQL) has clinical_resources exactly as db.py declares it."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from kroniker.reference_server.db import metadata
+
+    with server.engine.connect() as conn:
+        indexes = {ix["name"]: ix["column_names"] for ix in sa.inspect(conn).get_indexes("clinical_resources")}
+        differences = compare_metadata(MigrationContext.configure(conn), metadata)
+        head = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one()
+    assert indexes["ix_clinical_resources_patient_type_created"] == ["patient_cpr", "resource_type", "created"]
+    assert [d for d in differences if "clinical_resources" in repr(d)] == []
+    assert head == "0005_clinical"
