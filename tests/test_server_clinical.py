@@ -215,3 +215,18 @@ def test_migration_0005_makes_the_table_the_server_declares(server: Server) -> N
     assert indexes["ix_clinical_resources_patient_type_created"] == ["patient_cpr", "resource_type", "created"]
     assert [d for d in differences if "clinical_resources" in repr(d)] == []
     assert head == "0005_clinical"
+
+
+def test_with_the_setting_the_citizen_sees_the_suggestion_before_the_decision(
+        tmp_path: Path, cache: PackageCache) -> None:
+    from kroniker.reference_server.settings import Settings
+    from tests.server_support import running
+
+    with running(Settings(home=tmp_path, package_cache=cache.root, citizen_sees_suggestion=True)) as srv:
+        p = new_patient("Signe", "Synlig")
+        answered(srv, p)
+        listed_with(srv, p)
+        r = post(srv, "/fhir/ClinicalImpression/$triage", source(), about(assessment(cpr=p.cpr), p))
+        assert r.status_code == 201, r.text
+        shown = search(srv, "ClinicalImpression", citizen(p), p).json()
+        assert [e["resource"]["id"] for e in shown["entry"]] == [r.json()["id"]]
