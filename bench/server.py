@@ -12,6 +12,8 @@ Prints, in one run:
   of as many validator processes as the server has workers, and that ratio (the same number of CPUs at work);
 - where one submission's time goes, measured in process step by step (validation, metadata, the
   DocumentReference's own validation, the store's transaction, the answer);
+- a questionnaire response submitted, scored and stored (POST /fhir/QuestionnaireResponse as the citizen) against
+  a note submission, one at a time on the same SQLite server, and the ratio (issue 12's target: ≤ 2×);
 - search latency, p50 and p99 over --seconds of sequential requests as a clinician with a treatment relation,
   with --documents documents seeded straight into the store (10 per patient, metadata derived from real notes:
   half of them package notes made by kroniker's note builder, half other Shared Notes), on SQLite and
@@ -375,6 +377,27 @@ def one_at_a_time(url: str, token: str, docs: list[bytes]) -> float:
     return statistics.median(out[5:])
 
 
+def one_response_at_a_time(url: str, token: str, cpr: str, count: int) -> float:
+    """Median milliseconds of one questionnaire response submitted over HTTP (checked, scored, stored)."""
+    import httpx
+
+    from tests.clinical_support import patient_response
+    from tests.server_process import FHIR_JSON
+
+    headers = {"authorization": f"Bearer {token}", "content-type": FHIR_JSON}
+    out = []
+    with httpx.Client(base_url=url, timeout=30.0) as c:
+        for i in range(count):
+            response = patient_response(startback=tuple(bool((i >> b) & 1) for b in range(8)))
+            response["subject"]["identifier"]["value"] = cpr
+            body = json.dumps(response).encode()
+            t = time.perf_counter()
+            r = c.post("/fhir/QuestionnaireResponse", content=body, headers=headers)
+            out.append((time.perf_counter() - t) * 1000)
+            assert r.status_code == 201, r.text[:300]
+    return statistics.median(out[5:])
+
+
 def search_latencies(url: str, token: str, patients: int, seconds: float,
                      extra: dict[str, str] | None = None) -> tuple[list[float], int]:
     """Milliseconds per search (the patient's current documents, and `extra` parameters), sequential requests
@@ -560,9 +583,18 @@ def run(args: argparse.Namespace, tmpdir: Path, schemas: Schemas | None) -> None
     with ServerProcess(f"sqlite:///{tmpdir / 'single.db'}", cache.root, home, log=tmpdir / "single.log") as server:
         server.start()
         single = one_at_a_time(server.url, source, docs[:100])
+        # Issue 12: a questionnaire response submitted, checked, scored and stored with its score Observations
+        # (POST /fhir/QuestionnaireResponse as the citizen) against a note submission, on the same server, now.
+        citizen = issue(load_or_create_key(home / "token.key"), Principal("citizen", cpr=cpr_of(1), name="Bench"))
+        answered = one_response_at_a_time(server.url, citizen, cpr_of(1), 100)
+        noted = one_at_a_time(server.url, source, docs[100:200])
     in_process = sum(ms for name, ms in steps if "PostgreSQL" not in name)
     print(f"  {'one submission over HTTP, nothing else going on (SQLite)':<56} {single:>7.2f} ms")
     print(f"  {'  of which HTTP, routing, thread pool, client':<56} {single - in_process:>7.2f} ms")
+    print(f"\na response submitted, scored and stored vs a note submission (SQLite, one at a time, median; target ≤ 2×)"
+          f"\n  {'POST /fhir/QuestionnaireResponse (citizen)':<56} {answered:>7.2f} ms"
+          f"\n  {'POST /fhir/Bundle (GP system)':<56} {noted:>7.2f} ms"
+          f"\n  {'ratio':<56} {answered / noted:>7.2f}×")
 
     tpls = templates(validator, content)
     # The package's event code as its note profile states it (the package data's one setting).
