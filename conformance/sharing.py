@@ -793,3 +793,155 @@ def minlog_professionals_only(world: World) -> None:
 @steps.then("Bentes log er tom")
 def minlog_empty(world: World) -> None:
     assert world.minlog() == [], "the log is not empty"
+
+
+# -- borger/svar_hjemmefra.feature: questionnaire responses, scores and triage (issue 12) -----------------------
+
+PACKAGE_ANSWERS = "https://kroniker.example/fhir/lbp/CodeSystem/answers"
+PATIENT_QUESTIONNAIRE = "https://kroniker.example/fhir/lbp/Questionnaire/lbp-patient|0.1.0"
+ASSESSMENT_QUESTIONNAIRE = "https://kroniker.example/fhir/lbp/Questionnaire/lbp-gp-assessment|0.1.0"
+
+
+def _answer(code: str) -> dict[str, Any]:
+    return {"valueCoding": {"system": PACKAGE_ANSWERS, "code": code}}
+
+
+def back_answers(patient: Patient, status: str = "completed") -> dict[str, Any]:
+    """The patient's questionnaire as a patient app sends it: STarT Back items 1-3 agreed, 4-8 not, item 9
+    "slightly" (total 3, psychosocial 0: low risk by Keele's rule); every ODI section at level 1; SILS "never"."""
+    startback = [{"linkId": f"startback.{i}", "answer": [_answer("agree" if i <= 3 else "disagree")]}
+                 for i in range(1, 9)] + [{"linkId": "startback.9", "answer": [_answer("slightly")]}]
+    return {"resourceType": "QuestionnaireResponse", "questionnaire": PATIENT_QUESTIONNAIRE, "status": status,
+            "subject": {"identifier": {"system": "urn:oid:1.2.208.176.1.2", "value": patient.cpr}},
+            "authored": "2026-11-03T10:15:00+01:00", "item": [
+                {"linkId": "hl", "item": [{"linkId": "hl.sils.1", "answer": [_answer("never")]},
+                                          {"linkId": "hl.chew.1", "answer": [_answer("conf-extremely")]}]},
+                {"linkId": "startback", "item": startback},
+                {"linkId": "odi", "item": [{"linkId": f"odi.{i}", "answer": [_answer("level-1")]}
+                                           for i in range(1, 11)]}]}
+
+
+def gp_assessment(patient: Patient) -> dict[str, Any]:
+    items = [("gp.need", "need-low"), ("gp.red-flags", "no"), ("gp.multimorbidity", "no"),
+             ("gp.social-resources", "resources-good")]
+    return {"resourceType": "QuestionnaireResponse", "questionnaire": ASSESSMENT_QUESTIONNAIRE, "status": "completed",
+            "subject": {"identifier": {"system": "urn:oid:1.2.208.176.1.2", "value": patient.cpr}},
+            "authored": "2026-11-05T09:00:00+01:00",
+            "item": [{"linkId": link, "answer": [_answer(code)]} for link, code in items]}
+
+
+def _post_json(world: World, path: str, principal: Principal, body: dict[str, Any]) -> httpx.Response:
+    world.rows_before = world.rows()
+    world.last = world.request("POST", path, principal, json_body=body, headers={"Accept-Language": "da"})
+    return world.last
+
+
+def _clinical(world: World, resource_type: str, principal: Principal, patient: Patient) -> httpx.Response:
+    return world.request("GET", f"/fhir/{resource_type}", principal, params={"patient.identifier": patient.identifier},
+                         headers={"Accept-Language": "da"})
+
+
+@steps.given(r"at (?P<name>\w+ \w+) er tilmeldt (?P<clinic>.+)")
+def listed_with_clinic(world: World, name: str, clinic: str) -> None:
+    assert clinic in CLINICS, clinic
+    given_name, family = name.split(" ")
+    p = world.patients[name] = world.patients[given_name] = world.new_patient(given_name, family)
+    world.relate(p, organisation=CLINICS[clinic].sor, evidence="assigned-gp")
+
+
+@steps.when(r"(?P<first>\w+) sender sine svar om ryggen hjemmefra")
+def send_answers(world: World, first: str) -> None:
+    p = world.patient(first)
+    _post_json(world, "/fhir/QuestionnaireResponse", citizen(p), back_answers(p))
+
+
+@steps.given(r"at (?P<first>\w+) har sendt sine svar om ryggen hjemmefra")
+def answers_sent(world: World, first: str) -> None:
+    send_answers(world, first)
+    assert world.last is not None and world.last.status_code == 201, \
+        f"the server did not take a valid response: {diagnostics(world.last)}"
+
+
+@steps.when(r"(?P<first>\w+) sender et skema, hun ikke er færdig med")
+def send_unfinished(world: World, first: str) -> None:
+    p = world.patient(first)
+    _post_json(world, "/fhir/QuestionnaireResponse", citizen(p), back_answers(p, status="in-progress"))
+
+
+@steps.then("er svarene modtaget")
+def answers_received(world: World) -> None:
+    r = world.last
+    assert r is not None and r.status_code == 201, f"expected 201, got {diagnostics(r)}"
+    assert r.headers.get("location", "").rstrip("/").endswith(f"/fhir/QuestionnaireResponse/{r.json()['id']}")
+
+
+@steps.then(r"klinikken kan se (?P<first>\w+)s STarT Back-score (?P<total>\d+) med (?P<risk>lav|mellem|høj) risiko")
+def clinic_sees_scores(world: World, first: str, total: str, risk: str) -> None:
+    r = _clinical(world, "Observation", source(), world.patient(first))
+    assert r.status_code == 200, f"the clinic could not read the scores: {diagnostics(r)}"
+    startback = {c.get("code"): o for o in entries(r.json(), "Observation")
+                 for c in (o.get("code") or {}).get("coding") or [] if str(c.get("system")).endswith("/startback")}
+    assert startback.get("total", {}).get("valueInteger") == int(total), f"STarT Back total: {startback.get('total')}"
+    expected = {"lav": "low", "mellem": "medium", "høj": "high"}[risk]
+    assert startback.get("risk", {}).get("valueString") == expected, f"STarT Back risk: {startback.get('risk')}"
+
+
+@steps.then(r'afvises svarene med fejlen "(?P<code>[^"]+)"')
+def answers_refused(world: World, code: str) -> None:
+    r = world.last
+    assert r is not None and r.status_code == 422 and is_outcome(r), f"expected 422, got {diagnostics(r)}"
+    assert code in finding_codes(r.json()), f"{code} not among {finding_codes(r.json())}"
+
+
+@steps.then("der er ikke gemt noget")
+def nothing_of_the_answers_stored(world: World) -> None:
+    after = world.rows()
+    if after is not None and world.rows_before is not None:
+        assert {t: n for t, n in after.items() if t != "audit_events"} == \
+            {t: n for t, n in world.rows_before.items() if t != "audit_events"}
+
+
+@steps.when(r"lægesystemet beder om et triageforslag med lægens vurdering af (?P<first>\w+)")
+def ask_for_triage(world: World, first: str) -> None:
+    r = _post_json(world, "/fhir/ClinicalImpression/$triage", source(), gp_assessment(world.patient(first)))
+    assert r.status_code == 201, f"the server gave no triage suggestion: {diagnostics(r)}"
+    world.docs["forslaget"] = r.json()
+
+
+@steps.then(r"kan (?P<first>\w+) ikke se nogen farve endnu")
+def no_colour_yet(world: World, first: str) -> None:
+    p = world.patient(first)
+    r = _clinical(world, "ClinicalImpression", citizen(p), p)
+    assert r.status_code == 200, f"the citizen's search was refused: {diagnostics(r)}"
+    assert entries(r.json(), "ClinicalImpression") == [], "the citizen sees the suggestion before the GP decided"
+
+
+@steps.when(r'lægen vælger (?P<colour>rød|gul|grøn) med begrundelsen "(?P<reason>[^"]+)"')
+def gp_decides(world: World, colour: str, reason: str) -> None:
+    body = {"suggestion": world.docs["forslaget"]["id"],
+            "colour": {"rød": "red", "gul": "yellow", "grøn": "green"}[colour], "reason": reason}
+    r = _post_json(world, "/fhir/ClinicalImpression/$decide", source(), body)
+    assert r.status_code == 201, f"the GP's decision was not stored: {diagnostics(r)}"
+    world.docs["beslutningen"] = r.json()
+
+
+@steps.then(r"kan (?P<first>\w+) se lægens beslutning")
+def citizen_sees_decision(world: World, first: str) -> None:
+    p = world.patient(first)
+    r = _clinical(world, "ClinicalImpression", citizen(p), p)
+    seen = {o["id"] for o in entries(r.json(), "ClinicalImpression")}
+    assert world.docs["beslutningen"]["id"] in seen and world.docs["forslaget"]["id"] in seen, seen
+
+
+@steps.when(r"(?P<first>\w+) prøver at se (?P<owner>\w+)s svar og scorer")
+def other_patient_looks(world: World, first: str, owner: str) -> None:
+    looker, p = citizen(world.patient(first)), world.patient(owner)
+    world.found[first] = _clinical(world, "QuestionnaireResponse", looker, p)
+    world.found[f"{first}-scores"] = _clinical(world, "Observation", looker, p)
+
+
+@steps.then(r"får (?P<first>\w+) ingen af (?P<owner>\w+)s svar eller scorer")
+def other_patient_gets_nothing(world: World, first: str, owner: str) -> None:
+    for r in (world.found[first], world.found[f"{first}-scores"]):
+        assert r.status_code == 403 and is_outcome(r), f"expected 403, got {diagnostics(r)}"
+        assert "citizen-other-patient" in finding_codes(r.json())

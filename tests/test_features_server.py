@@ -5,6 +5,8 @@ vendor's conformance run execute the same steps, so there is one copy of them.""
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -12,11 +14,30 @@ from kroniker.conformance import features
 from kroniker.conformance import requirements as reqs
 from kroniker.conformance.runner import Case, run
 from kroniker.conformance.targets import KeyTokens, RemoteTarget
-from tests.server_support import Server
+from kroniker.packages import Installer
+from kroniker.validators.packages import PackageCache
+from tests.clinical_support import install_packages
+from tests.server_support import Server, server_for
 
 pytestmark = pytest.mark.network
 
 SCENARIOS = features.server_suite()
+
+
+@pytest.fixture(scope="module")
+def care_cache(tmp_path_factory: pytest.TempPathFactory, package_dir: Path) -> PackageCache:
+    """MedCom's packages and kroniker's care packages (borger/svar_hjemmefra.feature answers its questionnaires)."""
+    root = tmp_path_factory.mktemp("feature-packages")
+    Installer(PackageCache(root / "cache"), registries=[]).install([str(package_dir)])
+    install_packages(root / "cache", root / "dist")
+    return PackageCache(root / "cache")
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+           care_cache: PackageCache) -> Iterator[Server]:
+    with server_for(request, tmp_path_factory, care_cache) as srv:
+        yield srv
 _seeds = itertools.count(1)
 
 
