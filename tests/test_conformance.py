@@ -36,7 +36,7 @@ PACKAGE_REQUIREMENTS = {"PK-NOTAT-PROFIL", "PK-SOEG-PAKKE", "PK-PAKKEKODE-BEVARE
 # suite does not run: tagged, so covered, but not run against a sharing server. Finding the package's notes and
 # keeping its code are features/kliniker/pakkenotater.feature (the server suite).
 VENDOR_ONLY = {"PK-NOTAT-PROFIL"}
-UNCOVERED = PACKAGE_REQUIREMENTS - VENDOR_ONLY - {"PK-SOEG-PAKKE", "PK-PAKKEKODE-BEVARES"}
+UNCOVERED = PACKAGE_REQUIREMENTS - VENDOR_ONLY - {"PK-SOEG-PAKKE", "PK-PAKKEKODE-BEVARES", "PK-SPOERGESKEMA"}
 DOCUMENT_REQUIREMENTS = {"SN-GYLDIG", "SN-TITEL", "SN-NOTAT-TEKST", "SN-DATOER", "DOK-CPR", "DOK-SOR",
                          "DOK-REFERENCER", "CL-GYLDIG", "CL-TITEL", "CL-INGEN-TILLAEGSTEKST"}
 
@@ -101,8 +101,16 @@ def test_the_requirements_command_prints_the_table_and_the_uncovered(capsys: pyt
 # -- the suite against our own reference server and broken variants of it -------------------------------------
 
 @pytest.fixture(scope="module")
-def cache(package_cache: PackageCache) -> Path:
-    return package_cache.root
+def cache(tmp_path_factory: pytest.TempPathFactory, package_dir: Path) -> Path:
+    """MedCom's packages and kroniker's care packages, as a user has them after `kroniker packages install`
+    (borger/svar_hjemmefra.feature answers the care package's questionnaires through the server)."""
+    from kroniker.packages import Installer
+    from tests.clinical_support import install_packages
+
+    root = tmp_path_factory.mktemp("conformance-packages")
+    Installer(PackageCache(root / "cache"), registries=[]).install([str(package_dir)])
+    install_packages(root / "cache", root / "dist")
+    return root / "cache"
 
 
 def run_against(cache: Path, app_factory: Callable[[Settings], Any] | None = None, seed: int = 7) -> dict[str, Any]:
