@@ -141,7 +141,8 @@ def test_an_invalid_document_is_refused_with_its_findings_and_nothing_is_stored(
     assert "forventede" in title["diagnostics"] and f"Journalnotat for {patient.cpr}" in title["diagnostics"]
     after = server.rows()
     assert {t: after[t] - before[t] for t in after} == {
-        "documents": 0, "document_events": 0, "treatment_relations": 0, "blocks": 0, "audit_events": 1}
+        "documents": 0, "document_events": 0, "treatment_relations": 0, "blocks": 0, "audit_events": 1,
+        "clinical_resources": 0}
     assert s.entries(server.search(citizen(patient), patient).json()) == []
 
 

@@ -60,7 +60,8 @@ def assert_refused_and_nothing_stored(server: Server, send: Any, status: int | t
     assert is_outcome(r), r.text[:500]
     after = server.rows()
     assert {t: after[t] - before[t] for t in after} == {
-        "documents": 0, "document_events": 0, "treatment_relations": 0, "blocks": 0, "audit_events": 1}
+        "documents": 0, "document_events": 0, "treatment_relations": 0, "blocks": 0, "audit_events": 1,
+        "clinical_resources": 0}
     return r
 
 
@@ -620,4 +621,5 @@ def test_the_public_routes_are_audited_too(server: Server, path: str) -> None:
     assert server.get(path).status_code == 200
     after = server.rows()
     assert {t: after[t] - before[t] for t in after} == {
-        "documents": 0, "document_events": 0, "treatment_relations": 0, "blocks": 0, "audit_events": 1}
+        "documents": 0, "document_events": 0, "treatment_relations": 0, "blocks": 0, "audit_events": 1,
+        "clinical_resources": 0}
