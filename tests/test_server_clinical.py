@@ -230,3 +230,16 @@ def test_with_the_setting_the_citizen_sees_the_suggestion_before_the_decision(
         assert r.status_code == 201, r.text
         shown = search(srv, "ClinicalImpression", citizen(p), p).json()
         assert [e["resource"]["id"] for e in shown["entry"]] == [r.json()["id"]]
+
+
+def test_the_clinics_look_up_is_in_minlog_and_a_block_on_the_clinic_answers_nothing(server: Server) -> None:
+    p = new_patient("Klara", "Klinik")
+    answered(server, p)
+    listed_with(server, p)
+    before = len(server.minlog(p))
+    assert search(server, "QuestionnaireResponse", source(), p).json()["total"] == 1
+    assert len(server.minlog(p)) == before + 1
+    assert server.block(citizen(p), kind="organisation", organisation=GP_CLINIC.sor).status_code == 201
+    got = search(server, "QuestionnaireResponse", source(), p)
+    assert got.status_code == 200 and got.json()["total"] == 0
+    assert len(server.minlog(p)) == before + 1  # a look-up answered with nothing is not in MinLog
