@@ -24,6 +24,7 @@ from kroniker.conformance.documents import composition, diagnosis_card, shared_n
 from kroniker.conformance.targets import LocalServer, vendor_documents
 from kroniker.reference_server import policy
 from kroniker.reference_server.app import ROUTES, create_app
+from kroniker.reference_server.metadata import DocumentMeta
 from kroniker.reference_server.settings import Settings
 from kroniker.reference_server.store import SearchQuery
 from kroniker.validators import Severity
@@ -193,6 +194,22 @@ def _answers_other_patients(settings: Settings) -> Any:
     return app
 
 
+def _loses_the_package_code(settings: Settings) -> Any:
+    """A server that drops the event codes of what it stores: the package note is kept, but its metadata (the
+    DocumentReference's context.event, the rows a search by event reads) no longer carries the package's code."""
+    app = create_app(settings)
+    store = app.state.ctx.store
+    submit = store.submit
+
+    def forgetful(meta: DocumentMeta, *args: Any, **kwargs: Any) -> Any:
+        context = {k: v for k, v in (meta.docref.get("context") or {}).items() if k != "event"}
+        return submit(dataclasses.replace(meta, events=[], docref={**meta.docref, "context": context}),
+                      *args, **kwargs)
+
+    store.submit = forgetful
+    return app
+
+
 # Which requirements each variant breaks, from the requirements' texts (requirements.json), not from a run:
 # ignoring blocks breaks every requirement about what a block does, including "a blocked look-up is not in MinLog";
 # værdispring (lifting blocks with a reason) and what the citizen herself sees still hold.
@@ -201,6 +218,9 @@ BROKEN = {
                                          "SPAER-OPHAEV", "MINLOG-SPAERRET-OPSLAG"}),
     "accepts-invalid": (_accepts_invalid, {"DEL-AFVIS-UGYLDIG"}),
     "answers-other-patients": (_answers_other_patients, {"DEL-SOEG-KUN-PATIENTEN"}),
+    # The code not kept (PK-PAKKEKODE-BEVARES) means a search by the package's code cannot find the package's
+    # notes (PK-SOEG-PAKKE); a block still hides the package note (SPAER-ORGANISATION holds).
+    "loses-the-package-code": (_loses_the_package_code, {"PK-PAKKEKODE-BEVARES", "PK-SOEG-PAKKE"}),
 }
 
 
