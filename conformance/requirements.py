@@ -25,7 +25,7 @@ class Requirement:
     text: dict[str, str]
     source: dict[str, str]
     rules: tuple[str, ...] = ()  # finding codes that break it (document requirements)
-    applies: tuple[str, ...] = ()  # document kinds ("notes", "conditionlist") for document requirements
+    applies: tuple[str, ...] = ()  # document kinds ("notes", "packagenote", "conditionlist")
     not_covered: dict[str, str] | None = None  # why no scenario tests it yet
 
     def source_text(self) -> str:

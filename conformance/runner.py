@@ -7,6 +7,7 @@ import itertools
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from kroniker.conformance import document_steps, sharing
@@ -46,10 +47,9 @@ def server_cases(scenarios: list[Scenario]) -> list[Case]:
 def document_cases(scenarios: list[Scenario], documents: list[VendorDocument]) -> list[Case]:
     """Each @dokument scenario with each document of its kind; a document of no known kind gets a case of its own
     (with the first scenario) so that it fails visibly rather than being skipped."""
-    words = {"notes": "notat", "conditionlist": "diagnosekort"}
     out = []
     for d in documents:
-        mine = [s for s in scenarios if d.kind and words[d.kind] in s.uri]
+        mine = [s for s in scenarios if d.kind and Path(s.uri).stem in document_steps.FEATURES_OF_KIND[d.kind]]
         out += [Case(s, d) for s in (mine or scenarios[:1])]
     return out
 
@@ -91,6 +91,7 @@ def run_case(case: Case, registry: Registry, world: Any) -> dict[str, Any]:
 
 def run(cases: list[Case], catalogue: Catalogue, *, target: Target | None = None, seed: int = 0,
         validate: Callable[[bytes], list[dict[str, Any]]] | None = None,
+        package_profile: Callable[[bytes], str | None] | None = None,
         replay: dict[str, dict[str, Any]] | None = None, progress: Progress | None = None) -> list[dict[str, Any]]:
     """Every case, in order; `replay` (case id → recorded case) answers from a record instead of the target."""
     counter = itertools.count(seed % CPR_NUMBERS)
@@ -108,7 +109,7 @@ def run(cases: list[Case], catalogue: Catalogue, *, target: Target | None = None
             ctx = Context(target, http, observe, evidence, lambda: next(counter), case.document)
             world: Any
             if case.document is not None:
-                world = DocumentWorld(ctx, catalogue, case.requirements, validate)
+                world = DocumentWorld(ctx, catalogue, case.requirements, validate, package_profile)
                 registry = document_steps.steps
             else:
                 world, registry = sharing.World(ctx), sharing.steps

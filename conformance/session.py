@@ -58,6 +58,25 @@ def validator_for(cache: Path | None) -> Callable[[bytes], list[dict[str, Any]]]
     return lambda data: findings_of(validator.validate(data))
 
 
+def package_profile_for(cache: Path | None) -> Callable[[bytes], str | None]:
+    """The installed note profile of the low back pain package (its event code is the package's code), if any:
+    without it a package note would be validated as a plain Shared Note."""
+    from kroniker.conformance.documents import PACKAGE_CODE
+    from kroniker.validators.package_notes import package_profiles
+    from kroniker.validators.packages import PackageCache
+
+    packages = PackageCache(cache)
+
+    def profile(_data: bytes) -> str | None:
+        for standard in packages.installed():
+            if standard.name == "medcom.fhir.dk.notes":
+                for p in package_profiles(packages, standard):
+                    if PACKAGE_CODE in p.codes:
+                        return p.url
+        return None
+    return profile
+
+
 def execute(suite: str, *, target: Target | None = None, documents: list[VendorDocument] | None = None,
             folder: Path | None = None, cache: Path | None = None, seed: int | None = None,
             replay: dict[str, Any] | None = None, progress: Callable[[int], Progress] | None = None
@@ -67,9 +86,10 @@ def execute(suite: str, *, target: Target | None = None, documents: list[VendorD
     seed = new_seed() if seed is None else seed
     _, cases = plan(suite, documents)
     validate = validator_for(cache) if suite == DOCUMENTS and replay is None else None
+    profile = package_profile_for(cache) if suite == DOCUMENTS and replay is None else None
     started_at, started = _now(), time.perf_counter()
     tick = progress(len(cases)) if progress is not None else None
-    results = run(cases, catalogue, target=target, seed=seed, validate=validate,
+    results = run(cases, catalogue, target=target, seed=seed, validate=validate, package_profile=profile,
                   replay={c["id"]: c for c in replay["cases"]} if replay is not None else None, progress=tick)
     record: dict[str, Any] = {
         "format": FORMAT,

@@ -4,6 +4,7 @@ suite, session records that rerun to the same results, the reports, and the comm
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import os
@@ -22,6 +23,7 @@ from kroniker.conformance import features, reports, session
 from kroniker.conformance import requirements as reqs
 from kroniker.conformance.documents import composition, diagnosis_card, shared_note
 from kroniker.conformance.targets import LocalServer, vendor_documents
+from kroniker.packages import Installer
 from kroniker.reference_server import policy
 from kroniker.reference_server.app import ROUTES, create_app
 from kroniker.reference_server.metadata import DocumentMeta
@@ -30,13 +32,14 @@ from kroniker.reference_server.store import SearchQuery
 from kroniker.validators import Severity
 from kroniker.validators.packages import PackageCache
 from kroniker.validators.validate import Validator
+from tests.clinical_support import install_packages
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE_REQUIREMENTS = {"PK-NOTAT-PROFIL", "PK-SOEG-PAKKE", "PK-PAKKEKODE-BEVARES", "PK-SPOERGESKEMA"}
 # The package note's profile has the vendor's feature (features/leverandoer/pakkenotat.feature), which the server
 # suite does not run: tagged, so covered, but not run against a sharing server. Finding the package's notes and
 # keeping its code are features/kliniker/pakkenotater.feature (the server suite).
-VENDOR_ONLY = {"PK-NOTAT-PROFIL"}
+VENDOR_ONLY = {"PK-NOTAT-PROFIL"}  # the documents suite runs it with a vendor's package notes
 UNCOVERED = PACKAGE_REQUIREMENTS - VENDOR_ONLY - {"PK-SOEG-PAKKE", "PK-PAKKEKODE-BEVARES"}
 DOCUMENT_REQUIREMENTS = {"SN-GYLDIG", "SN-TITEL", "SN-NOTAT-TEKST", "SN-DATOER", "DOK-CPR", "DOK-SOR",
                          "DOK-REFERENCER", "CL-GYLDIG", "CL-TITEL", "CL-INGEN-TILLAEGSTEKST"}
@@ -76,7 +79,11 @@ def test_document_requirements_name_rules_of_the_catalogue() -> None:
     """A rule id in requirements.json that the validator never reports would make a requirement pass forever."""
     prose = json.loads((ROOT / "profiles" / "rules" / "prose-rules.json").read_text(encoding="utf-8"))
     second = json.loads((ROOT / "profiles" / "rules" / "second-codes.json").read_text(encoding="utf-8"))
-    known = json.dumps([prose, second])
+    # A care package's own rules (validators/package_notes.py) are listed in docs/rules.md as "package rule".
+    package_rules = [line.split("`")[1] for line in (ROOT / "docs" / "rules.md").read_text(encoding="utf-8")
+                     .splitlines() if "| package rule |" in line]
+    assert package_rules
+    known = json.dumps([prose, second, package_rules])
     for r in reqs.load().requirements:
         for code in r.rules:
             # findings.md: `ref-unresolved` is a structure code with the second code DOC-REF-RESOLVE (features/
@@ -300,6 +307,77 @@ def session_document(folder: Path, d: dict[str, Any]) -> Any:
     from kroniker.conformance.document_steps import VendorDocument
 
     return VendorDocument(folder / d["name"], d["name"], d["sha256"], d["kind"])
+
+
+# -- package notes in the documents suite -------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def cache_with_package(tmp_path_factory: pytest.TempPathFactory, package_dir: Path) -> Path:
+    """MedCom's packages and kroniker's care package, installed by the public commands (as a vendor would)."""
+    root = tmp_path_factory.mktemp("vendor-packages")
+    Installer(PackageCache(root / "cache"), registries=[]).install([str(package_dir)])
+    install_packages(root / "cache", root / "dist")
+    return root / "cache"
+
+
+def built_package_note(cache: Path, out: Path) -> dict[str, Any]:
+    """A package note made by `kroniker note build` from the documented example input."""
+    from kroniker.cli import main
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    assert main(["note", "build", str(ROOT / "docs" / "examples" / "note-input.json"), "-o", str(out),
+                 "--cache", str(cache)]) == 0
+    doc: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
+    return doc
+
+
+def _without_section(doc: dict[str, Any]) -> None:
+    """The export keeps only the doctor's free text: the note's XHTML has no "Mål og planer"."""
+    obs = next(e["resource"] for e in doc["entry"] if e["resource"]["resourceType"] == "Observation")
+    free_text = json.loads((ROOT / "docs" / "examples" / "note-input.json").read_text(encoding="utf-8"))["free_text"]
+    obs["extension"][0]["valueAttachment"]["data"] = base64.b64encode(
+        f"<p>{free_text}</p>".encode()).decode("ascii")
+
+
+NOTE_CASES = ["leverandoer/journalnotat.feature:13#pakkenotat.json",
+              "leverandoer/pakkenotat.feature:12#pakkenotat.json"]
+NOTE_REQUIREMENTS = {"SN-GYLDIG", "SN-TITEL", "SN-NOTAT-TEKST", "SN-DATOER", "DOK-CPR", "DOK-SOR", "DOK-REFERENCER"}
+
+
+def test_a_built_package_note_passes_as_shared_note_and_package_note(tmp_path: Path, cache_with_package: Path) -> None:
+    built_package_note(cache_with_package, tmp_path / "docs" / "pakkenotat.json")
+    record = run_documents(tmp_path / "docs", cache_with_package)
+    assert [d["kind"] for d in record["inputs"]["documents"]] == ["packagenote"]
+    # A package note is a Shared Note too: both scenarios run with it.
+    assert [c["id"] for c in record["cases"]] == NOTE_CASES
+    assert record["summary"]["passed"], record["cases"]
+    assert statuses(record, "passed") == NOTE_REQUIREMENTS | {"PK-NOTAT-PROFIL"}
+
+
+def test_a_package_note_without_its_section_fails_the_package_requirement_only(
+        tmp_path: Path, cache_with_package: Path) -> None:
+    # docs/rules.md: a package note without the section "Mål og planer" breaks PACKAGE-NOTE-SECTION, a rule of
+    # the package's profile, not of MedCom's Shared Notes.
+    doc = built_package_note(cache_with_package, tmp_path / "built.json")
+    _without_section(doc)
+    write(tmp_path / "docs", "pakkenotat.json", doc)
+    record = run_documents(tmp_path / "docs", cache_with_package)
+    assert statuses(record, "failed") == {"PK-NOTAT-PROFIL"}
+    assert statuses(record, "passed") == NOTE_REQUIREMENTS
+    case = {c["id"]: c for c in record["cases"]}[NOTE_CASES[1]]
+    assert case["status"] == "failed"
+    assert any("PACKAGE-NOTE-SECTION" in f for f in case["verdicts"]["PK-NOTAT-PROFIL"]["findings"])
+
+
+def test_a_package_note_without_kronikers_package_installed_cannot_decide(
+        tmp_path: Path, cache: Path, cache_with_package: Path) -> None:
+    """Without kroniker's package the note would be read as a plain Shared Note: the package's case is an error,
+    not a pass."""
+    built_package_note(cache_with_package, tmp_path / "docs" / "pakkenotat.json")
+    record = run_documents(tmp_path / "docs", cache)
+    assert statuses(record, "error") == {"PK-NOTAT-PROFIL"}
+    case = {c["id"]: c for c in record["cases"]}[NOTE_CASES[1]]
+    assert "kroniker.lbp" in " ".join(s.get("message", "") for s in case["steps"])
 
 
 # -- reports ------------------------------------------------------------------------------------------------------
