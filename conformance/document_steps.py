@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from kroniker.conformance.requirements import ANY_ERROR, Catalogue
-from kroniker.conformance.steps import Context, Registry, Unsupported
+from kroniker.conformance.steps import Context, Registry, Unsupported, check
 
 steps = Registry()
 
@@ -93,12 +93,12 @@ def patient_at_clinic(world: DocumentWorld, name: str, cpr: str, clinic: str) ->
 @steps.given("at lægen har skrevet et notat fra årskontrollen for hendes lænderygsmerter",
              "at lægen har registreret lændesmerter som forløbsdiagnose på hendes diagnosekort")
 def vendors_document(world: DocumentWorld) -> None:
-    assert world.document.kind is not None, "the document is neither a Shared Note nor a diagnosis card"
+    check(world.document.kind is not None, "check-neither-kind")
 
 
 @steps.given("at lægen har skrevet et pakkenotat fra årskontrollen med mål, plan, næste kontrol og triagefarve")
 def vendors_package_note(world: DocumentWorld) -> None:
-    assert world.document.kind == "packagenote", "the document is no Shared Note with the package's code"
+    check(world.document.kind == "packagenote", "check-not-package-note")
 
 
 @steps.when(r"eksporten af (?P<kind>notatet|diagnosekortet|pakkenotatet) valideres")
@@ -110,8 +110,7 @@ def validated(world: DocumentWorld, kind: str) -> None:
         profile = world.ctx.observe("package-profile",
                                     lambda: world.package_profile(world.document.path.read_bytes()))
         if profile is None:
-            raise Unsupported("kroniker's package (kroniker.lbp) is not installed in the FHIR package cache: "
-                              "kroniker package build && kroniker packages install dist --no-deps")
+            raise Unsupported("", "err-no-package")
     world.findings = world.ctx.observe("findings", lambda: world.validate(world.document.path.read_bytes()))
 
 
@@ -134,7 +133,8 @@ def accepted_without_errors(world: DocumentWorld, kind: str) -> None:
             "status": "failed" if hits else "passed",
             "findings": [f"{'/'.join(f['codes'])} {f['location']}: {f['da']}" for f in hits]}
     errors = [f for f in world.findings if f["severity"] in ("error", "fatal")]
-    assert not errors, "errors: " + "; ".join(f"{'/'.join(f['codes'])} {f['location']}" for f in errors)
+    check(not errors, "check-document-errors",
+          errors="; ".join(f"{'/'.join(f['codes'])} {f['location']}" for f in errors))
 
 
 @steps.then("uden advarsler", "ingen advarsler handler om selve diagnosekortet")

@@ -13,11 +13,16 @@ from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 from kroniker.conformance import requirements as reqs
-from kroniker.conformance.steps import body_bytes
+from kroniker.conformance.steps import body_bytes, step_message
 
 
 @cache
 def texts(lang: str) -> dict[str, str]:
+    return dict(_texts(lang))
+
+
+@cache
+def _texts(lang: str) -> dict[str, str]:
     raw = resources.files("kroniker.conformance").joinpath(f"messages/{lang}.json").read_text(encoding="utf-8")
     return dict(json.loads(raw))
 
@@ -52,6 +57,7 @@ def html(record: dict[str, Any], lang: str = "da") -> str:
     rows = [{"req": catalogue.by_id.get(r["id"]), **r} for r in record["requirements"]]
     return env.get_template("report.html").render(
         r=record, rows=rows, cases=cases, lang=lang, t=lambda k, **p: text(k, lang, **p), pretty=_pretty,
+        step_message=lambda s: step_message(s, lang),
         summary=summary_line(record, lang), grades=catalogue.grades)
 
 
@@ -77,7 +83,7 @@ def junit(record: dict[str, Any], lang: str = "da") -> str:
             broken = c.get("broken", {})
             if c["status"] != "passed" or broken:
                 tag = "failure" if c["status"] in ("failed", "passed") else "error"
-                msg = "; ".join([f"{s['keyword']} {s['text']}: {s.get('message', '')}" for s in failing]
+                msg = "; ".join([f"{s['keyword']} {s['text']}: {step_message(s, lang)}" for s in failing]
                                 + [f"{rid}: {why}" for rid, why in broken.items()])
                 out.append(f"      <{tag} message={quoteattr(msg[:1000])}>{escape(msg)}</{tag}>")
             out.append("    </testcase>")

@@ -67,7 +67,7 @@ class FileTokens:
     def __call__(self, principal: Principal) -> str:
         k = principal_key(principal)
         if k not in self.tokens:
-            raise Unsupported(f"no token for {k} in {self.path}")
+            raise Unsupported("", "err-no-token", caller=k, path=self.path)
         return self.tokens[k]
 
     def describe(self) -> str:
@@ -96,11 +96,11 @@ class CommandTokens:
             done = subprocess.run(self.argv, input=claims, capture_output=True, text=True, timeout=self.timeout,
                                   env={**os.environ, "KRONIKER_PRINCIPAL": claims}, check=False)
         except (OSError, subprocess.TimeoutExpired) as exc:
-            raise Unsupported(f"the token command failed for {k}: {exc}") from None
+            raise Unsupported("", "err-token-command", caller=k, problem=exc) from None
         token = done.stdout.strip()
         if done.returncode != 0 or not token or any(c.isspace() for c in token):
-            raise Unsupported(f"the token command gave no token for {k} (exit {done.returncode}): "
-                              f"{done.stderr.strip()[:200]}")
+            raise Unsupported("", "err-token-none", caller=k, status=done.returncode,
+                              stderr=done.stderr.strip()[:200])
         self._made[k] = token
         return token
 

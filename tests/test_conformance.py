@@ -395,6 +395,14 @@ def test_reports_show_requirements_cases_and_evidence(cache: Path) -> None:
     assert [c.get("name") for c in failed] == [
         "Et notat med forkert titel afvises med en dansk forklaring, og intet gemmes"]
     assert [p.get("value") for p in failed[0].findall("properties/property")] == ["DEL-AFVIS-UGYLDIG"]
+    # The failed check speaks the report's language: the server took (201) what it should refuse with 422
+    # (docs/server.md: an invalid document is answered 422 with an OperationOutcome).
+    message = failed[0].find("failure").get("message")
+    assert "forventede HTTP 422, fik 201" in message, message
+    english = ElementTree.fromstring(reports.junit(record, "en")).findall(".//testcase/failure")[0].get("message")
+    assert "expected HTTP 422, found 201" in english, english
+    assert "expected HTTP 422, found 201" in reports.html(record, "en")
+    assert "forventede HTTP 422, fik 201" in page
     with zipfile.ZipFile(__import__("io").BytesIO(reports.evidence_zip(record, "da"))) as z:
         names = z.namelist()
         folders = {n.split("/")[0] for n in names if "/" in n}
