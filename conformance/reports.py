@@ -98,6 +98,42 @@ def folder_name(i: int, case: dict[str, Any]) -> str:
     return f"{i:03d}_{slug}"[:120]
 
 
+def _letter(n: int) -> str:
+    """A, B, …, Z, AA, AB, …: MedCom's letter for the n-th (0-based) file of a protocol step."""
+    out = ""
+    n += 1
+    while n:
+        n, r = divmod(n - 1, 26)
+        out = chr(ord("A") + r) + out
+    return out
+
+
+def medcom_files(record: dict[str, Any], lang: str = "da") -> dict[str, str]:
+    """The evidence of each requirement that is one of MedCom's test protocol steps, named as MedCom's protocols
+    name a vendor's files (`<Standard>_<step>_<letter>.<ext>`, e.g. `ConditionList_3.3.1.6_A.json`): one file per test
+    case of that step, lettered in the record's order, with the result, the document and the case's folder."""
+    catalogue = reqs.load()
+    folders = {c["id"]: folder_name(i, c) for i, c in enumerate(record["cases"], start=1)}
+    cases = {c["id"]: c for c in record["cases"]}
+    sha = {d["name"]: d["sha256"] for d in record.get("inputs", {}).get("documents", [])}
+    out: dict[str, str] = {}
+    for r in record["requirements"]:
+        req = catalogue.by_id.get(r["id"])
+        if req is None or not req.medcom:
+            continue
+        for n, ref in enumerate(r["cases"]):
+            c = cases.get(ref["id"], {})
+            verdict = c.get("verdicts", {}).get(r["id"], {})
+            out[f"{req.medcom['name']}_{req.medcom['step']}_{_letter(n)}.json"] = json.dumps({
+                "protocol": req.medcom["protocol"], "step": req.medcom["step"], "requirement": r["id"],
+                "text": req.text[lang], "grade": req.grade, "result": ref["status"],
+                "result_text": text(ref["status"], lang), "case": ref["id"], "folder": folders.get(ref["id"]),
+                "document": c.get("document"), "sha256": sha.get(c.get("document") or ""),
+                "findings": verdict.get("findings", []),
+            }, ensure_ascii=False, indent=1)
+    return out
+
+
 def evidence_zip(record: dict[str, Any], lang: str = "da") -> bytes:
     """record.json, report.html and junit.xml at the top, and one folder per test case: the case and its result
     (case.json), each exchange as NN-request and NN-response, and the other observations."""
@@ -121,4 +157,6 @@ def evidence_zip(record: dict[str, Any], lang: str = "da") -> bytes:
             if c["evidence"]["observations"]:
                 z.writestr(f"{folder}/observations.json",
                            json.dumps(c["evidence"]["observations"], ensure_ascii=False, indent=1))
+        for name, content in medcom_files(record, lang).items():
+            z.writestr(f"medcom/{name}", content)
     return buf.getvalue()

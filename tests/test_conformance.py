@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import hashlib
 import json
 import os
 import subprocess
@@ -307,6 +308,25 @@ def session_document(folder: Path, d: dict[str, Any]) -> Any:
     from kroniker.conformance.document_steps import VendorDocument
 
     return VendorDocument(folder / d["name"], d["name"], d["sha256"], d["kind"])
+
+
+def test_the_evidence_zip_names_medcoms_protocol_step_files(tmp_path: Path, cache: Path) -> None:
+    """MedCom's send protocol for ConditionList (step 3.3.1.6, spec/validator-anchors.md §3) forbids sharing the
+    GP's additional text; a vendor names its evidence `<Standard>_<step>_<letter>.<ext>`."""
+    with_note = diagnosis_card()
+    next(e["resource"] for e in with_note["entry"] if e["resource"]["resourceType"] == "Condition")["note"] = [
+        {"text": "Ønsker ikke operation"}]
+    write(tmp_path, "a.json", diagnosis_card())
+    write(tmp_path, "b.json", with_note)
+    record = run_documents(tmp_path, cache)
+    with zipfile.ZipFile(__import__("io").BytesIO(reports.evidence_zip(record, "da"))) as z:
+        medcom = sorted(n for n in z.namelist() if n.startswith("medcom/"))
+        assert medcom == ["medcom/ConditionList_3.3.1.6_A.json", "medcom/ConditionList_3.3.1.6_B.json"]
+        a, b = (json.loads(z.read(n)) for n in medcom)
+    assert (a["document"], a["result"], a["step"]) == ("a.json", "passed", "3.3.1.6")
+    assert (b["document"], b["result"]) == ("b.json", "failed")
+    assert any("CL-COND-NOTE-SHARED" in f for f in b["findings"])
+    assert b["sha256"] == hashlib.sha256((tmp_path / "b.json").read_bytes()).hexdigest()
 
 
 # -- package notes in the documents suite -------------------------------------------------------------------
