@@ -85,6 +85,13 @@ def findings_of(report: Any) -> list[dict[str, Any]]:
              "line": f.line, "da": f.message("da"), "en": f.message("en")} for f in report.findings]
 
 
+def finding_text(f: dict[str, Any], lang: str) -> str:
+    """A finding for a reader: its codes, where, and what (the message without the location said twice)."""
+    text = str(f[lang])
+    prefix = f"{f['location']}: "
+    return f"{'/'.join(f['codes'])} {f['location']}: {text[len(prefix):] if text.startswith(prefix) else text}"
+
+
 @steps.given(r"at (?P<name>\w+ \w+) med CPR-nummer (?P<cpr>\d+) er patient hos (?P<clinic>.+)")
 def patient_at_clinic(world: DocumentWorld, name: str, cpr: str, clinic: str) -> None:
     """The vendor's document names its own test person; the feature's person stands for them."""
@@ -131,7 +138,7 @@ def accepted_without_errors(world: DocumentWorld, kind: str) -> None:
                     and f["severity"] in ("error", "fatal", "warning")]
         world.ctx.evidence.verdicts[rid] = {
             "status": "failed" if hits else "passed",
-            "findings": [f"{'/'.join(f['codes'])} {f['location']}: {f['da']}" for f in hits]}
+            "findings": [finding_text(f, "da") for f in hits], "findings_en": [finding_text(f, "en") for f in hits]}
     errors = [f for f in world.findings if f["severity"] in ("error", "fatal")]
     check(not errors, "check-document-errors",
           errors="; ".join(f"{'/'.join(f['codes'])} {f['location']}" for f in errors))
@@ -142,5 +149,5 @@ def warnings_noted(world: DocumentWorld) -> None:
     """A warning is no requirement of its own (MedCom approves with F4): it is shown as a note, and fails only the
     requirements that name its rule (e.g. CL-COND-NOTE-SHARED)."""
     assert world.findings is not None
-    world.notes += [f"{'/'.join(f['codes'])} {f['location']}: {f['da']}" for f in world.findings
+    world.notes += [finding_text(f, "da") for f in world.findings
                     if f["severity"] == "warning" and not set(f["codes"]) & ENVIRONMENT_CODES]

@@ -33,8 +33,18 @@ def text(key: str, lang: str, **params: Any) -> str:
 
 def summary_line(record: dict[str, Any], lang: str) -> str:
     c, r = record["summary"]["cases"], record["summary"]["requirements"]
-    return text("summary", lang, cases=sum(c.values()), passed=c.get("passed", 0), failed=c.get("failed", 0),
-                error=c.get("error", 0), req_passed=r.get("passed", 0), req_failed=r.get("failed", 0))
+    n = sum(c.values())
+    return text("summary-one" if n == 1 else "summary", lang, cases=n, passed=c.get("passed", 0),
+                failed=c.get("failed", 0), error=c.get("error", 0), req_passed=r.get("passed", 0),
+                req_failed=r.get("failed", 0))
+
+
+def why(case: dict[str, Any] | None, requirement: str, ref: dict[str, Any], lang: str) -> str:
+    """Why a case gave a requirement its result, in `lang` where the record has it (a document's findings)."""
+    verdict = (case or {}).get("verdicts", {}).get(requirement)
+    if verdict is not None and lang == "en" and "findings_en" in verdict:
+        return "; ".join(verdict["findings_en"])
+    return str(ref.get("why", ""))
 
 
 def _pretty(body: dict[str, str]) -> str:
@@ -57,7 +67,7 @@ def html(record: dict[str, Any], lang: str = "da") -> str:
     rows = [{"req": catalogue.by_id.get(r["id"]), **r} for r in record["requirements"]]
     return env.get_template("report.html").render(
         r=record, rows=rows, cases=cases, lang=lang, t=lambda k, **p: text(k, lang, **p), pretty=_pretty,
-        step_message=lambda s: step_message(s, lang),
+        step_message=lambda s: step_message(s, lang), why=lambda c, rid, ref: why(c, rid, ref, lang),
         summary=summary_line(record, lang), grades=catalogue.grades)
 
 

@@ -16,14 +16,14 @@ from kroniker.conformance import features as feature_files
 from kroniker.conformance import requirements as reqs
 from kroniker.conformance.document_steps import VendorDocument, findings_of
 from kroniker.conformance.runner import Case, Progress, document_cases, requirement_results, run, server_cases
-from kroniker.conformance.steps import Target
+from kroniker.conformance.steps import KeyedError, Target, os_problem
 
 FORMAT = "kroniker-conformance-session/1"
 SERVER, DOCUMENTS = "server", "documents"
 MAX_RECORD_BYTES = 512 * 1024 * 1024
 
 
-class RecordError(Exception):
+class RecordError(KeyedError):
     """The record cannot be read or is not a kroniker conformance session."""
 
 
@@ -166,15 +166,15 @@ def write(record: dict[str, Any], path: Path) -> None:
 def load(path: Path) -> dict[str, Any]:
     try:
         if path.stat().st_size > MAX_RECORD_BYTES:
-            raise RecordError(f"{path}: larger than {MAX_RECORD_BYTES // 2**20} MB")
+            raise RecordError("record-too-large", path=path, limit=MAX_RECORD_BYTES // 2**20)
         record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise RecordError(f"{path}: {exc}") from None
+        raise RecordError("record-unreadable", path=path, problem_key=os_problem(exc)) from None
     if not isinstance(record, dict) or record.get("format") != FORMAT:
-        raise RecordError(f"{path}: not a kroniker conformance session record ({FORMAT})")
+        raise RecordError("record-not-session", path=path, format=FORMAT)
     for key in ("suite", "seed", "cases", "requirements", "inputs", "target"):
         if key not in record:
-            raise RecordError(f"{path}: the record has no {key!r}")
+            raise RecordError("record-lacks", path=path, field=key)
     return record
 
 

@@ -83,10 +83,39 @@ def message(key: str, lang: str, **params: Any) -> str:
     template = texts(lang).get(key)
     if template is None:
         return key
+    # A value named `…_key` is itself a message key (a file's problem): given in the same language.
+    params = {(k[:-4] if k.endswith("_key") else k): (message(str(v), lang) if k.endswith("_key") else v)
+              for k, v in params.items()}
     try:
         return template.format(**params)
     except (KeyError, IndexError):
         return template
+
+
+class KeyedError(Exception):
+    """An error whose message is a key of conformance/messages with its values; str() is the English text."""
+
+    def __init__(self, key: str, **params: Any) -> None:
+        self.key, self.params = key, params
+        super().__init__(message(key, "en", **params))
+
+    def text(self, lang: str) -> str:
+        return message(self.key, lang, **self.params)
+
+
+def os_problem(exc: OSError | UnicodeDecodeError | ValueError) -> str:
+    """A file's problem in words, not Python's: the message key for it."""
+    if isinstance(exc, FileNotFoundError):
+        return "file-missing"
+    if isinstance(exc, IsADirectoryError):
+        return "file-is-folder"
+    if isinstance(exc, PermissionError):
+        return "file-denied"
+    if isinstance(exc, UnicodeDecodeError):
+        return "file-not-utf8"
+    if isinstance(exc, ValueError):
+        return "file-not-json"
+    return "file-unreadable"
 
 
 def step_message(step: dict[str, Any], lang: str) -> str:

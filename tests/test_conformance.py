@@ -497,9 +497,12 @@ def test_a_token_file_without_a_caller_is_an_error_of_the_cases_that_need_it(
     (["run", "--documents", "x", "--target", "http://127.0.0.1:9"], "vælg enten --documents eller --target"),
     (["run", "--tokens", "t.json"], "--tokens og --token-command kræver --target"),
     (["run", "--target", "http://127.0.0.1:9"], "--target kræver --tokens FIL eller --token-command KOMMANDO"),
-    (["run", "--target", "http://127.0.0.1:9", "--tokens", "nope.json"], "cannot read the token file"),
-    (["run", "--documents", "nowhere"], "nowhere: not a folder"),
-    (["rerun", "nothing.json"], "nothing.json"),
+    (["run", "--target", "http://127.0.0.1:9", "--tokens", "nope.json"],
+     "nope.json: tokenfilen kan ikke læses: filen findes ikke"),
+    (["run", "--documents", "nowhere"], "nowhere: ikke en mappe"),
+    # A missing record is said in words, not as Python's OSError ([Errno 2] …).
+    (["rerun", "nothing.json"], "kroniker conformance: nothing.json: filen findes ikke\n"),
+    (["report", "nothing.json", "--html", "x.html"], "kroniker conformance: nothing.json: filen findes ikke\n"),
     (["report", "nothing.json"], "vælg mindst én af --html, --junit, --zip"),
 ])
 def test_usage_errors_say_what_is_wrong_with_status_2(tmp_path: Path, cache: Path, args: list[str],
@@ -507,7 +510,30 @@ def test_usage_errors_say_what_is_wrong_with_status_2(tmp_path: Path, cache: Pat
     r = kroniker(*args, "--lang", "da", cache=cache, cwd=tmp_path)
     assert r.returncode == 2, r.stdout + r.stderr
     assert says in r.stderr
-    assert "Traceback" not in r.stderr
+    assert "Traceback" not in r.stderr and "Errno" not in r.stderr
+
+
+@pytest.mark.parametrize(("lang", "unknown", "title"), [
+    ("en", ["1 test case: 0 passed, 1 failed", "the document is neither a Shared Note nor a diagnosis card"],
+     'expected "Journalnotat for 1505629996", found "Journalnotat"'),
+    ("da", ["1 testtilfælde: 0 bestået, 1 fejlet", "dokumentet er hverken et Shared Note-notat eller et diagnosekort"],
+     'forventede "Journalnotat for 1505629996", fandt "Journalnotat"'),
+])
+def test_the_console_says_what_failed_in_one_language(tmp_path: Path, cache: Path, lang: str, unknown: list[str],
+                                                     title: str) -> None:
+    """Found trying the conformance console as a new user: a document of no known kind failed without a word of
+    why, "1 test cases", findings in Danish under --lang en, and each finding's location printed twice."""
+    write(tmp_path / "a", "p.json", {"resourceType": "Patient"})
+    r = kroniker("run", "--documents", "a", "-o", "a.json", "--lang", lang, cache=cache, cwd=tmp_path)
+    assert r.returncode == 1, r.stderr
+    assert all(text in r.stdout for text in unknown), r.stdout
+    wrong_title = shared_note()
+    composition(wrong_title)["title"] = "Journalnotat"
+    write(tmp_path / "b", "note.json", wrong_title)
+    r = kroniker("run", "--documents", "b", "-o", "b.json", "--lang", lang, cache=cache, cwd=tmp_path)
+    assert r.returncode == 1, r.stderr
+    line = next(x for x in r.stdout.splitlines() if "note.json" in x and "COMP-TITLE" in x)
+    assert title in line and line.count("Bundle.entry[0].resource.title") == 1, line
 
 
 def test_a_record_that_is_not_one_is_refused(tmp_path: Path, cache: Path) -> None:
