@@ -37,8 +37,10 @@ def add_parser(sub: Any) -> None:
     r.set_defaults(func=cmd_run)
 
     rr = acts.add_parser("rerun", help="replay a session record (offline) or repeat it live; compare the results",
-                         description="Exit status: 0 the same results as the record, 1 different, 2 usage error.")
+                         description="Exit status: 0 the same results as the record, 1 different (or the record is not "
+                                     "signed with this KRONIKER_HOME's key, or changed since), 2 usage error.")
     rr.add_argument("record", type=Path, metavar="RECORD", help="the session record (JSON) of a run")
+    rr.add_argument("--unsigned", action="store_true", help=UNSIGNED_HELP)
     rr.add_argument("--live", action="store_true",
                     help="repeat the requests against the target (a local server, the URL, the documents) instead "
                          "of replaying the recorded answers")
@@ -50,8 +52,10 @@ def add_parser(sub: Any) -> None:
     rr.set_defaults(func=cmd_rerun)
 
     rp = acts.add_parser("report", help="write the HTML report, JUnit XML or the evidence zip of a session record",
-                         description="Exit status: 0 written, 2 usage error (no such record, no report chosen).")
+                         description="Exit status: 0 written, 1 the record is not signed with this KRONIKER_HOME's "
+                                     "key or changed since, 2 usage error (no such record, no report chosen).")
     rp.add_argument("record", type=Path, metavar="RECORD", help="the session record (JSON) of a run")
+    rp.add_argument("--unsigned", action="store_true", help=UNSIGNED_HELP)
     _reports_args(rp)
     rp.add_argument("--lang", choices=["da", "en"], default=_default_lang(), help=LANG_HELP)
     rp.set_defaults(func=cmd_report)
@@ -74,6 +78,7 @@ def _outputs(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lang", choices=["da", "en"], default=_default_lang(), help=LANG_HELP)
 
 
+UNSIGNED_HELP = "accept a record without a signature (one written before records were signed)"
 LANG_HELP = "language of the output and reports (default: da when KRONIKER_LANG or LANG begins with da, else en)"
 
 
@@ -139,6 +144,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         if args.documents and args.target:
             raise _Usage("choose-one")
+        key = _key(create=True)
         if (args.tokens or args.token_command) and not args.target:
             raise _Usage("tokens-need-target")
         tokens = _tokens(args)
@@ -162,7 +168,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _err(args, exc.key, **exc.params)
     finally:
         bar.close()
-    _finish(args, record)
+    _finish(args, record, key)
     return EXIT_OK if record["summary"]["passed"] else EXIT_FAILED
 
 
@@ -176,16 +182,44 @@ def new_record_path(folder: Path, now: datetime) -> Path:
     return path
 
 
-def _finish(args: argparse.Namespace, record: dict[str, Any]) -> None:
+def _finish(args: argparse.Namespace, record: dict[str, Any], key: bytes) -> None:
     from kroniker.conformance import session
     from kroniker.conformance.reports import summary_line, text
 
     out = args.output or new_record_path(Path.cwd(), datetime.now())
+    record = session.sign(record, key)
     session.write(record, out)
     print(summary_line(record, args.lang))
     _print_failures(record, args.lang)
     print(text("record-written", args.lang, path=out))
     _reports(args, record)
+
+
+def _key(create: bool = False) -> bytes:
+    """The key in KRONIKER_HOME that signs (and checks) session records."""
+    from kroniker.conformance import session
+    from kroniker.reference_server import audit
+
+    path = session.key_path()
+    try:
+        return audit.load_or_create_key(path) if create else audit.load_key(path)
+    except audit.Unreadable as exc:
+        raise _Usage("key-unreadable", path=path) from exc
+    except OSError as exc:
+        raise _Usage("key-unreadable", path=path) from exc
+
+
+def _load_verified(args: argparse.Namespace) -> dict[str, Any]:
+    """The record, checked against its signature unless --unsigned says a record from before signing is fine."""
+    from kroniker.conformance import session
+
+    record = session.load(args.record)
+    if args.unsigned and "signature" not in record:
+        return record
+    if isinstance(record.get("signature"), dict) and not session.key_path().exists():
+        raise session.SignatureError("record-no-key", path=args.record, theirs=record["signature"].get("key_id"))
+    session.verify(record, _key(), args.record)
+    return record
 
 
 def _print_failures(record: dict[str, Any], lang: str) -> None:
@@ -231,7 +265,8 @@ def cmd_rerun(args: argparse.Namespace) -> int:
 
     bar = _Bar(args.lang)
     try:
-        old = session.load(args.record)
+        key = _key(create=True)
+        old = _load_verified(args)
         changed = session.changed_inputs(old)
         if changed:
             print(text("changed-inputs", args.lang, inputs=", ".join(changed)), file=sys.stderr)
@@ -262,11 +297,14 @@ def cmd_rerun(args: argparse.Namespace) -> int:
             new = session.execute(suite, target=target, seed=seed, progress=bar)
     except _Usage as exc:
         return _err(args, exc.key, **exc.params)
+    except session.SignatureError as exc:
+        _err(args, exc.key, **exc.params)
+        return EXIT_FAILED
     except (session.RecordError, TargetError) as exc:
         return _err(args, exc.key, **exc.params)
     finally:
         bar.close()
-    _finish(args, new)
+    _finish(args, new, key)
     diff = session.differences(old, new)
     if diff:
         print(text("different", args.lang))
@@ -289,7 +327,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not (args.html or args.junit or args.zip):
         return _err(args, "no-report")
     try:
-        record = session.load(args.record)
+        record = _load_verified(args)
+    except _Usage as exc:
+        return _err(args, exc.key, **exc.params)
+    except session.SignatureError as exc:
+        _err(args, exc.key, **exc.params)
+        return EXIT_FAILED
     except session.RecordError as exc:
         return _err(args, exc.key, **exc.params)
     _reports(args, record)

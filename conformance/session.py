@@ -3,6 +3,8 @@ and the results; a rerun replays a record (or repeats it live) and must give the
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import random
 import time
@@ -157,6 +159,46 @@ def differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     if ra["suite"] != rb["suite"]:
         out.append(f"suite: {ra['suite']} → {rb['suite']}")
     return out
+
+
+SIGNATURE_TAG = b"kroniker-conformance-session/1\n"  # what the signature is of: this tag, then the canonical JSON
+
+
+def key_path() -> Path:
+    """The key that signs session records: $KRONIKER_HOME/conformance.key (made on first use, mode 0600)."""
+    from kroniker.settings import home
+
+    return home() / "conformance.key"
+
+
+def _signature(key: bytes, record: dict[str, Any]) -> str:
+    body = {k: v for k, v in record.items() if k != "signature"}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return hmac.new(key, SIGNATURE_TAG + canonical, hashlib.sha256).hexdigest()
+
+
+def sign(record: dict[str, Any], key: bytes) -> dict[str, Any]:
+    """The record with its signature: HMAC-SHA256 over everything else, and the key's id (never the key)."""
+    from kroniker.reference_server.audit import key_id
+
+    body = {k: v for k, v in record.items() if k != "signature"}
+    return {**body, "signature": {"alg": "HMAC-SHA256", "key_id": key_id(key), "value": _signature(key, body)}}
+
+
+class SignatureError(KeyedError):
+    """The record is not signed, signed with another key, or changed since it was signed (exit 1)."""
+
+
+def verify(record: dict[str, Any], key: bytes, path: Path) -> None:
+    from kroniker.reference_server.audit import key_id
+
+    sig = record.get("signature")
+    if not isinstance(sig, dict) or not isinstance(sig.get("value"), str):
+        raise SignatureError("record-unsigned", path=path)
+    if sig.get("key_id") != key_id(key):
+        raise SignatureError("record-other-key", path=path, theirs=sig.get("key_id"), ours=key_id(key))
+    if not hmac.compare_digest(sig["value"], _signature(key, record)):
+        raise SignatureError("record-tampered", path=path)
 
 
 def write(record: dict[str, Any], path: Path) -> None:

@@ -437,6 +437,7 @@ def test_reports_show_requirements_cases_and_evidence(cache: Path) -> None:
 
 def kroniker(*args: str, cache: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("KRONIKER_DEBUG", "KRONIKER_HOME")}
+    env["KRONIKER_HOME"] = str(cwd / "kroniker-home")  # the key that signs session records, per test
     env["KRONIKER_FHIR_PACKAGES"] = str(cache)
     return subprocess.run([sys.executable, "-m", "kroniker", "conformance", *args], capture_output=True, text=True,
                           env=env, cwd=cwd, timeout=300, check=False)
@@ -534,6 +535,44 @@ def test_the_console_says_what_failed_in_one_language(tmp_path: Path, cache: Pat
     assert r.returncode == 1, r.stderr
     line = next(x for x in r.stdout.splitlines() if "note.json" in x and "COMP-TITLE" in x)
     assert title in line and line.count("Bundle.entry[0].resource.title") == 1, line
+
+
+def test_a_changed_record_is_refused_by_rerun_and_report(tmp_path: Path, cache: Path) -> None:
+    """Session records are signed (HMAC-SHA256, the key in KRONIKER_HOME): a record changed after the run, one
+    signed by another KRONIKER_HOME, or one without a signature is refused with a message, exit 1."""
+    wrong_title = shared_note()
+    composition(wrong_title)["title"] = "Journalnotat"
+    write(tmp_path / "docs", "note.json", wrong_title)
+    r = kroniker("run", "--documents", "docs", "-o", "run.json", "--lang", "en", cache=cache, cwd=tmp_path)
+    assert r.returncode == 1, r.stderr
+    signed = json.loads((tmp_path / "run.json").read_text(encoding="utf-8"))
+    assert signed["signature"]["alg"] == "HMAC-SHA256" and len(signed["signature"]["value"]) == 64
+    assert kroniker("rerun", "run.json", "-o", "a.json", cache=cache, cwd=tmp_path).returncode == 0
+    # The vendor turns its failure into a pass.
+    tampered = json.loads(json.dumps(signed))
+    for c in tampered["cases"]:
+        c["status"] = "passed"
+    (tmp_path / "tampered.json").write_text(json.dumps(tampered), encoding="utf-8")
+    for args in (["rerun", "tampered.json"], ["report", "tampered.json", "--html", "t.html"]):
+        r = kroniker(*args, "--lang", "en", cache=cache, cwd=tmp_path)
+        assert r.returncode == 1, r.stdout + r.stderr
+        assert "tampered.json: the record has been changed since it was signed" in r.stderr
+        assert "Traceback" not in r.stderr
+    assert not (tmp_path / "t.html").exists()
+    unsigned = {k: v for k, v in signed.items() if k != "signature"}
+    (tmp_path / "unsigned.json").write_text(json.dumps(unsigned), encoding="utf-8")
+    r = kroniker("report", "unsigned.json", "--html", "u.html", "--lang", "da", cache=cache, cwd=tmp_path)
+    assert r.returncode == 1 and "unsigned.json: sessionen er ikke signeret" in r.stderr
+    r = kroniker("report", "unsigned.json", "--html", "u.html", "--unsigned", cache=cache, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    # Another KRONIKER_HOME (another key) cannot vouch for the record.
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    (other / "run.json").write_bytes((tmp_path / "run.json").read_bytes())
+    r = kroniker("report", "run.json", "--html", "r.html", "--lang", "en", cache=cache, cwd=other)
+    assert r.returncode == 1 and "signed with another key" in r.stderr
+    r = kroniker("rerun", "run.json", "--lang", "en", cache=cache, cwd=other)  # makes a key of its own first
+    assert r.returncode == 1 and "signed with another key" in r.stderr, r.stderr
 
 
 def test_a_record_that_is_not_one_is_refused(tmp_path: Path, cache: Path) -> None:
