@@ -27,7 +27,8 @@ def add_parser(sub: Any) -> None:
     r = acts.add_parser("run", help="run the suite (default: against a reference server started here)",
                         description="Exit status: 0 every test case passed, 1 failures, 2 usage error.")
     r.add_argument("--documents", type=Path, metavar="DIR", help="a folder of the vendor's documents (*.json, *.xml)")
-    r.add_argument("--target", metavar="URL", help="a sharing system speaking the reference server's endpoints")
+    r.add_argument("--target", metavar="URL", help="a sharing system speaking the reference server's endpoints: "
+                   "its base URL, without /fhir (e.g. http://127.0.0.1:8080)")
     r.add_argument("--tokens", type=Path, metavar="FILE", help="JSON file: caller → bearer token (with --target)")
     r.add_argument("--token-command", metavar="CMD",
                    help="command printing a bearer token for the caller given as JSON on stdin (with --target)")
@@ -36,30 +37,34 @@ def add_parser(sub: Any) -> None:
     r.set_defaults(func=cmd_run)
 
     rr = acts.add_parser("rerun", help="replay a session record (offline) or repeat it live; compare the results",
-                         description="Exit status: 0 the same results as the record, 1 different, 2 usage error.")
-    rr.add_argument("record", type=Path, metavar="RECORD")
+                         description="Exit status: 0 the same results as the record, 1 different (or the record is not "
+                                     "signed with this KRONIKER_HOME's key, or changed since), 2 usage error.")
+    rr.add_argument("record", type=Path, metavar="RECORD", help="the session record (JSON) of a run")
+    rr.add_argument("--unsigned", action="store_true", help=UNSIGNED_HELP)
     rr.add_argument("--live", action="store_true",
                     help="repeat the requests against the target (a local server, the URL, the documents) instead "
                          "of replaying the recorded answers")
-    rr.add_argument("--tokens", type=Path, metavar="FILE")
-    rr.add_argument("--token-command", metavar="CMD")
+    rr.add_argument("--tokens", type=Path, metavar="FILE", help="JSON file: caller → bearer token (--live, a URL)")
+    rr.add_argument("--token-command", metavar="CMD",
+                    help="command printing a bearer token for the caller given as JSON on stdin (--live, a URL)")
     rr.add_argument("--documents", type=Path, metavar="DIR", help="where the record's documents are now")
     _outputs(rr)
     rr.set_defaults(func=cmd_rerun)
 
-    rp = acts.add_parser("report", help="write the HTML report, JUnit XML or the evidence zip of a session record")
-    rp.add_argument("record", type=Path, metavar="RECORD")
-    rp.add_argument("--html", type=Path, metavar="FILE")
-    rp.add_argument("--junit", type=Path, metavar="FILE")
-    rp.add_argument("--zip", type=Path, metavar="FILE")
-    rp.add_argument("--lang", choices=["da", "en"], default=_default_lang())
+    rp = acts.add_parser("report", help="write the HTML report, JUnit XML or the evidence zip of a session record",
+                         description="Exit status: 0 written, 1 the record is not signed with this KRONIKER_HOME's "
+                                     "key or changed since, 2 usage error (no such record, no report chosen).")
+    rp.add_argument("record", type=Path, metavar="RECORD", help="the session record (JSON) of a run")
+    rp.add_argument("--unsigned", action="store_true", help=UNSIGNED_HELP)
+    _reports_args(rp)
+    rp.add_argument("--lang", choices=["da", "en"], default=_default_lang(), help=LANG_HELP)
     rp.set_defaults(func=cmd_report)
 
     rq = acts.add_parser("requirements", help="the traceability table: requirement → scenarios; and what no "
                          "scenario covers", description="Exit status: 0 every requirement is covered or has a "
                          "reason why not, 1 otherwise.")
-    rq.add_argument("--lang", choices=["da", "en"], default=_default_lang())
-    rq.add_argument("--format", choices=["text", "json"], default="text")
+    rq.add_argument("--lang", choices=["da", "en"], default=_default_lang(), help=LANG_HELP)
+    rq.add_argument("--format", choices=["text", "json"], default="text", help="text for people, json for programs")
     rq.set_defaults(func=cmd_requirements)
     c.set_defaults(func=lambda a: (c.print_help(sys.stderr), EXIT_USAGE)[1])
 
@@ -67,17 +72,26 @@ def add_parser(sub: Any) -> None:
 def _outputs(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", "-o", type=Path, metavar="RECORD",
                    help="the session record (default: conformance-<time>.json here)")
-    p.add_argument("--html", type=Path, metavar="FILE")
-    p.add_argument("--junit", type=Path, metavar="FILE")
-    p.add_argument("--zip", type=Path, metavar="FILE")
-    p.add_argument("--cache", type=Path, help="FHIR package cache (default ~/.fhir/packages)")
-    p.add_argument("--lang", choices=["da", "en"], default=_default_lang())
+    _reports_args(p)
+    p.add_argument("--cache", type=Path, help="FHIR package cache (default $KRONIKER_FHIR_PACKAGES, "
+                   "$FHIR_PACKAGE_CACHE or ~/.fhir/packages)")
+    p.add_argument("--lang", choices=["da", "en"], default=_default_lang(), help=LANG_HELP)
+
+
+UNSIGNED_HELP = "accept a record without a signature (one written before records were signed)"
+LANG_HELP = "language of the output and reports (default: da when KRONIKER_LANG or LANG begins with da, else en)"
+
+
+def _reports_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--html", type=Path, metavar="FILE", help="write the HTML report for a reviewer")
+    p.add_argument("--junit", type=Path, metavar="FILE", help="write JUnit XML for CI")
+    p.add_argument("--zip", type=Path, metavar="FILE", help="write the evidence bundle (zip)")
 
 
 def _err(args: argparse.Namespace, key: str, **params: Any) -> int:
-    from kroniker.conformance.reports import text
+    from kroniker.conformance.steps import message
 
-    print(f"kroniker conformance: {text(key, args.lang, **params)}", file=sys.stderr)
+    print(f"kroniker conformance: {message(key, args.lang, **params)}", file=sys.stderr)
     return EXIT_USAGE
 
 
@@ -130,6 +144,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         if args.documents and args.target:
             raise _Usage("choose-one")
+        key = _key(create=True)
         if (args.tokens or args.token_command) and not args.target:
             raise _Usage("tokens-need-target")
         tokens = _tokens(args)
@@ -150,11 +165,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     except _Usage as exc:
         return _err(args, exc.key, **exc.params)
     except TargetError as exc:
-        print(f"kroniker conformance: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _err(args, exc.key, **exc.params)
     finally:
         bar.close()
-    _finish(args, record)
+    _finish(args, record, key)
     return EXIT_OK if record["summary"]["passed"] else EXIT_FAILED
 
 
@@ -168,11 +182,12 @@ def new_record_path(folder: Path, now: datetime) -> Path:
     return path
 
 
-def _finish(args: argparse.Namespace, record: dict[str, Any]) -> None:
+def _finish(args: argparse.Namespace, record: dict[str, Any], key: bytes) -> None:
     from kroniker.conformance import session
     from kroniker.conformance.reports import summary_line, text
 
     out = args.output or new_record_path(Path.cwd(), datetime.now())
+    record = session.sign(record, key)
     session.write(record, out)
     print(summary_line(record, args.lang))
     _print_failures(record, args.lang)
@@ -180,15 +195,52 @@ def _finish(args: argparse.Namespace, record: dict[str, Any]) -> None:
     _reports(args, record)
 
 
-def _print_failures(record: dict[str, Any], lang: str) -> None:
-    from kroniker.conformance.reports import text
+def _key(create: bool = False) -> bytes:
+    """The key in KRONIKER_HOME that signs (and checks) session records."""
+    from kroniker.conformance import session
+    from kroniker.reference_server import audit
 
+    path = session.key_path()
+    try:
+        return audit.load_or_create_key(path) if create else audit.load_key(path)
+    except audit.Unreadable as exc:
+        raise _Usage("key-unreadable", path=path) from exc
+    except OSError as exc:
+        raise _Usage("key-unreadable", path=path) from exc
+
+
+def _load_verified(args: argparse.Namespace) -> dict[str, Any]:
+    """The record, checked against its signature unless --unsigned says a record from before signing is fine."""
+    from kroniker.conformance import session
+
+    record = session.load(args.record)
+    if args.unsigned and "signature" not in record:
+        return record
+    if isinstance(record.get("signature"), dict) and not session.key_path().exists():
+        raise session.SignatureError("record-no-key", path=args.record, theirs=record["signature"].get("key_id"))
+    session.verify(record, _key(), args.record)
+    return record
+
+
+def _print_failures(record: dict[str, Any], lang: str) -> None:
+    """Each requirement that did not pass, with its cases and why; then the cases that test no requirement (a
+    document of no known kind) with the step that failed."""
+    from kroniker.conformance.reports import text, why
+    from kroniker.conformance.steps import step_message
+
+    cases = {c["id"]: c for c in record["cases"]}
     for r in record["requirements"]:
         if r["status"] in ("failed", "error", "inconclusive"):
             print(f"  {r['id']} ({r['grade']}): {text(r['status'], lang)}")
-            for c in r["cases"]:
-                if c["status"] != "passed":
-                    print(f"    {c['id']}: {text(c['status'], lang)}{' — ' + c['why'] if c.get('why') else ''}")
+            for ref in r["cases"]:
+                if ref["status"] != "passed":
+                    because = why(cases.get(ref["id"]), r["id"], ref, lang)
+                    print(f"    {ref['id']}: {text(ref['status'], lang)}{' — ' + because if because else ''}")
+    for c in record["cases"]:
+        if c["status"] != "passed" and not c["requirements"]:
+            failing = next((s for s in c["steps"] if s["status"] in ("failed", "error", "undefined")), None)
+            because = step_message(failing, lang) if failing else ""
+            print(f"  {c['id']}: {text(c['status'], lang)}{' — ' + because if because else ''}")
 
 
 def _reports(args: argparse.Namespace, record: dict[str, Any]) -> None:
@@ -213,7 +265,8 @@ def cmd_rerun(args: argparse.Namespace) -> int:
 
     bar = _Bar(args.lang)
     try:
-        old = session.load(args.record)
+        key = _key(create=True)
+        old = _load_verified(args)
         changed = session.changed_inputs(old)
         if changed:
             print(text("changed-inputs", args.lang, inputs=", ".join(changed)), file=sys.stderr)
@@ -224,7 +277,7 @@ def cmd_rerun(args: argparse.Namespace) -> int:
                 docs = vendor_documents(folder)
                 mismatch = _documents_changed(old, docs)
                 if mismatch:
-                    raise TargetError(f"{folder}: the documents differ from the record's: {', '.join(mismatch)}")
+                    raise TargetError("documents-differ", path=folder, names=", ".join(mismatch))
             else:
                 docs = [VendorDocument(folder / d["name"], d["name"], d["sha256"], d["kind"])
                         for d in old["inputs"]["documents"]]
@@ -244,19 +297,21 @@ def cmd_rerun(args: argparse.Namespace) -> int:
             new = session.execute(suite, target=target, seed=seed, progress=bar)
     except _Usage as exc:
         return _err(args, exc.key, **exc.params)
+    except session.SignatureError as exc:
+        _err(args, exc.key, **exc.params)
+        return EXIT_FAILED
     except (session.RecordError, TargetError) as exc:
-        print(f"kroniker conformance: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _err(args, exc.key, **exc.params)
     finally:
         bar.close()
-    _finish(args, new)
+    _finish(args, new, key)
     diff = session.differences(old, new)
     if diff:
         print(text("different", args.lang))
         for line in diff:
             print(f"  {line}")
         return EXIT_FAILED
-    print(text("identical", args.lang, cases=len(new["cases"])))
+    print(text("identical-one" if len(new["cases"]) == 1 else "identical", args.lang, cases=len(new["cases"])))
     return EXIT_OK
 
 
@@ -272,10 +327,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not (args.html or args.junit or args.zip):
         return _err(args, "no-report")
     try:
-        record = session.load(args.record)
+        record = _load_verified(args)
+    except _Usage as exc:
+        return _err(args, exc.key, **exc.params)
+    except session.SignatureError as exc:
+        _err(args, exc.key, **exc.params)
+        return EXIT_FAILED
     except session.RecordError as exc:
-        print(f"kroniker conformance: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _err(args, exc.key, **exc.params)
     _reports(args, record)
     return EXIT_OK
 

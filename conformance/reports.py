@@ -13,11 +13,16 @@ from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 from kroniker.conformance import requirements as reqs
-from kroniker.conformance.steps import body_bytes
+from kroniker.conformance.steps import body_bytes, step_message
 
 
 @cache
 def texts(lang: str) -> dict[str, str]:
+    return dict(_texts(lang))
+
+
+@cache
+def _texts(lang: str) -> dict[str, str]:
     raw = resources.files("kroniker.conformance").joinpath(f"messages/{lang}.json").read_text(encoding="utf-8")
     return dict(json.loads(raw))
 
@@ -28,8 +33,18 @@ def text(key: str, lang: str, **params: Any) -> str:
 
 def summary_line(record: dict[str, Any], lang: str) -> str:
     c, r = record["summary"]["cases"], record["summary"]["requirements"]
-    return text("summary", lang, cases=sum(c.values()), passed=c.get("passed", 0), failed=c.get("failed", 0),
-                error=c.get("error", 0), req_passed=r.get("passed", 0), req_failed=r.get("failed", 0))
+    n = sum(c.values())
+    return text("summary-one" if n == 1 else "summary", lang, cases=n, passed=c.get("passed", 0),
+                failed=c.get("failed", 0), error=c.get("error", 0), req_passed=r.get("passed", 0),
+                req_failed=r.get("failed", 0))
+
+
+def why(case: dict[str, Any] | None, requirement: str, ref: dict[str, Any], lang: str) -> str:
+    """Why a case gave a requirement its result, in `lang` where the record has it (a document's findings)."""
+    verdict = (case or {}).get("verdicts", {}).get(requirement)
+    if verdict is not None and lang == "en" and "findings_en" in verdict:
+        return "; ".join(verdict["findings_en"])
+    return str(ref.get("why", ""))
 
 
 def _pretty(body: dict[str, str]) -> str:
@@ -52,6 +67,7 @@ def html(record: dict[str, Any], lang: str = "da") -> str:
     rows = [{"req": catalogue.by_id.get(r["id"]), **r} for r in record["requirements"]]
     return env.get_template("report.html").render(
         r=record, rows=rows, cases=cases, lang=lang, t=lambda k, **p: text(k, lang, **p), pretty=_pretty,
+        step_message=lambda s: step_message(s, lang), why=lambda c, rid, ref: why(c, rid, ref, lang),
         summary=summary_line(record, lang), grades=catalogue.grades)
 
 
@@ -77,7 +93,7 @@ def junit(record: dict[str, Any], lang: str = "da") -> str:
             broken = c.get("broken", {})
             if c["status"] != "passed" or broken:
                 tag = "failure" if c["status"] in ("failed", "passed") else "error"
-                msg = "; ".join([f"{s['keyword']} {s['text']}: {s.get('message', '')}" for s in failing]
+                msg = "; ".join([f"{s['keyword']} {s['text']}: {step_message(s, lang)}" for s in failing]
                                 + [f"{rid}: {why}" for rid, why in broken.items()])
                 out.append(f"      <{tag} message={quoteattr(msg[:1000])}>{escape(msg)}</{tag}>")
             out.append("    </testcase>")
@@ -90,6 +106,42 @@ def folder_name(i: int, case: dict[str, Any]) -> str:
     """A test case's folder in the bundle: its number and where it is written (feature, line, document)."""
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", case["id"].replace(".feature:", "_")).strip("_")
     return f"{i:03d}_{slug}"[:120]
+
+
+def _letter(n: int) -> str:
+    """A, B, …, Z, AA, AB, …: MedCom's letter for the n-th (0-based) file of a protocol step."""
+    out = ""
+    n += 1
+    while n:
+        n, r = divmod(n - 1, 26)
+        out = chr(ord("A") + r) + out
+    return out
+
+
+def medcom_files(record: dict[str, Any], lang: str = "da") -> dict[str, str]:
+    """The evidence of each requirement that is one of MedCom's test protocol steps, named as MedCom's protocols
+    name a vendor's files (`<Standard>_<step>_<letter>.<ext>`, e.g. `ConditionList_3.3.1.6_A.json`): one file per test
+    case of that step, lettered in the record's order, with the result, the document and the case's folder."""
+    catalogue = reqs.load()
+    folders = {c["id"]: folder_name(i, c) for i, c in enumerate(record["cases"], start=1)}
+    cases = {c["id"]: c for c in record["cases"]}
+    sha = {d["name"]: d["sha256"] for d in record.get("inputs", {}).get("documents", [])}
+    out: dict[str, str] = {}
+    for r in record["requirements"]:
+        req = catalogue.by_id.get(r["id"])
+        if req is None or not req.medcom:
+            continue
+        for n, ref in enumerate(r["cases"]):
+            c = cases.get(ref["id"], {})
+            verdict = c.get("verdicts", {}).get(r["id"], {})
+            out[f"{req.medcom['name']}_{req.medcom['step']}_{_letter(n)}.json"] = json.dumps({
+                "protocol": req.medcom["protocol"], "step": req.medcom["step"], "requirement": r["id"],
+                "text": req.text[lang], "grade": req.grade, "result": ref["status"],
+                "result_text": text(ref["status"], lang), "case": ref["id"], "folder": folders.get(ref["id"]),
+                "document": c.get("document"), "sha256": sha.get(c.get("document") or ""),
+                "findings": verdict.get("findings", []),
+            }, ensure_ascii=False, indent=1)
+    return out
 
 
 def evidence_zip(record: dict[str, Any], lang: str = "da") -> bytes:
@@ -115,4 +167,6 @@ def evidence_zip(record: dict[str, Any], lang: str = "da") -> bytes:
             if c["evidence"]["observations"]:
                 z.writestr(f"{folder}/observations.json",
                            json.dumps(c["evidence"]["observations"], ensure_ascii=False, indent=1))
+        for name, content in medcom_files(record, lang).items():
+            z.writestr(f"medcom/{name}", content)
     return buf.getvalue()

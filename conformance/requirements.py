@@ -25,8 +25,9 @@ class Requirement:
     text: dict[str, str]
     source: dict[str, str]
     rules: tuple[str, ...] = ()  # finding codes that break it (document requirements)
-    applies: tuple[str, ...] = ()  # document kinds ("notes", "conditionlist") for document requirements
+    applies: tuple[str, ...] = ()  # document kinds ("notes", "packagenote", "conditionlist")
     not_covered: dict[str, str] | None = None  # why no scenario tests it yet
+    medcom: dict[str, str] | None = None  # MedCom's test protocol step: name (file prefix), protocol, step
 
     def source_text(self) -> str:
         s = self.source
@@ -58,7 +59,8 @@ def _requirement(r: dict[str, Any]) -> Requirement:
     if r["grade"] not in GRADES:
         raise ValueError(f"requirement {r['id']}: grade {r['grade']!r} is not one of {', '.join(GRADES)}")
     return Requirement(r["id"], r["area"], r["grade"], {"da": r["da"], "en": r["en"]}, r["source"],
-                       tuple(r.get("rules", ())), tuple(r.get("applies", "").split()), r.get("not_covered"))
+                       tuple(r.get("rules", ())), tuple(r.get("applies", "").split()), r.get("not_covered"),
+                       r.get("medcom"))
 
 
 @dataclass(frozen=True)

@@ -7,13 +7,14 @@ import itertools
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from kroniker.conformance import document_steps, sharing
 from kroniker.conformance.document_steps import DocumentWorld, VendorDocument
 from kroniker.conformance.features import Scenario
 from kroniker.conformance.requirements import Catalogue
-from kroniker.conformance.steps import Context, Evidence, Http, Observer, Registry, Target, Unsupported
+from kroniker.conformance.steps import Context, Evidence, Http, Observer, Registry, Target, Unsupported, message
 
 Progress = Callable[[], None]
 PASSED, FAILED, ERROR, SKIPPED, UNDEFINED = "passed", "failed", "error", "skipped", "undefined"
@@ -46,23 +47,30 @@ def server_cases(scenarios: list[Scenario]) -> list[Case]:
 def document_cases(scenarios: list[Scenario], documents: list[VendorDocument]) -> list[Case]:
     """Each @dokument scenario with each document of its kind; a document of no known kind gets a case of its own
     (with the first scenario) so that it fails visibly rather than being skipped."""
-    words = {"notes": "notat", "conditionlist": "diagnosekort"}
     out = []
     for d in documents:
-        mine = [s for s in scenarios if d.kind and words[d.kind] in s.uri]
+        mine = [s for s in scenarios if d.kind and Path(s.uri).stem in document_steps.FEATURES_OF_KIND[d.kind]]
         out += [Case(s, d) for s in (mine or scenarios[:1])]
     return out
 
 
-def _message(exc: BaseException) -> str:
-    """What failed, for a reviewer: the assertion's message, or the line of the check that did not hold."""
+def _message(exc: BaseException) -> dict[str, Any]:
+    """What failed, for a reviewer: the check's message (a key of conformance/messages and its values, so that a
+    report gives it in Danish or English), or the line of the check that did not hold; `message` is the English."""
+    key, params = getattr(exc, "key", None), dict(getattr(exc, "params", {}) or {})
     text = str(exc).strip()
-    if isinstance(exc, AssertionError) and not text:
-        frames = traceback.extract_tb(exc.__traceback__)
-        text = f"check failed: {frames[-1].line}" if frames else "check failed"
-    elif not isinstance(exc, (AssertionError, Unsupported)):
-        text = f"{type(exc).__name__}: {text}"
-    return text[:MAX_MESSAGE]
+    if key is None:
+        if isinstance(exc, AssertionError) and not text:
+            frames = traceback.extract_tb(exc.__traceback__)
+            key, params = "check-line", {"line": frames[-1].line if frames else "?"}
+        elif isinstance(exc, AssertionError):
+            key, params = "check-other", {"text": text}
+        elif isinstance(exc, Unsupported):
+            key, params = "err-other", {"text": text}
+        else:
+            key, params = "err-exception", {"kind": type(exc).__name__, "text": text}
+        text = message(key, "en", **params)
+    return {"message": text[:MAX_MESSAGE], "key": key, "params": params}
 
 
 def run_case(case: Case, registry: Registry, world: Any) -> dict[str, Any]:
@@ -76,21 +84,24 @@ def run_case(case: Case, registry: Registry, world: Any) -> dict[str, Any]:
         found = registry.find(step.kind, step.text)
         if found is None:
             entry["status"], status = UNDEFINED, ERROR
-            entry["message"] = "no step definition matches this step"
+            entry.update(message=message("err-undefined", "en"), key="err-undefined", params={})
             continue
         fn, kwargs = found
         try:
             fn(world, **kwargs)
             entry["status"] = PASSED
         except AssertionError as exc:
-            entry["status"], entry["message"], status = FAILED, _message(exc), FAILED
+            entry["status"], status = FAILED, FAILED
+            entry.update(_message(exc))
         except Exception as exc:  # the target misbehaved or could not be reached: this case, not the run, ends
-            entry["status"], entry["message"], status = ERROR, _message(exc), ERROR
+            entry["status"], status = ERROR, ERROR
+            entry.update(_message(exc))
     return {"status": status, "steps": steps}
 
 
 def run(cases: list[Case], catalogue: Catalogue, *, target: Target | None = None, seed: int = 0,
         validate: Callable[[bytes], list[dict[str, Any]]] | None = None,
+        package_profile: Callable[[bytes], str | None] | None = None,
         replay: dict[str, dict[str, Any]] | None = None, progress: Progress | None = None) -> list[dict[str, Any]]:
     """Every case, in order; `replay` (case id → recorded case) answers from a record instead of the target."""
     counter = itertools.count(seed % CPR_NUMBERS)
@@ -108,7 +119,7 @@ def run(cases: list[Case], catalogue: Catalogue, *, target: Target | None = None
             ctx = Context(target, http, observe, evidence, lambda: next(counter), case.document)
             world: Any
             if case.document is not None:
-                world = DocumentWorld(ctx, catalogue, case.requirements, validate)
+                world = DocumentWorld(ctx, catalogue, case.requirements, validate, package_profile)
                 registry = document_steps.steps
             else:
                 world, registry = sharing.World(ctx), sharing.steps

@@ -3,6 +3,8 @@ and the results; a rerun replays a record (or repeats it live) and must give the
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import random
 import time
@@ -16,14 +18,14 @@ from kroniker.conformance import features as feature_files
 from kroniker.conformance import requirements as reqs
 from kroniker.conformance.document_steps import VendorDocument, findings_of
 from kroniker.conformance.runner import Case, Progress, document_cases, requirement_results, run, server_cases
-from kroniker.conformance.steps import Target
+from kroniker.conformance.steps import KeyedError, Target, os_problem
 
 FORMAT = "kroniker-conformance-session/1"
 SERVER, DOCUMENTS = "server", "documents"
 MAX_RECORD_BYTES = 512 * 1024 * 1024
 
 
-class RecordError(Exception):
+class RecordError(KeyedError):
     """The record cannot be read or is not a kroniker conformance session."""
 
 
@@ -58,6 +60,25 @@ def validator_for(cache: Path | None) -> Callable[[bytes], list[dict[str, Any]]]
     return lambda data: findings_of(validator.validate(data))
 
 
+def package_profile_for(cache: Path | None) -> Callable[[bytes], str | None]:
+    """The installed note profile of the low back pain package (its event code is the package's code), if any:
+    without it a package note would be validated as a plain Shared Note."""
+    from kroniker.conformance.documents import PACKAGE_CODE
+    from kroniker.validators.package_notes import package_profiles
+    from kroniker.validators.packages import PackageCache
+
+    packages = PackageCache(cache)
+
+    def profile(_data: bytes) -> str | None:
+        for standard in packages.installed():
+            if standard.name == "medcom.fhir.dk.notes":
+                for p in package_profiles(packages, standard):
+                    if PACKAGE_CODE in p.codes:
+                        return p.url
+        return None
+    return profile
+
+
 def execute(suite: str, *, target: Target | None = None, documents: list[VendorDocument] | None = None,
             folder: Path | None = None, cache: Path | None = None, seed: int | None = None,
             replay: dict[str, Any] | None = None, progress: Callable[[int], Progress] | None = None
@@ -67,9 +88,10 @@ def execute(suite: str, *, target: Target | None = None, documents: list[VendorD
     seed = new_seed() if seed is None else seed
     _, cases = plan(suite, documents)
     validate = validator_for(cache) if suite == DOCUMENTS and replay is None else None
+    profile = package_profile_for(cache) if suite == DOCUMENTS and replay is None else None
     started_at, started = _now(), time.perf_counter()
     tick = progress(len(cases)) if progress is not None else None
-    results = run(cases, catalogue, target=target, seed=seed, validate=validate,
+    results = run(cases, catalogue, target=target, seed=seed, validate=validate, package_profile=profile,
                   replay={c["id"]: c for c in replay["cases"]} if replay is not None else None, progress=tick)
     record: dict[str, Any] = {
         "format": FORMAT,
@@ -139,6 +161,46 @@ def differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     return out
 
 
+SIGNATURE_TAG = b"kroniker-conformance-session/1\n"  # what the signature is of: this tag, then the canonical JSON
+
+
+def key_path() -> Path:
+    """The key that signs session records: $KRONIKER_HOME/conformance.key (made on first use, mode 0600)."""
+    from kroniker.settings import home
+
+    return home() / "conformance.key"
+
+
+def _signature(key: bytes, record: dict[str, Any]) -> str:
+    body = {k: v for k, v in record.items() if k != "signature"}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return hmac.new(key, SIGNATURE_TAG + canonical, hashlib.sha256).hexdigest()
+
+
+def sign(record: dict[str, Any], key: bytes) -> dict[str, Any]:
+    """The record with its signature: HMAC-SHA256 over everything else, and the key's id (never the key)."""
+    from kroniker.reference_server.audit import key_id
+
+    body = {k: v for k, v in record.items() if k != "signature"}
+    return {**body, "signature": {"alg": "HMAC-SHA256", "key_id": key_id(key), "value": _signature(key, body)}}
+
+
+class SignatureError(KeyedError):
+    """The record is not signed, signed with another key, or changed since it was signed (exit 1)."""
+
+
+def verify(record: dict[str, Any], key: bytes, path: Path) -> None:
+    from kroniker.reference_server.audit import key_id
+
+    sig = record.get("signature")
+    if not isinstance(sig, dict) or not isinstance(sig.get("value"), str):
+        raise SignatureError("record-unsigned", path=path)
+    if sig.get("key_id") != key_id(key):
+        raise SignatureError("record-other-key", path=path, theirs=sig.get("key_id"), ours=key_id(key))
+    if not hmac.compare_digest(sig["value"], _signature(key, record)):
+        raise SignatureError("record-tampered", path=path)
+
+
 def write(record: dict[str, Any], path: Path) -> None:
     path.write_text(json.dumps(record, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
 
@@ -146,15 +208,15 @@ def write(record: dict[str, Any], path: Path) -> None:
 def load(path: Path) -> dict[str, Any]:
     try:
         if path.stat().st_size > MAX_RECORD_BYTES:
-            raise RecordError(f"{path}: larger than {MAX_RECORD_BYTES // 2**20} MB")
+            raise RecordError("record-too-large", path=path, limit=MAX_RECORD_BYTES // 2**20)
         record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise RecordError(f"{path}: {exc}") from None
+        raise RecordError("record-unreadable", path=path, problem_key=os_problem(exc)) from None
     if not isinstance(record, dict) or record.get("format") != FORMAT:
-        raise RecordError(f"{path}: not a kroniker conformance session record ({FORMAT})")
+        raise RecordError("record-not-session", path=path, format=FORMAT)
     for key in ("suite", "seed", "cases", "requirements", "inputs", "target"):
         if key not in record:
-            raise RecordError(f"{path}: the record has no {key!r}")
+            raise RecordError("record-lacks", path=path, field=key)
     return record
 
 

@@ -5,6 +5,7 @@ project's tests (tests/test_features_server.py) and a vendor's conformance run."
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,7 +32,7 @@ from kroniker.conformance.documents import (
     run_patient,
 )
 from kroniker.conformance.fhir_xml import to_xml
-from kroniker.conformance.steps import Context, Registry
+from kroniker.conformance.steps import Context, Registry, check
 from kroniker.reference_server.tokens import Principal
 
 steps = Registry()
@@ -88,12 +89,20 @@ def days_from_now(days: int) -> str:
 
 # -- answers ---------------------------------------------------------------------------------------------
 
+def expect_status(response: httpx.Response | None, status: int) -> None:
+    """The answer's HTTP status is `status`."""
+    check(response is not None, "check-no-answer")
+    assert response is not None
+    check(response.status_code == status, "check-status", expected=status, found=response.status_code,
+          body=response.text)
+
+
 def entries(bundle: dict[str, Any], resource_type: str = "DocumentReference") -> list[dict[str, Any]]:
     return [e["resource"] for e in bundle.get("entry", []) if e["resource"]["resourceType"] == resource_type]
 
 
 def finding_codes(outcome: dict[str, Any]) -> set[str]:
-    assert outcome.get("resourceType") == "OperationOutcome", f"expected an OperationOutcome, found {outcome}"
+    check(outcome.get("resourceType") == "OperationOutcome", "check-outcome-body", body=json.dumps(outcome)[:500])
     return {c["code"] for i in outcome["issue"] for c in i.get("details", {}).get("coding", [])}
 
 
@@ -109,13 +118,14 @@ def is_outcome(r: httpx.Response) -> bool:
 
 
 def diagnostics(response: httpx.Response | None) -> str:
+    check(response is not None, "check-no-answer")
     assert response is not None
-    assert is_outcome(response), f"expected an OperationOutcome, found HTTP {response.status_code}: {response.text}"
+    check(is_outcome(response), "check-outcome", found=response.status_code, body=response.text)
     return " ".join(i.get("diagnostics", "") for i in response.json()["issue"])
 
 
 def shown(response: httpx.Response) -> set[str]:
-    assert response.status_code == 200, f"expected HTTP 200, found {response.status_code}: {response.text}"
+    expect_status(response, 200)
     return {d["id"] for d in entries(response.json())}
 
 
@@ -204,7 +214,7 @@ class World:
 
     def shared(self, principal: Principal, doc: dict[str, Any]) -> dict[str, Any]:
         r = self.submit(principal, encode(doc))
-        assert r.status_code == 201, f"the sharing server did not accept a valid document: {r.status_code} {r.text}"
+        expect_status(r, 201)
         return dict(r.json())
 
     def relate(self, patient: Patient, *, clinician_id: str | None = None, organisation: str | None = None,
@@ -212,14 +222,14 @@ class World:
         body = {"patient": patient.cpr, "clinician": clinician_id, "organisation": organisation,
                 "evidence": evidence, "start": start, "end": end}
         r = self.request("POST", "/admin/relations", ADMIN, json_body={k: v for k, v in body.items() if v})
-        assert r.status_code == 201, f"registering a treatment relation failed: {r.status_code} {r.text}"
+        expect_status(r, 201)
 
     def block(self, principal: Principal, **body: Any) -> httpx.Response:
         return self.request("POST", "/blocks", principal, json_body=body)
 
     def minlog(self) -> list[dict[str, Any]]:
         r = self.request("GET", "/fhir/AuditEvent", citizen(self.bente), params={"_count": "1000"})
-        assert r.status_code == 200, f"the citizen's log could not be read: {r.status_code} {r.text}"
+        expect_status(r, 200)
         return [e["resource"] for e in r.json().get("entry", [])]
 
     def rows(self) -> dict[str, int] | None:
@@ -312,8 +322,8 @@ def title_without_cpr(world: World, title: str) -> None:
 def note_shared(world: World) -> None:
     note_written(world)
     shares_note(world, "notatet")
-    assert world.last is not None and world.last.status_code == 201, \
-        f"the sharing server did not accept a valid note: {world.last.text if world.last else None}"
+    expect_status(world.last, 201)
+    assert world.last is not None
 
 
 @steps.given("at hendes læge har delt et notat fra årskontrollen og hendes diagnosekort")
@@ -321,8 +331,8 @@ def gp_shared_note_and_card(world: World) -> None:
     note_shared(world)
     card_written(world)
     shares_note(world, "diagnosekortet")
-    assert world.last is not None and world.last.status_code == 201, \
-        f"the sharing server did not accept a valid diagnosis card: {world.last.text if world.last else None}"
+    expect_status(world.last, 201)
+    assert world.last is not None
 
 
 @steps.given(r"at hendes tidligere læge, (?P<clinic>.+), har delt et notat fra foråret 2025")
@@ -335,8 +345,8 @@ def former_gp_shared(world: World, clinic: str) -> None:
 @steps.given(r"at (?:lægen|Bentes læge) har rettet notatet(?: én gang| fra årskontrollen)")
 def note_corrected(world: World) -> None:
     corrects_note(world)
-    assert world.last is not None and world.last.status_code == 201, \
-        f"the sharing server did not accept the correction: {world.last.text if world.last else None}"
+    expect_status(world.last, 201)
+    assert world.last is not None
 
 
 @steps.given(rf"at (?:\w+ )?(?P<name>{NAMES}) på (?P<org>{ORGS}) har fået en henvisning på (?P<first>\w+)")
@@ -366,7 +376,7 @@ def own_gp(world: World, name: str) -> None:
 
 def _block(world: World, first: str, **body: str) -> None:
     r = world.block(citizen(world.patient(first)), **body)
-    assert r.status_code == 201, f"the citizen's block was not registered: {r.status_code} {r.text}"
+    expect_status(r, 201)
     world.blocks.append(r.json()["id"])
 
 
@@ -397,7 +407,7 @@ def period_block(world: World, first: str, d1: str, m1: str, d2: str, m2: str, y
 @steps.given(rf"at (?:\w+ )?(?P<name>{NAMES}) derfor ingen notater ser om (?P<first>\w+)")
 def sees_nothing_yet(world: World, name: str, first: str) -> None:
     r = world.search(clinician(name), world.patient(first))
-    assert r.status_code == 200 and r.json()["total"] == 0, f"expected an empty answer, found {r.text}"
+    check(r.status_code == 200 and r.json()["total"] == 0, "check-empty", body=r.text)
 
 
 # -- Når: the GP system ------------------------------------------------------------------------------------------
@@ -446,7 +456,7 @@ def withdrawn(world: World) -> None:
     doc = world.doc("notatet")
     r = world.request("PATCH", f"/fhir/DocumentReference/{doc['id']}", ADMIN,
                       json_body={"status": "entered-in-error", "reason": "hørte til en anden patient"})
-    assert r.status_code == 200, f"marking the note entered-in-error failed: {r.status_code} {r.text}"
+    expect_status(r, 200)
 
 
 # -- Når: citizens and clinicians ------------------------------------------------------------------------------
@@ -473,7 +483,7 @@ def clinician_looks_up(world: World, name: str, patient: str) -> None:
 def clinician_looks_up_and_reads(world: World, name: str, first: str, doc: str) -> None:
     clinician_looks_up(world, name, first)
     r = world.get(content_url(world.doc(doc)), clinician(name))
-    assert r.status_code == 200, f"expected HTTP 200, found {r.status_code}: {r.text}"
+    expect_status(r, 200)
 
 
 @steps.when(rf"(?P<first>\w+) i konsultationen giver (?P<name>{NAMES}) lov, og han bruger værdispring "
@@ -494,7 +504,7 @@ def vaerdispring_without_reason(world: World, name: str, why: str) -> None:
 def lifts_block(world: World, first: str) -> None:
     for bid in world.blocks:
         r = world.request("DELETE", f"/blocks/{bid}", citizen(world.patient(first)))
-        assert r.status_code == 200 and r.json()["lifted"] is True, f"the block was not lifted: {r.text}"
+        check(r.status_code == 200 and r.json()["lifted"] is True, "check-not-lifted", body=r.text)
 
 
 @steps.when(rf"(?P<name>{NAMES}) også beder om de erstattede notater")
@@ -521,8 +531,8 @@ def package_code_kept(world: World, doc: str) -> None:
     docref = world.doc(doc)
     codings = [c for ev in (docref.get("context") or {}).get("event") or [] for c in ev.get("coding") or []]
     system, code = PACKAGE_CODE
-    assert any(c.get("system") == system and c.get("code") == code for c in codings), \
-        f"the DocumentReference's context.event does not carry {system}|{code}: {codings}"
+    check(any(c.get("system") == system and c.get("code") == code for c in codings), "check-package-code",
+          code=f"{system}|{code}", found=json.dumps(codings))
 
 
 def package_search(world: World, name: str, first: str) -> httpx.Response:
@@ -532,7 +542,7 @@ def package_search(world: World, name: str, first: str) -> httpx.Response:
                       params={"patient.identifier": world.patient(first).identifier, "status": "current",
                               "event": f"{system}|{code}"}, headers={"Accept-Language": "da"})
     looked_up(world, name, r)
-    assert r.status_code == 200, f"expected HTTP 200, found {r.status_code}: {r.text}"
+    expect_status(r, 200)
     return r
 
 
@@ -540,7 +550,7 @@ def package_search(world: World, name: str, first: str) -> httpx.Response:
 def finds_among_package_notes(world: World, name: str, doc: str, first: str) -> None:
     """PK-SOEG-PAKKE: ITI-67 with `event=<package system>|<package code>` finds the package's notes."""
     r = package_search(world, name, first)
-    assert world.doc(doc)["id"] in shown(r), f"{doc} is not among the package's notes: {r.text}"
+    check(world.doc(doc)["id"] in shown(r), "check-not-among-package", doc=doc, body=r.text)
 
 
 @steps.then(rf"finder (?P<name>{NAMES}) ikke (?P<doc>notatet .+) blandt (?P<first>\w+)s notater fra "
@@ -548,13 +558,14 @@ def finds_among_package_notes(world: World, name: str, doc: str, first: str) -> 
 def not_among_package_notes(world: World, name: str, doc: str, first: str) -> None:
     """A block holds for the package search as for any other: the blocked package note is not answered."""
     r = package_search(world, name, first)
-    assert world.doc(doc)["id"] not in shown(r), f"{doc} is shown in spite of the block: {r.text}"
+    check(world.doc(doc)["id"] not in shown(r), "check-shown-despite-block", doc=doc, body=r.text)
 
 
 @steps.then(r"tager delingsserveren imod (?P<what>notatet|diagnosekortet)")
 def accepted(world: World, what: str) -> None:
     assert world.last is not None
-    assert world.last.status_code == 201, f"expected HTTP 201, found {world.last.status_code}: {world.last.text}"
+    expect_status(world.last, 201)
+    assert world.last is not None
     assert world.last.json()["resourceType"] == "DocumentReference"
 
 
@@ -563,9 +574,10 @@ def retrieved_as_sent(world: World, first: str) -> None:
     assert world.sent is not None
     body, content_type = world.sent
     r = world.get(content_url(world.doc("notatet")), citizen(world.patient(first)))
-    assert r.status_code == 200, f"expected HTTP 200, found {r.status_code}: {r.text}"
-    assert r.content == body, "the retrieved document differs from the one sent"
-    assert r.headers["content-type"].startswith(content_type), f"served as {r.headers['content-type']}"
+    expect_status(r, 200)
+    check(r.content == body, "check-retrieved-differs")
+    check(r.headers["content-type"].startswith(content_type), "check-served-as", found=r.headers["content-type"],
+          expected=content_type)
 
 
 @steps.then(r"er det rettede notat det eneste gældende notat, (?P<first>\w+) kan se")
@@ -578,21 +590,21 @@ def only_the_correction(world: World, first: str) -> None:
 def old_superseded(world: World) -> None:
     old, new = world.doc("det gamle notat"), world.doc("det rettede notat")
     r = world.get(f"/fhir/DocumentReference/{old['id']}", citizen(world.bente))
-    assert r.json()["status"] == "superseded", f"the old note's status is {r.json().get('status')!r}"
+    check(r.json()["status"] == "superseded", "check-not-superseded", found=r.json().get("status"))
     assert new["relatesTo"] == [{"code": "replaces", "target": {"reference": f"DocumentReference/{old['id']}"}}]
 
 
 @steps.then("det gamle notat kan stadig hentes")
 def old_retrievable(world: World) -> None:
     r = world.get(content_url(world.doc("det gamle notat")), citizen(world.bente))
-    assert r.status_code == 200, f"expected HTTP 200, found {r.status_code}: {r.text}"
+    expect_status(r, 200)
     assert r.content == world.bodies["notatet fra årskontrollen"]
 
 
 @steps.then("afvises rettelsen med besked om, at notatet ikke længere er gældende")
 def correction_refused(world: World) -> None:
-    assert world.last is not None and world.last.status_code == 422, \
-        f"expected HTTP 422, found {world.last.status_code if world.last else None}"
+    expect_status(world.last, 422)
+    assert world.last is not None
     assert "replace-not-current" in finding_codes(world.last.json())
     assert "ikke gældende" in diagnostics(world.last)
 
@@ -602,18 +614,18 @@ def nothing_stored(world: World) -> None:
     # What anyone can see: the patient's documents are those the scenario knows were stored, no more.
     about = world.patient("Bente")
     known = {d["id"] for d in world.docs.values() if patient_of(d) in (None, about.cpr)}
-    assert shown(world.search(citizen(about), about, ALL_STATUSES)) == known, "a refused document was stored"
+    check(shown(world.search(citizen(about), about, ALL_STATUSES)) == known, "check-refused-stored")
     # Where the target lets us look into its database (our own server): not a row was written.
     after = world.rows()
     if world.rows_before is not None and after is not None:
-        assert {t: after[t] for t in STORED} == {t: world.rows_before[t] for t in STORED}, \
-            f"rows were written: before {world.rows_before}, after {after}"
+        check({t: after[t] for t in STORED} == {t: world.rows_before[t] for t in STORED}, "check-rows-written",
+              before=json.dumps(world.rows_before), after=json.dumps(after))
 
 
 @steps.then("svarer delingsserveren, at notatet allerede er modtaget")
 def already_received(world: World) -> None:
-    assert world.last is not None and world.last.status_code == 200, \
-        f"expected HTTP 200, found {world.last.status_code if world.last else None}"
+    expect_status(world.last, 200)
+    assert world.last is not None
     assert world.last.json()["id"] == world.doc("notatet")["id"]
 
 
@@ -625,11 +637,12 @@ def one_note(world: World, first: str) -> None:
 
 @steps.then(r'afvises notatet med fejlen "(?P<code>[^"]+)" i "(?P<element>[^"]+)"')
 def refused_with_finding(world: World, code: str, element: str) -> None:
-    assert world.last is not None and world.last.status_code == 422, \
-        f"expected HTTP 422, found {world.last.status_code if world.last else None}"
+    expect_status(world.last, 422)
+    assert world.last is not None
     issue = next((i for i in world.last.json()["issue"] if code in {c["code"] for c in i["details"]["coding"]}),
                  None)
-    assert issue is not None, f"no finding {code} in {world.last.text}"
+    check(issue is not None, "check-no-finding", code=code, body=world.last.text)
+    assert issue is not None
     assert issue["severity"] == "error"
     m = re.fullmatch(r"Bundle\.entry\[(\d+)\]\.resource\.(.+)", issue["expression"][0])
     assert m, issue["expression"]
@@ -646,8 +659,8 @@ def explained_in_danish(world: World) -> None:
 
 @steps.then("afvises notatet med besked om, at det er skrevet af en anden organisation")
 def refused_other_organisation(world: World) -> None:
-    assert world.last is not None and world.last.status_code == 403, \
-        f"expected HTTP 403, found {world.last.status_code if world.last else None}"
+    expect_status(world.last, 403)
+    assert world.last is not None
     assert "not-own-organisation" in finding_codes(world.last.json())
     text = diagnostics(world.last)
     assert "skrevet af organisationen" in text
@@ -665,7 +678,7 @@ def problem_list(world: World) -> None:
 @steps.then("kan notatet ikke længere hentes, og svaret siger, at det er fejlregistreret")
 def gone(world: World) -> None:
     r = world.get(content_url(world.doc("notatet")), citizen(world.bente))
-    assert r.status_code == 410, f"expected HTTP 410, found {r.status_code}"
+    expect_status(r, 410)
     assert "fejlregistreret" in diagnostics(r)
 
 
@@ -695,15 +708,15 @@ def does_not_see(world: World, docs: str) -> None:
 @steps.then(rf"ser (?P<name>{NAMES}) ingen notater om (?P<first>\w+)")
 def sees_nothing(world: World, name: str, first: str) -> None:
     bundle = world.found[name].json()
-    assert world.found[name].status_code == 200, f"expected HTTP 200, found {world.found[name].status_code}"
-    assert bundle["total"] == 0, f"expected nothing, found {bundle['total']} documents"
+    expect_status(world.found[name], 200)
+    check(bundle["total"] == 0, "check-expected-nothing", found=bundle["total"])
     assert bundle.get("entry", []) == []  # not even a warning: a block on this person answers with nothing
 
 
 @steps.then(rf"(?P<name>{NAMES}) får at vide, at nogle notater ikke er vist, fordi patienten har spærret for dem")
 def told_some_hidden(world: World, name: str) -> None:
     warnings = entries(world.found[name].json(), "OperationOutcome")
-    assert len(warnings) == 1, f"expected one warning, found {len(warnings)}"
+    check(len(warnings) == 1, "check-one-warning", found=len(warnings))
     assert [i["severity"] for i in warnings[0]["issue"]] == ["warning"]
     assert warnings[0]["issue"][0]["diagnostics"].startswith(
         "nogle dokumenter vises måske ikke, fordi patienten har spærret for dem")
@@ -712,7 +725,7 @@ def told_some_hidden(world: World, name: str) -> None:
 @steps.then(rf"får (?P<name>{NAMES}) at vide, at (?:han|hun) ingen aktuel behandlingsrelation har til patienten")
 def told_no_relation(world: World, name: str) -> None:
     r = world.found[name]
-    assert r.status_code == 403, f"expected HTTP 403, found {r.status_code}: {r.text}"
+    expect_status(r, 403)
     assert "no-treatment-relation" in finding_codes(r.json())
     assert "ingen aktuel behandlingsrelation til patienten" in diagnostics(r)
     assert "entry" not in r.json()
@@ -726,28 +739,28 @@ def cites_the_law(world: World) -> None:
 @steps.then(rf"(?P<name>{NAMES}) kan heller ikke hente (?P<doc>{DOCS})")
 def cannot_retrieve(world: World, name: str, doc: str) -> None:
     r = world.get(content_url(world.doc(doc)), clinician(name))
-    assert r.status_code == 403, f"expected HTTP 403, found {r.status_code}"
+    expect_status(r, 403)
     assert "no-treatment-relation" in finding_codes(r.json())
 
 
 @steps.then(rf"(?P<name>{NAMES}) kan læse (?P<doc>{DOCS})")
 def can_read(world: World, name: str, doc: str) -> None:
     r = world.get(content_url(world.doc(doc)), clinician(name))
-    assert r.status_code == 200, f"expected HTTP 200, found {r.status_code}: {r.text}"
+    expect_status(r, 200)
     assert r.content == world.bodies[ALIASES.get(doc, doc)]
 
 
 @steps.then(rf"får (?P<name>{NAMES}) at vide, at (?P<message>værdispring kræver .+)")
 def told_override_reason(world: World, name: str, message: str) -> None:
     r = world.found[name]
-    assert r.status_code == 400, f"expected HTTP 400, found {r.status_code}: {r.text}"
+    expect_status(r, 400)
     assert diagnostics(r) == message
 
 
 @steps.then(r"får (?P<first>\w+) at vide, at en borger kun kan se sine egne oplysninger")
 def told_own_only(world: World, first: str) -> None:
-    assert world.last is not None and world.last.status_code == 403, \
-        f"expected HTTP 403, found {world.last.status_code if world.last else None}"
+    expect_status(world.last, 403)
+    assert world.last is not None
     assert diagnostics(world.last) == "en borger kan kun se sine egne oplysninger"
 
 
@@ -769,8 +782,8 @@ def not_in_minlog(world: World, name: str) -> None:
 @steps.then(rf"Bentes log viser, at (?P<name>{NAMES}) fra (?P<org>{ORGS}) har set hendes notater med værdispring")
 def minlog_vaerdispring(world: World, name: str, org: str) -> None:
     mine = [e for e in world.minlog() if by(e) == CLINICIANS[name][0]]
-    assert mine, "the look-up is not in MinLog"
-    assert all(vaerdispring_in(e) for e in mine), "the look-up is not marked as værdispring"
+    check(mine, "check-not-in-minlog")
+    check(all(vaerdispring_in(e) for e in mine), "check-not-vaerdispring")
     assert {e["agent"][0]["location"]["identifier"]["value"] for e in mine} == {ORGANISATIONS[org]}
 
 
@@ -785,14 +798,14 @@ def minlog_search_and_read(world: World, name: str, org: str) -> None:
 @steps.then("Bentes log viser hverken hendes egne opslag eller lægesystemets deling")
 def minlog_professionals_only(world: World) -> None:
     events = world.minlog()
-    assert events, "the log is empty"
+    check(events, "check-log-empty")
     assert {e["agent"][0]["type"]["coding"][0]["code"] for e in events} == {"clinician"}
     assert world.bente.cpr not in {by(e) for e in events}
 
 
 @steps.then("Bentes log er tom")
 def minlog_empty(world: World) -> None:
-    assert world.minlog() == [], "the log is not empty"
+    check(world.minlog() == [], "check-log-not-empty")
 
 
 # -- borger/svar_hjemmefra.feature: questionnaire responses, scores and triage (issue 12) -----------------------

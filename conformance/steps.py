@@ -54,8 +54,83 @@ class Registry:
         return None
 
 
+class CheckFailed(AssertionError):
+    """A check that did not hold. Its message is a key of conformance/messages/{da,en}.json with its values, so that
+    a report gives it in the reader's language; str() is the English text (the record keeps both)."""
+
+    def __init__(self, key: str, **params: Any) -> None:
+        self.key, self.params = key, {k: _short(v) for k, v in params.items()}
+        super().__init__(message(key, "en", **self.params))
+
+
+def check(holds: Any, key: str, **params: Any) -> None:
+    """Fail the step with the message `key` unless `holds`."""
+    if not holds:
+        raise CheckFailed(key, **params)
+
+
+def _short(value: Any) -> str:
+    return str(value)[:MAX_VALUE]
+
+
+MAX_VALUE = 1500
+
+
+def message(key: str, lang: str, **params: Any) -> str:
+    """A step message in Danish or English (conformance/messages)."""
+    from kroniker.conformance.reports import texts
+
+    template = texts(lang).get(key)
+    if template is None:
+        return key
+    # A value named `…_key` is itself a message key (a file's problem): given in the same language.
+    params = {(k[:-4] if k.endswith("_key") else k): (message(str(v), lang) if k.endswith("_key") else v)
+              for k, v in params.items()}
+    try:
+        return template.format(**params)
+    except (KeyError, IndexError):
+        return template
+
+
+class KeyedError(Exception):
+    """An error whose message is a key of conformance/messages with its values; str() is the English text."""
+
+    def __init__(self, key: str, **params: Any) -> None:
+        self.key, self.params = key, params
+        super().__init__(message(key, "en", **params))
+
+    def text(self, lang: str) -> str:
+        return message(self.key, lang, **self.params)
+
+
+def os_problem(exc: OSError | UnicodeDecodeError | ValueError) -> str:
+    """A file's problem in words, not Python's: the message key for it."""
+    if isinstance(exc, FileNotFoundError):
+        return "file-missing"
+    if isinstance(exc, IsADirectoryError):
+        return "file-is-folder"
+    if isinstance(exc, PermissionError):
+        return "file-denied"
+    if isinstance(exc, UnicodeDecodeError):
+        return "file-not-utf8"
+    if isinstance(exc, ValueError):
+        return "file-not-json"
+    return "file-unreadable"
+
+
+def step_message(step: dict[str, Any], lang: str) -> str:
+    """A recorded step's message in `lang` (records from before the messages had keys: their English text)."""
+    if step.get("key"):
+        return message(step["key"], lang, **step.get("params", {}))[:2000]
+    return str(step.get("message", ""))
+
+
 class Unsupported(Exception):
     """The system under test cannot be asked what a step needs (no token for a caller, a replay that ran out)."""
+
+    def __init__(self, text: str, key: str | None = None, **params: Any) -> None:
+        super().__init__(message(key, "en", **params) if key else text)
+        self.key, self.params = key, {k: _short(v) for k, v in params.items()}
 
 
 # -- callers and tokens ----------------------------------------------------------------------------------
@@ -170,8 +245,8 @@ class Http:
             for chunk in response.iter_bytes():
                 size += len(chunk)
                 if size > MAX_RESPONSE_BYTES:
-                    raise Unsupported(f"the answer to {request.method} {request.url.path} is larger than "
-                                      f"{MAX_RESPONSE_BYTES} bytes")
+                    raise Unsupported("", "err-answer-too-large", method=request.method,
+                                      path=request.url.path, limit=MAX_RESPONSE_BYTES)
                 chunks.append(chunk)
         finally:
             response.close()
@@ -183,12 +258,12 @@ class Http:
     def _replayed(self, sent: dict[str, Any]) -> httpx.Response:
         assert self.replay is not None
         if not self.replay:
-            raise Unsupported(f"the record has no answer for {sent['method']} {sent['path']}")
+            raise Unsupported("", "err-replay-no-answer", method=sent["method"], path=sent["path"])
         recorded = self.replay.pop(0)
         was = recorded["request"]
         if (was["method"], was["path"]) != (sent["method"], sent["path"]):
-            raise Unsupported(f"the replay asked {sent['method']} {sent['path']}, the record has "
-                              f"{was['method']} {was['path']}")
+            raise Unsupported("", "err-replay-other-request", method=sent["method"], path=sent["path"],
+                              was_method=was["method"], was_path=was["path"])
         got = recorded["response"]
         return httpx.Response(got["status"], headers=got["headers"], content=body_bytes(got["body"]),
                               request=httpx.Request(sent["method"], "http://target" + sent["path"]))
@@ -204,7 +279,7 @@ class Observer:
     def __call__(self, name: str, read: Callable[[], Any]) -> Any:
         if self.replay is not None:
             if not self.replay or self.replay[0]["name"] != name:
-                raise Unsupported(f"the record has no observation {name!r} here")
+                raise Unsupported("", "err-replay-no-observation", name=name)
             value = self.replay.pop(0)["value"]
         else:
             value = read()

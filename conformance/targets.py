@@ -17,7 +17,7 @@ from types import TracebackType
 from typing import Any
 
 from kroniker.conformance.document_steps import VendorDocument, kind_of
-from kroniker.conformance.steps import Unsupported, principal_claims, principal_key
+from kroniker.conformance.steps import KeyedError, Unsupported, os_problem, principal_claims, principal_key
 from kroniker.reference_server.tokens import Principal
 
 TABLES = ("documents", "document_events")
@@ -25,7 +25,7 @@ DOCUMENT_SUFFIXES = (".json", ".xml")
 MAX_DOCUMENTS = 10_000
 
 
-class TargetError(Exception):
+class TargetError(KeyedError):
     """The target cannot be used (no server answers, an unreadable token file, …): a usage error."""
 
 
@@ -59,15 +59,15 @@ class FileTokens:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, ValueError) as exc:
-            raise TargetError(f"{path}: cannot read the token file ({exc})") from None
+            raise TargetError("token-file-unreadable", path=path, problem_key=os_problem(exc)) from None
         if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
-            raise TargetError(f"{path}: the token file must be a JSON object of caller → token")
+            raise TargetError("token-file-shape", path=path)
         self.tokens: dict[str, str] = data
 
     def __call__(self, principal: Principal) -> str:
         k = principal_key(principal)
         if k not in self.tokens:
-            raise Unsupported(f"no token for {k} in {self.path}")
+            raise Unsupported("", "err-no-token", caller=k, path=self.path)
         return self.tokens[k]
 
     def describe(self) -> str:
@@ -81,7 +81,7 @@ class CommandTokens:
     def __init__(self, command: str, timeout: float = 30.0) -> None:
         self.argv = shlex.split(command)
         if not self.argv:
-            raise TargetError("the token command is empty")
+            raise TargetError("token-command-empty")
         self.command, self.timeout = command, timeout
         self._made: dict[str, str] = {}
 
@@ -96,11 +96,11 @@ class CommandTokens:
             done = subprocess.run(self.argv, input=claims, capture_output=True, text=True, timeout=self.timeout,
                                   env={**os.environ, "KRONIKER_PRINCIPAL": claims}, check=False)
         except (OSError, subprocess.TimeoutExpired) as exc:
-            raise Unsupported(f"the token command failed for {k}: {exc}") from None
+            raise Unsupported("", "err-token-command", caller=k, problem=exc) from None
         token = done.stdout.strip()
         if done.returncode != 0 or not token or any(c.isspace() for c in token):
-            raise Unsupported(f"the token command gave no token for {k} (exit {done.returncode}): "
-                              f"{done.stderr.strip()[:200]}")
+            raise Unsupported("", "err-token-none", caller=k, status=done.returncode,
+                              stderr=done.stderr.strip()[:200])
         self._made[k] = token
         return token
 
@@ -133,7 +133,7 @@ class RemoteTarget:
         try:
             httpx.get(f"{self.url}/metadata", timeout=10)
         except httpx.HTTPError as exc:
-            raise TargetError(f"{self.url}: no answer ({exc})") from None
+            raise TargetError("target-no-answer", url=self.url, problem=exc) from None
 
 
 class LocalServer:
@@ -171,7 +171,7 @@ class LocalServer:
         while not self.server.started:
             if not self.thread.is_alive() or time.monotonic() > deadline:
                 self._stop()
-                raise TargetError("the local reference server did not start")
+                raise TargetError("local-not-started")
             time.sleep(0.02)
         self.engine = make_engine(settings.database)
 
@@ -202,18 +202,18 @@ class LocalServer:
 def vendor_documents(folder: Path) -> list[VendorDocument]:
     """Every *.json and *.xml below the folder, in name order, with its sha256 and the standard it claims."""
     if not folder.is_dir():
-        raise TargetError(f"{folder}: not a folder")
+        raise TargetError("not-a-folder", path=folder)
     paths = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in DOCUMENT_SUFFIXES)
     if not paths:
-        raise TargetError(f"{folder}: no *.json or *.xml documents")
+        raise TargetError("no-documents", path=folder)
     if len(paths) > MAX_DOCUMENTS:
-        raise TargetError(f"{folder}: more than {MAX_DOCUMENTS} documents")
+        raise TargetError("too-many-documents", path=folder, limit=MAX_DOCUMENTS)
     out = []
     for p in paths:
         try:
             data = p.read_bytes()
         except OSError as exc:
-            raise TargetError(f"{p}: {exc}") from None
+            raise TargetError("document-unreadable", path=p, problem_key=os_problem(exc)) from None
         out.append(VendorDocument(p, p.relative_to(folder).as_posix(), hashlib.sha256(data).hexdigest(),
                                   kind_of(data)))
     return out

@@ -4,7 +4,9 @@ suite, session records that rerun to the same results, the reports, and the comm
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import hashlib
 import json
 import os
 import subprocess
@@ -22,20 +24,23 @@ from kroniker.conformance import features, reports, session
 from kroniker.conformance import requirements as reqs
 from kroniker.conformance.documents import composition, diagnosis_card, shared_note
 from kroniker.conformance.targets import LocalServer, vendor_documents
+from kroniker.packages import Installer
 from kroniker.reference_server import policy
 from kroniker.reference_server.app import ROUTES, create_app
+from kroniker.reference_server.metadata import DocumentMeta
 from kroniker.reference_server.settings import Settings
 from kroniker.reference_server.store import SearchQuery
 from kroniker.validators import Severity
 from kroniker.validators.packages import PackageCache
 from kroniker.validators.validate import Validator
+from tests.clinical_support import install_packages
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE_REQUIREMENTS = {"PK-NOTAT-PROFIL", "PK-SOEG-PAKKE", "PK-PAKKEKODE-BEVARES", "PK-SPOERGESKEMA"}
 # The package note's profile has the vendor's feature (features/leverandoer/pakkenotat.feature), which the server
 # suite does not run: tagged, so covered, but not run against a sharing server. Finding the package's notes and
 # keeping its code are features/kliniker/pakkenotater.feature (the server suite).
-VENDOR_ONLY = {"PK-NOTAT-PROFIL"}
+VENDOR_ONLY = {"PK-NOTAT-PROFIL"}  # the documents suite runs it with a vendor's package notes
 UNCOVERED = PACKAGE_REQUIREMENTS - VENDOR_ONLY - {"PK-SOEG-PAKKE", "PK-PAKKEKODE-BEVARES", "PK-SPOERGESKEMA"}
 DOCUMENT_REQUIREMENTS = {"SN-GYLDIG", "SN-TITEL", "SN-NOTAT-TEKST", "SN-DATOER", "DOK-CPR", "DOK-SOR",
                          "DOK-REFERENCER", "CL-GYLDIG", "CL-TITEL", "CL-INGEN-TILLAEGSTEKST"}
@@ -75,7 +80,11 @@ def test_document_requirements_name_rules_of_the_catalogue() -> None:
     """A rule id in requirements.json that the validator never reports would make a requirement pass forever."""
     prose = json.loads((ROOT / "profiles" / "rules" / "prose-rules.json").read_text(encoding="utf-8"))
     second = json.loads((ROOT / "profiles" / "rules" / "second-codes.json").read_text(encoding="utf-8"))
-    known = json.dumps([prose, second])
+    # A care package's own rules (validators/package_notes.py) are listed in docs/rules.md as "package rule".
+    package_rules = [line.split("`")[1] for line in (ROOT / "docs" / "rules.md").read_text(encoding="utf-8")
+                     .splitlines() if "| package rule |" in line]
+    assert package_rules
+    known = json.dumps([prose, second, package_rules])
     for r in reqs.load().requirements:
         for code in r.rules:
             # findings.md: `ref-unresolved` is a structure code with the second code DOC-REF-RESOLVE (features/
@@ -201,6 +210,22 @@ def _answers_other_patients(settings: Settings) -> Any:
     return app
 
 
+def _loses_the_package_code(settings: Settings) -> Any:
+    """A server that drops the event codes of what it stores: the package note is kept, but its metadata (the
+    DocumentReference's context.event, the rows a search by event reads) no longer carries the package's code."""
+    app = create_app(settings)
+    store = app.state.ctx.store
+    submit = store.submit
+
+    def forgetful(meta: DocumentMeta, *args: Any, **kwargs: Any) -> Any:
+        context = {k: v for k, v in (meta.docref.get("context") or {}).items() if k != "event"}
+        return submit(dataclasses.replace(meta, events=[], docref={**meta.docref, "context": context}),
+                      *args, **kwargs)
+
+    store.submit = forgetful
+    return app
+
+
 # Which requirements each variant breaks, from the requirements' texts (requirements.json), not from a run:
 # ignoring blocks breaks every requirement about what a block does, including "a blocked look-up is not in MinLog";
 # værdispring (lifting blocks with a reason) and what the citizen herself sees still hold.
@@ -209,6 +234,9 @@ BROKEN = {
                                          "SPAER-OPHAEV", "MINLOG-SPAERRET-OPSLAG"}),
     "accepts-invalid": (_accepts_invalid, {"DEL-AFVIS-UGYLDIG"}),
     "answers-other-patients": (_answers_other_patients, {"DEL-SOEG-KUN-PATIENTEN"}),
+    # The code not kept (PK-PAKKEKODE-BEVARES) means a search by the package's code cannot find the package's
+    # notes (PK-SOEG-PAKKE); a block still hides the package note (SPAER-ORGANISATION holds).
+    "loses-the-package-code": (_loses_the_package_code, {"PK-PAKKEKODE-BEVARES", "PK-SOEG-PAKKE"}),
 }
 
 
@@ -290,6 +318,96 @@ def session_document(folder: Path, d: dict[str, Any]) -> Any:
     return VendorDocument(folder / d["name"], d["name"], d["sha256"], d["kind"])
 
 
+def test_the_evidence_zip_names_medcoms_protocol_step_files(tmp_path: Path, cache: Path) -> None:
+    """MedCom's send protocol for ConditionList (step 3.3.1.6, spec/validator-anchors.md §3) forbids sharing the
+    GP's additional text; a vendor names its evidence `<Standard>_<step>_<letter>.<ext>`."""
+    with_note = diagnosis_card()
+    next(e["resource"] for e in with_note["entry"] if e["resource"]["resourceType"] == "Condition")["note"] = [
+        {"text": "Ønsker ikke operation"}]
+    write(tmp_path, "a.json", diagnosis_card())
+    write(tmp_path, "b.json", with_note)
+    record = run_documents(tmp_path, cache)
+    with zipfile.ZipFile(__import__("io").BytesIO(reports.evidence_zip(record, "da"))) as z:
+        medcom = sorted(n for n in z.namelist() if n.startswith("medcom/"))
+        assert medcom == ["medcom/ConditionList_3.3.1.6_A.json", "medcom/ConditionList_3.3.1.6_B.json"]
+        a, b = (json.loads(z.read(n)) for n in medcom)
+    assert (a["document"], a["result"], a["step"]) == ("a.json", "passed", "3.3.1.6")
+    assert (b["document"], b["result"]) == ("b.json", "failed")
+    assert any("CL-COND-NOTE-SHARED" in f for f in b["findings"])
+    assert b["sha256"] == hashlib.sha256((tmp_path / "b.json").read_bytes()).hexdigest()
+
+
+# -- package notes in the documents suite -------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def cache_with_package(tmp_path_factory: pytest.TempPathFactory, package_dir: Path) -> Path:
+    """MedCom's packages and kroniker's care package, installed by the public commands (as a vendor would)."""
+    root = tmp_path_factory.mktemp("vendor-packages")
+    Installer(PackageCache(root / "cache"), registries=[]).install([str(package_dir)])
+    install_packages(root / "cache", root / "dist")
+    return root / "cache"
+
+
+def built_package_note(cache: Path, out: Path) -> dict[str, Any]:
+    """A package note made by `kroniker note build` from the documented example input."""
+    from kroniker.cli import main
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    assert main(["note", "build", str(ROOT / "docs" / "examples" / "note-input.json"), "-o", str(out),
+                 "--cache", str(cache)]) == 0
+    doc: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
+    return doc
+
+
+def _without_section(doc: dict[str, Any]) -> None:
+    """The export keeps only the doctor's free text: the note's XHTML has no "Mål og planer"."""
+    obs = next(e["resource"] for e in doc["entry"] if e["resource"]["resourceType"] == "Observation")
+    free_text = json.loads((ROOT / "docs" / "examples" / "note-input.json").read_text(encoding="utf-8"))["free_text"]
+    obs["extension"][0]["valueAttachment"]["data"] = base64.b64encode(
+        f"<p>{free_text}</p>".encode()).decode("ascii")
+
+
+NOTE_CASES = ["leverandoer/journalnotat.feature:13#pakkenotat.json",
+              "leverandoer/pakkenotat.feature:12#pakkenotat.json"]
+NOTE_REQUIREMENTS = {"SN-GYLDIG", "SN-TITEL", "SN-NOTAT-TEKST", "SN-DATOER", "DOK-CPR", "DOK-SOR", "DOK-REFERENCER"}
+
+
+def test_a_built_package_note_passes_as_shared_note_and_package_note(tmp_path: Path, cache_with_package: Path) -> None:
+    built_package_note(cache_with_package, tmp_path / "docs" / "pakkenotat.json")
+    record = run_documents(tmp_path / "docs", cache_with_package)
+    assert [d["kind"] for d in record["inputs"]["documents"]] == ["packagenote"]
+    # A package note is a Shared Note too: both scenarios run with it.
+    assert [c["id"] for c in record["cases"]] == NOTE_CASES
+    assert record["summary"]["passed"], record["cases"]
+    assert statuses(record, "passed") == NOTE_REQUIREMENTS | {"PK-NOTAT-PROFIL"}
+
+
+def test_a_package_note_without_its_section_fails_the_package_requirement_only(
+        tmp_path: Path, cache_with_package: Path) -> None:
+    # docs/rules.md: a package note without the section "Mål og planer" breaks PACKAGE-NOTE-SECTION, a rule of
+    # the package's profile, not of MedCom's Shared Notes.
+    doc = built_package_note(cache_with_package, tmp_path / "built.json")
+    _without_section(doc)
+    write(tmp_path / "docs", "pakkenotat.json", doc)
+    record = run_documents(tmp_path / "docs", cache_with_package)
+    assert statuses(record, "failed") == {"PK-NOTAT-PROFIL"}
+    assert statuses(record, "passed") == NOTE_REQUIREMENTS
+    case = {c["id"]: c for c in record["cases"]}[NOTE_CASES[1]]
+    assert case["status"] == "failed"
+    assert any("PACKAGE-NOTE-SECTION" in f for f in case["verdicts"]["PK-NOTAT-PROFIL"]["findings"])
+
+
+def test_a_package_note_without_kronikers_package_installed_cannot_decide(
+        tmp_path: Path, cache: Path, cache_with_package: Path) -> None:
+    """Without kroniker's package the note would be read as a plain Shared Note: the package's case is an error,
+    not a pass."""
+    built_package_note(cache_with_package, tmp_path / "docs" / "pakkenotat.json")
+    record = run_documents(tmp_path / "docs", cache)
+    assert statuses(record, "error") == {"PK-NOTAT-PROFIL"}
+    case = {c["id"]: c for c in record["cases"]}[NOTE_CASES[1]]
+    assert "kroniker.lbp" in " ".join(s.get("message", "") for s in case["steps"])
+
+
 # -- reports ------------------------------------------------------------------------------------------------------
 
 def test_reports_show_requirements_cases_and_evidence(cache: Path) -> None:
@@ -305,6 +423,14 @@ def test_reports_show_requirements_cases_and_evidence(cache: Path) -> None:
     assert [c.get("name") for c in failed] == [
         "Et notat med forkert titel afvises med en dansk forklaring, og intet gemmes"]
     assert [p.get("value") for p in failed[0].findall("properties/property")] == ["DEL-AFVIS-UGYLDIG"]
+    # The failed check speaks the report's language: the server took (201) what it should refuse with 422
+    # (docs/server.md: an invalid document is answered 422 with an OperationOutcome).
+    message = failed[0].find("failure").get("message")
+    assert "forventede HTTP 422, fik 201" in message, message
+    english = ElementTree.fromstring(reports.junit(record, "en")).findall(".//testcase/failure")[0].get("message")
+    assert "expected HTTP 422, found 201" in english, english
+    assert "expected HTTP 422, found 201" in reports.html(record, "en")
+    assert "forventede HTTP 422, fik 201" in page
     with zipfile.ZipFile(__import__("io").BytesIO(reports.evidence_zip(record, "da"))) as z:
         names = z.namelist()
         folders = {n.split("/")[0] for n in names if "/" in n}
@@ -319,6 +445,7 @@ def test_reports_show_requirements_cases_and_evidence(cache: Path) -> None:
 
 def kroniker(*args: str, cache: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("KRONIKER_DEBUG", "KRONIKER_HOME")}
+    env["KRONIKER_HOME"] = str(cwd / "kroniker-home")  # the key that signs session records, per test
     env["KRONIKER_FHIR_PACKAGES"] = str(cache)
     return subprocess.run([sys.executable, "-m", "kroniker", "conformance", *args], capture_output=True, text=True,
                           env=env, cwd=cwd, timeout=300, check=False)
@@ -379,9 +506,12 @@ def test_a_token_file_without_a_caller_is_an_error_of_the_cases_that_need_it(
     (["run", "--documents", "x", "--target", "http://127.0.0.1:9"], "vælg enten --documents eller --target"),
     (["run", "--tokens", "t.json"], "--tokens og --token-command kræver --target"),
     (["run", "--target", "http://127.0.0.1:9"], "--target kræver --tokens FIL eller --token-command KOMMANDO"),
-    (["run", "--target", "http://127.0.0.1:9", "--tokens", "nope.json"], "cannot read the token file"),
-    (["run", "--documents", "nowhere"], "nowhere: not a folder"),
-    (["rerun", "nothing.json"], "nothing.json"),
+    (["run", "--target", "http://127.0.0.1:9", "--tokens", "nope.json"],
+     "nope.json: tokenfilen kan ikke læses: filen findes ikke"),
+    (["run", "--documents", "nowhere"], "nowhere: ikke en mappe"),
+    # A missing record is said in words, not as Python's OSError ([Errno 2] …).
+    (["rerun", "nothing.json"], "kroniker conformance: nothing.json: filen findes ikke\n"),
+    (["report", "nothing.json", "--html", "x.html"], "kroniker conformance: nothing.json: filen findes ikke\n"),
     (["report", "nothing.json"], "vælg mindst én af --html, --junit, --zip"),
 ])
 def test_usage_errors_say_what_is_wrong_with_status_2(tmp_path: Path, cache: Path, args: list[str],
@@ -389,7 +519,68 @@ def test_usage_errors_say_what_is_wrong_with_status_2(tmp_path: Path, cache: Pat
     r = kroniker(*args, "--lang", "da", cache=cache, cwd=tmp_path)
     assert r.returncode == 2, r.stdout + r.stderr
     assert says in r.stderr
-    assert "Traceback" not in r.stderr
+    assert "Traceback" not in r.stderr and "Errno" not in r.stderr
+
+
+@pytest.mark.parametrize(("lang", "unknown", "title"), [
+    ("en", ["1 test case: 0 passed, 1 failed", "the document is neither a Shared Note nor a diagnosis card"],
+     'expected "Journalnotat for 1505629996", found "Journalnotat"'),
+    ("da", ["1 testtilfælde: 0 bestået, 1 fejlet", "dokumentet er hverken et Shared Note-notat eller et diagnosekort"],
+     'forventede "Journalnotat for 1505629996", fandt "Journalnotat"'),
+])
+def test_the_console_says_what_failed_in_one_language(tmp_path: Path, cache: Path, lang: str, unknown: list[str],
+                                                     title: str) -> None:
+    """Found trying the conformance console as a new user: a document of no known kind failed without a word of
+    why, "1 test cases", findings in Danish under --lang en, and each finding's location printed twice."""
+    write(tmp_path / "a", "p.json", {"resourceType": "Patient"})
+    r = kroniker("run", "--documents", "a", "-o", "a.json", "--lang", lang, cache=cache, cwd=tmp_path)
+    assert r.returncode == 1, r.stderr
+    assert all(text in r.stdout for text in unknown), r.stdout
+    wrong_title = shared_note()
+    composition(wrong_title)["title"] = "Journalnotat"
+    write(tmp_path / "b", "note.json", wrong_title)
+    r = kroniker("run", "--documents", "b", "-o", "b.json", "--lang", lang, cache=cache, cwd=tmp_path)
+    assert r.returncode == 1, r.stderr
+    line = next(x for x in r.stdout.splitlines() if "note.json" in x and "COMP-TITLE" in x)
+    assert title in line and line.count("Bundle.entry[0].resource.title") == 1, line
+
+
+def test_a_changed_record_is_refused_by_rerun_and_report(tmp_path: Path, cache: Path) -> None:
+    """Session records are signed (HMAC-SHA256, the key in KRONIKER_HOME): a record changed after the run, one
+    signed by another KRONIKER_HOME, or one without a signature is refused with a message, exit 1."""
+    wrong_title = shared_note()
+    composition(wrong_title)["title"] = "Journalnotat"
+    write(tmp_path / "docs", "note.json", wrong_title)
+    r = kroniker("run", "--documents", "docs", "-o", "run.json", "--lang", "en", cache=cache, cwd=tmp_path)
+    assert r.returncode == 1, r.stderr
+    signed = json.loads((tmp_path / "run.json").read_text(encoding="utf-8"))
+    assert signed["signature"]["alg"] == "HMAC-SHA256" and len(signed["signature"]["value"]) == 64
+    assert kroniker("rerun", "run.json", "-o", "a.json", cache=cache, cwd=tmp_path).returncode == 0
+    # The vendor turns its failure into a pass.
+    tampered = json.loads(json.dumps(signed))
+    for c in tampered["cases"]:
+        c["status"] = "passed"
+    (tmp_path / "tampered.json").write_text(json.dumps(tampered), encoding="utf-8")
+    for args in (["rerun", "tampered.json"], ["report", "tampered.json", "--html", "t.html"]):
+        r = kroniker(*args, "--lang", "en", cache=cache, cwd=tmp_path)
+        assert r.returncode == 1, r.stdout + r.stderr
+        assert "tampered.json: the record has been changed since it was signed" in r.stderr
+        assert "Traceback" not in r.stderr
+    assert not (tmp_path / "t.html").exists()
+    unsigned = {k: v for k, v in signed.items() if k != "signature"}
+    (tmp_path / "unsigned.json").write_text(json.dumps(unsigned), encoding="utf-8")
+    r = kroniker("report", "unsigned.json", "--html", "u.html", "--lang", "da", cache=cache, cwd=tmp_path)
+    assert r.returncode == 1 and "unsigned.json: sessionen er ikke signeret" in r.stderr
+    r = kroniker("report", "unsigned.json", "--html", "u.html", "--unsigned", cache=cache, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    # Another KRONIKER_HOME (another key) cannot vouch for the record.
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    (other / "run.json").write_bytes((tmp_path / "run.json").read_bytes())
+    r = kroniker("report", "run.json", "--html", "r.html", "--lang", "en", cache=cache, cwd=other)
+    assert r.returncode == 1 and "signed with another key" in r.stderr
+    r = kroniker("rerun", "run.json", "--lang", "en", cache=cache, cwd=other)  # makes a key of its own first
+    assert r.returncode == 1 and "signed with another key" in r.stderr, r.stderr
 
 
 def test_a_record_that_is_not_one_is_refused(tmp_path: Path, cache: Path) -> None:

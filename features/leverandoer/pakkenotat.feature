@@ -8,7 +8,7 @@ Egenskab: Lægesystemet eksporterer pakkenotater med "Mål og planer"
     Givet at Bente Lænderyg med CPR-nummer 1505629996 er patient hos Lægerne i Kronikergården
     Og at lægen har skrevet et pakkenotat fra årskontrollen med mål, plan, næste kontrol og triagefarve
 
-  @krav:PK-NOTAT-PROFIL
+  @dokument @krav:PK-NOTAT-PROFIL
   Scenarie: Et pakkenotat bygget som kronikers reference godkendes
     Når eksporten af pakkenotatet valideres
     Så godkendes pakkenotatet uden fejl
