@@ -348,6 +348,14 @@ def cache_with_package(tmp_path_factory: pytest.TempPathFactory, package_dir: Pa
     return root / "cache"
 
 
+@pytest.fixture(scope="module")
+def medcom_only_cache(tmp_path_factory: pytest.TempPathFactory, package_dir: Path) -> Path:
+    """MedCom's packages only: a vendor who has not installed kroniker's care package."""
+    root = tmp_path_factory.mktemp("medcom-only-packages")
+    Installer(PackageCache(root / "cache"), registries=[]).install([str(package_dir)])
+    return root / "cache"
+
+
 def built_package_note(cache: Path, out: Path) -> dict[str, Any]:
     """A package note made by `kroniker note build` from the documented example input."""
     from kroniker.cli import main
@@ -398,11 +406,11 @@ def test_a_package_note_without_its_section_fails_the_package_requirement_only(
 
 
 def test_a_package_note_without_kronikers_package_installed_cannot_decide(
-        tmp_path: Path, cache: Path, cache_with_package: Path) -> None:
+        tmp_path: Path, medcom_only_cache: Path, cache_with_package: Path) -> None:
     """Without kroniker's package the note would be read as a plain Shared Note: the package's case is an error,
     not a pass."""
     built_package_note(cache_with_package, tmp_path / "docs" / "pakkenotat.json")
-    record = run_documents(tmp_path / "docs", cache)
+    record = run_documents(tmp_path / "docs", medcom_only_cache)
     assert statuses(record, "error") == {"PK-NOTAT-PROFIL"}
     case = {c["id"]: c for c in record["cases"]}[NOTE_CASES[1]]
     assert "kroniker.lbp" in " ".join(s.get("message", "") for s in case["steps"])
