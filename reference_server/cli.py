@@ -17,12 +17,18 @@ if TYPE_CHECKING:
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    s = sub.add_parser("serve", help="run the DDS-like reference server (SQLite by default, PostgreSQL by URL)")
-    s.add_argument("--database", help="database URL (default: SQLite in $KRONIKER_HOME)")
-    s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=_number(0, 65535), default=8080)
-    s.add_argument("--workers", type=_number(1, 256), default=1, help="worker processes (one per CPU)")
-    s.add_argument("--cache", type=Path, help="FHIR package cache (default ~/.fhir/packages)")
+    s = sub.add_parser("serve", help="run the DDS-like reference server (SQLite by default, PostgreSQL by URL)",
+                       description="Serves until SIGTERM or Ctrl-C; requests in flight then finish and the "
+                       "server exits 0. A port already in use is refused before anything starts (exit 2).")
+    s.add_argument("--database", help="database URL (default: SQLite in $KRONIKER_HOME, ~/.kroniker)")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    s.add_argument("--port", type=_number(0, 65535), default=8080, help="port to listen on (default: %(default)s)")
+    s.add_argument("--workers", type=_number(1, 256), default=1,
+                   help="worker processes, one per CPU (default: %(default)s)")
+    s.add_argument("--cache", type=Path, help="FHIR package cache (default: $KRONIKER_FHIR_PACKAGES or "
+                   "~/.fhir/packages)")
+    s.add_argument("--lang", choices=["da", "en"], default=_default_lang(),
+                   help="language of the messages (default: from $KRONIKER_LANG or $LANG, now %(default)s)")
     s.set_defaults(func=cmd_serve)
 
     t = sub.add_parser("token", help="print a bearer token for a role, signed with this data directory's key")
@@ -79,35 +85,42 @@ def _number(low: int, high: int) -> Callable[[str], int]:
 def cmd_serve(args: argparse.Namespace) -> int:
     import os
 
-    import uvicorn
-
     from kroniker.reference_server import audit
     from kroniker.reference_server.db import make_engine, migrate
+    from kroniker.reference_server.serve import message, reserve, run_one, run_workers, uvicorn_config
     from kroniker.reference_server.settings import Settings
     from kroniker.reference_server.store import Store
     from kroniker.reference_server.tokens import load_or_create_key
 
-    settings = Settings.from_env(database_url=args.database, package_cache=args.cache)
-    engine = make_engine(settings.database)
-    migrate(engine)  # once, before any worker starts
-    load_or_create_key(settings.key_file)
-    store = Store(engine, audit.load_or_create_key(settings.audit_key_file))
-    store.seal()  # an audit chain from before migration 0003 is re-keyed once, before any worker writes
-    store.close()
-    if args.database:
-        os.environ["KRONIKER_DATABASE"] = args.database
-    if args.cache:
-        os.environ["KRONIKER_FHIR_PACKAGES"] = str(args.cache)
-    os.environ["KRONIKER_HOME"] = str(settings.home)
-    print(f"kroniker reference server on http://{args.host}:{args.port} — database {_safe(settings.database)}",
-          file=sys.stderr)
-    from kroniker.reference_server.serve import run_workers, uvicorn_config
-
-    config = uvicorn_config(args.host, args.port, args.workers)
-    if args.workers <= 1:
-        uvicorn.Server(config).run()
-        return 0
-    return run_workers(config, args.host, args.port, args.workers)
+    # The port first: a busy one is refused before anything is migrated or printed as if it had started.
+    try:
+        sock = reserve(args.host, args.port, shared=args.workers > 1)
+    except OSError as exc:
+        print(message("port-busy", args.lang, host=args.host, port=args.port, reason=exc.strerror or exc),
+              file=sys.stderr)
+        return 2
+    port = int(sock.getsockname()[1])  # --port 0: the port the system chose, the same for every worker
+    try:
+        settings = Settings.from_env(database_url=args.database, package_cache=args.cache)
+        engine = make_engine(settings.database)
+        migrate(engine)  # once, before any worker starts
+        load_or_create_key(settings.key_file)
+        store = Store(engine, audit.load_or_create_key(settings.audit_key_file))
+        store.seal()  # an audit chain from before migration 0003 is re-keyed once, before any worker writes
+        store.close()
+        if args.database:
+            os.environ["KRONIKER_DATABASE"] = args.database
+        if args.cache:
+            os.environ["KRONIKER_FHIR_PACKAGES"] = str(args.cache)
+        os.environ["KRONIKER_HOME"] = str(settings.home)
+        print(f"kroniker reference server on http://{args.host}:{port} — database {_safe(settings.database)}",
+              file=sys.stderr)
+        config = uvicorn_config(args.host, port, args.workers)
+        if args.workers <= 1:
+            return run_one(config, sock)
+        return run_workers(config, args.host, port, args.workers, sock)
+    finally:
+        sock.close()
 
 
 def _safe(url: str) -> str:

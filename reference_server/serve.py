@@ -98,13 +98,64 @@ def _tcp(host: str) -> socket.socket:
     return sock
 
 
-def _worker(config: Any, host: str, port: int) -> None:
+MESSAGES = {
+    "port-busy": {"en": "kroniker serve: cannot listen on {host}:{port}: {reason} (is another server running "
+                        "there? choose another --port)",
+                  "da": "kroniker serve: kan ikke lytte på {host}:{port}: {reason} (kører en anden server der? "
+                        "vælg en anden --port)"},
+}
+
+
+def message(key: str, lang: str, **params: Any) -> str:
+    return MESSAGES[key]["da" if lang == "da" else "en"].format(**params)
+
+
+def reserve(host: str, port: int, *, shared: bool) -> socket.socket:
+    """The server's socket, bound before anything else starts (OSError when the port is in use).
+
+    First bound without SO_REUSEPORT, which fails if anything listens on the port already, another kroniker
+    with its workers included (two servers must not quietly share a port). One worker then listens on it; for
+    several (`shared`) it is held bound with SO_REUSEPORT but not listening, so that no connection waits on
+    the supervisor's socket while each worker accepts on a socket of its own.
+    """
+    if shared and not hasattr(socket, "SO_REUSEPORT"):
+        raise OSError("--workers above 1 needs SO_REUSEPORT (Linux spreads connections with it)")
+    probe = _tcp(host)
+    if not shared:
+        probe.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            probe.close()
+            raise
+        return probe
+    try:
+        probe.bind((host, port))
+        port = int(probe.getsockname()[1])
+    finally:
+        probe.close()
+    return listening_socket(host, port)
+
+
+def run_one(config: Any, sock: socket.socket | None = None) -> int:
+    """Serve with one uvicorn server until SIGTERM or SIGINT; 0 once the requests in flight have finished.
+
+    uvicorn raises the signal it caught again once it has shut down, with the handler it found restored: the
+    default one would end the process by the signal (exit status 143 for SIGTERM), so a handler that does
+    nothing is what it finds and restores."""
     import uvicorn
 
-    uvicorn.Server(config).run(sockets=[listening_socket(host, port)])
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: None)
+    uvicorn.Server(config).run(sockets=[sock] if sock is not None else None)
+    return 0
 
 
-def run_workers(config: Any, host: str, port: int, workers: int) -> int:
+def _worker(config: Any, host: str, port: int) -> None:
+    sys.exit(run_one(config, listening_socket(host, port)))
+
+
+def run_workers(config: Any, host: str, port: int, workers: int, reserved: socket.socket) -> int:
     """Run `workers` uvicorn worker processes, each accepting on a socket of its own, until SIGTERM or SIGINT.
 
     The kernel spreads new connections over the workers' sockets (SO_REUSEPORT). uvicorn's own supervisor
@@ -112,24 +163,8 @@ def run_workers(config: Any, host: str, port: int, workers: int) -> int:
     waited last, so the few kept-alive connections a handful of GP systems hold can all land on one worker
     while the others idle (seen here: two workers, eight connections, every request on one worker in half of
     the runs). A worker that dies is replaced; workers follow the supervisor if it dies (_follow_supervisor).
+    `reserved` is reserve(…, shared=True)'s socket, held until the workers have stopped.
     """
-    if not hasattr(socket, "SO_REUSEPORT"):
-        print("kroniker serve: --workers above 1 needs SO_REUSEPORT (Linux spreads connections with it)",
-              file=sys.stderr)
-        return 2
-    try:
-        # First bound without SO_REUSEPORT, which fails if anything listens on the port already, another
-        # kroniker with its workers included (two servers must not quietly share a port); then held, bound with
-        # SO_REUSEPORT but not listening: no connection waits on the supervisor's socket.
-        probe = _tcp(host)
-        try:
-            probe.bind((host, port))
-        finally:
-            probe.close()
-        reserved = listening_socket(host, port)
-    except OSError as exc:
-        print(f"kroniker serve: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
     os.environ["KRONIKER_SUPERVISOR_PID"] = str(os.getpid())
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -165,4 +200,3 @@ def run_workers(config: Any, host: str, port: int, workers: int) -> int:
                 if proc.is_alive():
                     proc.kill()
                     proc.join(5)
-        reserved.close()
