@@ -29,6 +29,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    "~/.fhir/packages)")
     s.add_argument("--lang", choices=["da", "en"], default=_default_lang(),
                    help="language of the messages (default: from $KRONIKER_LANG or $LANG, now %(default)s)")
+    s.add_argument("--no-access-log", dest="access_log", action="store_false",
+                   help="no access log line per request on stderr (default: one line per request: time, method, "
+                   "path, status, milliseconds, role)")
     s.set_defaults(func=cmd_serve)
 
     t = sub.add_parser("token", help="print a bearer token for a role, signed with this data directory's key")
@@ -113,6 +116,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if args.cache:
             os.environ["KRONIKER_FHIR_PACKAGES"] = str(args.cache)
         os.environ["KRONIKER_HOME"] = str(settings.home)
+        os.environ["KRONIKER_ACCESS_LOG"] = "1" if args.access_log else "0"  # read by every worker's app
         print(f"kroniker reference server on http://{args.host}:{port} — database {_safe(settings.database)}",
               file=sys.stderr)
         config = uvicorn_config(args.host, port, args.workers)

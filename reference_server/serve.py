@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import re
 import signal
 import socket
 import sys
@@ -20,9 +21,77 @@ from kroniker.reference_server.app import create_app
 from kroniker.reference_server.settings import Settings
 
 
-def app_from_env() -> Starlette:
+def app_from_env() -> Any:
     _follow_supervisor()
-    return create_app(Settings.from_env(), run_migrations=False)
+    app = create_app(Settings.from_env(), run_migrations=False)
+    if os.environ.get("KRONIKER_ACCESS_LOG", "1") == "0":  # kroniker serve --no-access-log
+        return app
+    return AccessLog(app)
+
+
+# -- the access log -------------------------------------------------------------------------------------------
+
+# A CPR number in a path (Patient/<CPR>, or anything a caller typed): ten digits, or six, a hyphen and four.
+_CPR_IN_PATH = re.compile(r"(?<![0-9])[0-9]{6}-?[0-9]{4}(?![0-9])")
+_MAX_PATH = 200
+
+
+class AccessLog:
+    """One line per request on stderr: time, method, path, status, milliseconds and the caller's role.
+
+    Never the query string (a search names the patient's CPR there), a token or a CPR: a CPR-shaped part of the
+    path is masked, and anything unprintable escaped, so that a line is one line. uvicorn's own access log, which
+    prints the query string, is off (uvicorn_config). Each line is one write(2) on stderr, whole even when
+    several workers share it.
+    """
+
+    def __init__(self, app: Starlette) -> None:
+        self.app = app
+
+    def __getattr__(self, name: str) -> Any:  # app.state, app.routes … as the app's own
+        return getattr(self.app, name)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope.get("type") != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = [500]  # what the caller is told when the app fails before answering (Starlette answers 500)
+
+        async def sending(message: dict[str, Any]) -> None:
+            if message.get("type") == "http.response.start":
+                status[0] = int(message.get("status", 500))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            self.write(scope, status[0], (time.perf_counter() - started) * 1000)
+
+    def write(self, scope: dict[str, Any], status: int, ms: float) -> None:
+        path = _CPR_IN_PATH.sub("**********", str(scope.get("path", "")))
+        if len(path) > _MAX_PATH:
+            path = path[:_MAX_PATH] + "…"
+        path = "".join(c if c.isprintable() and c != " " else "%20" if c == " "
+                       else c.encode("unicode_escape").decode("ascii") for c in path)
+        method = "".join(c for c in str(scope.get("method", "-"))[:16] if c.isalnum()) or "-"
+        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        line = f"{when} {method} {path} {status} {ms:.1f} ms role={self.role(scope)}\n"
+        try:
+            os.write(2, line.encode("utf-8", "backslashreplace"))
+        except OSError:
+            pass  # a closed stderr must not fail the request
+
+    def role(self, scope: dict[str, Any]) -> str:
+        """The role of a token that verifies (the app verified it already: a hit in the verifier's memory)."""
+        header = next((v for k, v in scope.get("headers", ()) if k == b"authorization"), b"")
+        scheme, _, token = header.decode("latin-1").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return "-"
+        try:
+            return str(self.app.state.ctx.verify(token.strip()).role)
+        except Exception:  # an invalid token: the app answered 401; the log says who nobody knows
+            return "-"
 
 
 def _follow_supervisor() -> None:

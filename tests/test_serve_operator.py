@@ -112,3 +112,61 @@ def test_sigterm_lets_the_request_in_flight_finish_and_exits_0(workers: int, tmp
     status_line = answer.split(b"\r\n", 1)[0]
     assert status_line == b"HTTP/1.1 201 Created", answer[:300]
     assert code == 0, server.log_tail()
+
+
+def _access_lines(server: ServerProcess, count: int) -> list[str]:
+    """The access log's lines once `count` are there (each is written just after its answer is sent)."""
+    deadline = time.monotonic() + 30
+    while True:
+        lines = [ln for ln in server.log_tail(10**6).splitlines() if " ms role=" in ln]
+        if len(lines) >= count or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.02)
+
+
+CPR = "1505629996"  # the patient of tests/builders.py
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_one_access_line_per_request_without_cpr_query_or_token(workers: int, tmp_path: Path,
+                                                                package_cache: PackageCache) -> None:
+    import httpx
+
+    with ServerProcess(f"sqlite:///{tmp_path / 'k.db'}", package_cache.root, tmp_path / "home",
+                       workers=workers) as server:
+        server.start()
+        before = len(_access_lines(server, 0))  # the readiness probes' own lines
+        t = tokens(server.home)
+        search = f"/fhir/DocumentReference?patient.identifier=urn:oid:1.2.208.176.1.2|{CPR}&status=current"
+        asked = [  # (method, path, token, expected line's path, status, role)
+            ("GET", "/health", None, "/health", 200, "-"),
+            ("GET", search, t["citizen"], "/fhir/DocumentReference", 200, "citizen"),
+            ("GET", search, t["source"], "/fhir/DocumentReference", 403, "source"),
+            ("GET", f"/fhir/Patient/{CPR}", t["citizen"], "/fhir/Patient/**********", 404, "citizen"),
+            ("GET", "/fhir/Patient/150562-9996", None, "/fhir/Patient/**********", 404, "-"),
+            ("GET", search, "not-a-token", "/fhir/DocumentReference", 401, "-"),
+        ] * 3
+        for method, path, token, *_ in asked:  # a new connection each: the kernel spreads them over the workers
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            httpx.request(method, server.url + path, headers=headers, timeout=30)
+        lines = _access_lines(server, before + len(asked))[before:]
+    assert len(lines) == len(asked), lines
+    for line, (method, _, token, path, status, role) in zip(lines, asked, strict=True):
+        fields = line.split(" ")
+        assert fields[1:4] == [method, path, str(status)], line
+        assert fields[5:] == ["ms", f"role={role}"], line
+        assert float(fields[4]) >= 0
+        assert CPR not in line and "9996" not in line and "?" not in line
+        assert not token or token not in line
+
+
+def test_no_access_log_when_switched_off(tmp_path: Path, package_cache: PackageCache) -> None:
+    import httpx
+
+    with ServerProcess(f"sqlite:///{tmp_path / 'k.db'}", package_cache.root, tmp_path / "home",
+                       args=("--no-access-log",)) as server:
+        server.start()
+        assert httpx.get(server.url + "/health", timeout=30).status_code == 200
+    # stopped: everything it wrote is in the log
+    assert " ms role=" not in server.log_tail(10**6)
+    assert "GET /health" not in server.log_tail(10**6)
