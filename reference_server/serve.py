@@ -4,6 +4,7 @@ supervisor of several workers.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -13,6 +14,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import MutableMapping
 from typing import Any
 
 from starlette.applications import Starlette
@@ -58,7 +60,7 @@ class AccessLog:
         started = time.perf_counter()
         status = [500]  # what the caller is told when the app fails before answering (Starlette answers 500)
 
-        async def sending(message: dict[str, Any]) -> None:
+        async def sending(message: MutableMapping[str, Any]) -> None:
             if message.get("type") == "http.response.start":
                 status[0] = int(message.get("status", 500))
             await send(message)
@@ -77,10 +79,8 @@ class AccessLog:
         method = "".join(c for c in str(scope.get("method", "-"))[:16] if c.isalnum()) or "-"
         when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         line = f"{when} {method} {path} {status} {ms:.1f} ms role={self.role(scope)}\n"
-        try:
+        with contextlib.suppress(OSError):  # a closed stderr must not fail the request
             os.write(2, line.encode("utf-8", "backslashreplace"))
-        except OSError:
-            pass  # a closed stderr must not fail the request
 
     def role(self, scope: dict[str, Any]) -> str:
         """The role of a token that verifies (the app verified it already: a hit in the verifier's memory)."""

@@ -20,7 +20,7 @@ import pytest
 
 from kroniker.cli import build_parser
 from kroniker.validators.packages import PackageCache
-from tests.server_process import ServerProcess, distinct_note, free_port, tokens
+from tests.server_process import ServerProcess, distinct_note, tokens
 
 
 def _serve_parser() -> argparse.ArgumentParser:
