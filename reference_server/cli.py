@@ -29,6 +29,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    "~/.fhir/packages)")
     s.add_argument("--lang", choices=["da", "en"], default=_default_lang(),
                    help="language of the messages (default: from $KRONIKER_LANG or $LANG, now %(default)s)")
+    s.add_argument("--load", action="append", nargs="+", metavar="PATH", default=[],
+                   help="documents (files, folders, glob patterns) shared on start, before serving, each as its "
+                   "author's GP system; a refused one is reported and the server starts all the same (default: "
+                   "none)")
+    s.add_argument("--strict", action="store_true",
+                   help="with --load: do not start (exit 1) when a document is refused (default: start)")
     s.add_argument("--no-access-log", dest="access_log", action="store_false",
                    help="no access log line per request on stderr (default: one line per request: time, method, "
                    "path, status, milliseconds, role)")
@@ -90,11 +96,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from kroniker.reference_server import audit
     from kroniker.reference_server.db import make_engine, migrate
-    from kroniker.reference_server.serve import message, reserve, run_one, run_workers, uvicorn_config
+    from kroniker.reference_server.serve import (
+        catch_early_signals,
+        message,
+        reserve,
+        run_one,
+        run_workers,
+        uvicorn_config,
+    )
     from kroniker.reference_server.settings import Settings
     from kroniker.reference_server.store import Store
     from kroniker.reference_server.tokens import load_or_create_key
 
+    catch_early_signals()
     # The port first: a busy one is refused before anything is migrated or printed as if it had started.
     try:
         sock = reserve(args.host, args.port, shared=args.workers > 1)
@@ -117,6 +131,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
             os.environ["KRONIKER_FHIR_PACKAGES"] = str(args.cache)
         os.environ["KRONIKER_HOME"] = str(settings.home)
         os.environ["KRONIKER_ACCESS_LOG"] = "1" if args.access_log else "0"  # read by every worker's app
+        if args.load:
+            from kroniker.reference_server.app import create_app
+            from kroniker.reference_server.load import load
+
+            app = create_app(settings, run_migrations=False)
+            try:
+                loaded = load(app, [p for group in args.load for p in group], f"http://{args.host}:{port}",
+                              args.lang)
+            finally:
+                app.state.ctx.store.close()
+            for line in loaded.lines:
+                print(line, file=sys.stderr)
+            if args.strict and loaded.refused:
+                return 1
         print(f"kroniker reference server on http://{args.host}:{port} — database {_safe(settings.database)}",
               file=sys.stderr)
         config = uvicorn_config(args.host, port, args.workers)

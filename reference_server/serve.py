@@ -206,17 +206,30 @@ def reserve(host: str, port: int, *, shared: bool) -> socket.socket:
     return listening_socket(host, port)
 
 
+_pending: list[int] = []  # SIGTERM or SIGINT received before the server ran (catch_early_signals)
+
+
+def catch_early_signals() -> None:
+    """From here on a SIGTERM or SIGINT stops the server instead of the process: one that comes before the server
+    runs (while loading, right after the banner) is kept, and the server then stops at once, exit status 0."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda sig, _frame: _pending.append(sig))
+
+
 def run_one(config: Any, sock: socket.socket | None = None) -> int:
     """Serve with one uvicorn server until SIGTERM or SIGINT; 0 once the requests in flight have finished.
 
     uvicorn raises the signal it caught again once it has shut down, with the handler it found restored: the
-    default one would end the process by the signal (exit status 143 for SIGTERM), so a handler that does
-    nothing is what it finds and restores."""
+    default one would end the process by the signal (exit status 143 for SIGTERM), so the handler it finds
+    tells the server to stop, which after the shutdown does nothing."""
     import uvicorn
 
+    server = uvicorn.Server(config)
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: None)
-    uvicorn.Server(config).run(sockets=[sock] if sock is not None else None)
+        signal.signal(sig, server.handle_exit)
+    if _pending:  # came before the handlers above: stop at once
+        server.should_exit = True
+    server.run(sockets=[sock] if sock is not None else None)
     return 0
 
 
@@ -238,6 +251,8 @@ def run_workers(config: Any, host: str, port: int, workers: int, reserved: socke
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    if _pending:
+        stop.set()
     spawn = multiprocessing.get_context("spawn")
     procs: list[Any] = [None] * workers
     started = [0.0] * workers
