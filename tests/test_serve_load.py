@@ -81,6 +81,18 @@ def test_load_shares_reports_refusals_and_finds_the_package_notes(tmp_path: Path
     # Again, the same files: identical resubmissions (200), still one package note found, not two.
     code, again = _start(cache, home, *args)
     assert code == 0 and again == lines, again
+    # Audited as the authors' GP systems: the note's clinic (tests/test_note.py INPUT) and the examples' own.
+    import sqlite3
+
+    with sqlite3.connect(home / "kroniker.db") as db:
+        rows = db.execute("SELECT action, role, actor, actor_name, minlog FROM audit_events "
+                          "WHERE actor_name = 'kroniker serve --load' ORDER BY seq").fetchall()
+    submits = [r for r in rows if r[0] == "submit"]
+    assert len(submits) == 2 * (examples + 1)  # both starts
+    assert {r[1] for r in submits} == {"source"}
+    assert f"sor:{INPUT['clinic']['sor']}" in {r[2] for r in submits}
+    searches = [r for r in rows if r[0] == "search"]
+    assert [(r[1], r[4]) for r in searches] == [("citizen", 0)] * 2  # the package search, once per start
 
 
 def test_strict_refuses_to_start_when_a_document_is_refused(tmp_path: Path, cache: PackageCache,
