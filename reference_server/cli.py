@@ -17,12 +17,27 @@ if TYPE_CHECKING:
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    s = sub.add_parser("serve", help="run the DDS-like reference server (SQLite by default, PostgreSQL by URL)")
-    s.add_argument("--database", help="database URL (default: SQLite in $KRONIKER_HOME)")
-    s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=_number(0, 65535), default=8080)
-    s.add_argument("--workers", type=_number(1, 256), default=1, help="worker processes (one per CPU)")
-    s.add_argument("--cache", type=Path, help="FHIR package cache (default ~/.fhir/packages)")
+    s = sub.add_parser("serve", help="run the DDS-like reference server (SQLite by default, PostgreSQL by URL)",
+                       description="Serves until SIGTERM or Ctrl-C; requests in flight then finish and the "
+                       "server exits 0. A port already in use is refused before anything starts (exit 2).")
+    s.add_argument("--database", help="database URL (default: SQLite in $KRONIKER_HOME, ~/.kroniker)")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    s.add_argument("--port", type=_number(0, 65535), default=8080, help="port to listen on (default: %(default)s)")
+    s.add_argument("--workers", type=_number(1, 256), default=1,
+                   help="worker processes, one per CPU (default: %(default)s)")
+    s.add_argument("--cache", type=Path, help="FHIR package cache (default: $KRONIKER_FHIR_PACKAGES or "
+                   "~/.fhir/packages)")
+    s.add_argument("--lang", choices=["da", "en"], default=_default_lang(),
+                   help="language of the messages (default: from $KRONIKER_LANG or $LANG, now %(default)s)")
+    s.add_argument("--load", action="append", nargs="+", metavar="PATH", default=[],
+                   help="documents (files, folders, glob patterns) shared on start, before serving, each as its "
+                   "author's GP system; a refused one is reported and the server starts all the same (default: "
+                   "none)")
+    s.add_argument("--strict", action="store_true",
+                   help="with --load: do not start (exit 1) when a document is refused (default: start)")
+    s.add_argument("--no-access-log", dest="access_log", action="store_false",
+                   help="no access log line per request on stderr (default: one line per request: time, method, "
+                   "path, status, milliseconds, role)")
     s.add_argument("--citizen-sees-suggestion", action="store_true", dest="citizen_sees_suggestion",
                    help="the citizen sees a triage suggestion before the GP has decided "
                         "($KRONIKER_CITIZEN_SEES_SUGGESTION; default: not)")
@@ -82,37 +97,67 @@ def _number(low: int, high: int) -> Callable[[str], int]:
 def cmd_serve(args: argparse.Namespace) -> int:
     import os
 
-    import uvicorn
-
     from kroniker.reference_server import audit
     from kroniker.reference_server.db import make_engine, migrate
+    from kroniker.reference_server.serve import (
+        catch_early_signals,
+        message,
+        reserve,
+        run_one,
+        run_workers,
+        uvicorn_config,
+    )
     from kroniker.reference_server.settings import Settings
     from kroniker.reference_server.store import Store
     from kroniker.reference_server.tokens import load_or_create_key
 
-    settings = Settings.from_env(database_url=args.database, package_cache=args.cache)
-    engine = make_engine(settings.database)
-    migrate(engine)  # once, before any worker starts
-    load_or_create_key(settings.key_file)
-    store = Store(engine, audit.load_or_create_key(settings.audit_key_file))
-    store.seal()  # an audit chain from before migration 0003 is re-keyed once, before any worker writes
-    store.close()
-    if args.database:
-        os.environ["KRONIKER_DATABASE"] = args.database
-    if args.cache:
-        os.environ["KRONIKER_FHIR_PACKAGES"] = str(args.cache)
-    if args.citizen_sees_suggestion:
-        os.environ["KRONIKER_CITIZEN_SEES_SUGGESTION"] = "1"
-    os.environ["KRONIKER_HOME"] = str(settings.home)
-    print(f"kroniker reference server on http://{args.host}:{args.port} — database {_safe(settings.database)}",
-          file=sys.stderr)
-    from kroniker.reference_server.serve import run_workers, uvicorn_config
+    catch_early_signals()
+    # The port first: a busy one is refused before anything is migrated or printed as if it had started.
+    try:
+        sock = reserve(args.host, args.port, shared=args.workers > 1)
+    except OSError as exc:
+        print(message("port-busy", args.lang, host=args.host, port=args.port, reason=exc.strerror or exc),
+              file=sys.stderr)
+        return 2
+    port = int(sock.getsockname()[1])  # --port 0: the port the system chose, the same for every worker
+    try:
+        settings = Settings.from_env(database_url=args.database, package_cache=args.cache)
+        engine = make_engine(settings.database)
+        migrate(engine)  # once, before any worker starts
+        load_or_create_key(settings.key_file)
+        store = Store(engine, audit.load_or_create_key(settings.audit_key_file))
+        store.seal()  # an audit chain from before migration 0003 is re-keyed once, before any worker writes
+        store.close()
+        if args.database:
+            os.environ["KRONIKER_DATABASE"] = args.database
+        if args.cache:
+            os.environ["KRONIKER_FHIR_PACKAGES"] = str(args.cache)
+        if args.citizen_sees_suggestion:
+            os.environ["KRONIKER_CITIZEN_SEES_SUGGESTION"] = "1"
+        os.environ["KRONIKER_HOME"] = str(settings.home)
+        os.environ["KRONIKER_ACCESS_LOG"] = "1" if args.access_log else "0"  # read by every worker's app
+        if args.load:
+            from kroniker.reference_server.app import create_app
+            from kroniker.reference_server.load import load
 
-    config = uvicorn_config(args.host, args.port, args.workers)
-    if args.workers <= 1:
-        uvicorn.Server(config).run()
-        return 0
-    return run_workers(config, args.host, args.port, args.workers)
+            app = create_app(settings, run_migrations=False)
+            try:
+                loaded = load(app, [p for group in args.load for p in group], f"http://{args.host}:{port}",
+                              args.lang)
+            finally:
+                app.state.ctx.store.close()
+            for line in loaded.lines:
+                print(line, file=sys.stderr)
+            if args.strict and loaded.refused:
+                return 1
+        print(f"kroniker reference server on http://{args.host}:{port} — database {_safe(settings.database)}",
+              file=sys.stderr)
+        config = uvicorn_config(args.host, port, args.workers)
+        if args.workers <= 1:
+            return run_one(config, sock)
+        return run_workers(config, args.host, port, args.workers, sock)
+    finally:
+        sock.close()
 
 
 def _safe(url: str) -> str:

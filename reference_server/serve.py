@@ -4,14 +4,17 @@ supervisor of several workers.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
+import re
 import signal
 import socket
 import sys
 import threading
 import time
+from collections.abc import MutableMapping
 from typing import Any
 
 from starlette.applications import Starlette
@@ -20,9 +23,75 @@ from kroniker.reference_server.app import create_app
 from kroniker.reference_server.settings import Settings
 
 
-def app_from_env() -> Starlette:
+def app_from_env() -> Any:
     _follow_supervisor()
-    return create_app(Settings.from_env(), run_migrations=False)
+    app = create_app(Settings.from_env(), run_migrations=False)
+    if os.environ.get("KRONIKER_ACCESS_LOG", "1") == "0":  # kroniker serve --no-access-log
+        return app
+    return AccessLog(app)
+
+
+# -- the access log -------------------------------------------------------------------------------------------
+
+# A CPR number in a path (Patient/<CPR>, or anything a caller typed): ten digits, or six, a hyphen and four.
+_CPR_IN_PATH = re.compile(r"(?<![0-9])[0-9]{6}-?[0-9]{4}(?![0-9])")
+_MAX_PATH = 200
+
+
+class AccessLog:
+    """One line per request on stderr: time, method, path, status, milliseconds and the caller's role.
+
+    Never the query string (a search names the patient's CPR there), a token or a CPR: a CPR-shaped part of the
+    path is masked, and anything unprintable escaped, so that a line is one line. uvicorn's own access log, which
+    prints the query string, is off (uvicorn_config). Each line is one write(2) on stderr, whole even when
+    several workers share it.
+    """
+
+    def __init__(self, app: Starlette) -> None:
+        self.app = app
+
+    def __getattr__(self, name: str) -> Any:  # app.state, app.routes … as the app's own
+        return getattr(self.app, name)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope.get("type") != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = [500]  # what the caller is told when the app fails before answering (Starlette answers 500)
+
+        async def sending(message: MutableMapping[str, Any]) -> None:
+            if message.get("type") == "http.response.start":
+                status[0] = int(message.get("status", 500))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            self.write(scope, status[0], (time.perf_counter() - started) * 1000)
+
+    def write(self, scope: dict[str, Any], status: int, ms: float) -> None:
+        path = _CPR_IN_PATH.sub("**********", str(scope.get("path", "")))
+        if len(path) > _MAX_PATH:
+            path = path[:_MAX_PATH] + "…"
+        path = "".join(c if c.isprintable() and c != " " else "%20" if c == " "
+                       else c.encode("unicode_escape").decode("ascii") for c in path)
+        method = "".join(c for c in str(scope.get("method", "-"))[:16] if c.isalnum()) or "-"
+        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        line = f"{when} {method} {path} {status} {ms:.1f} ms role={self.role(scope)}\n"
+        with contextlib.suppress(OSError):  # a closed stderr must not fail the request
+            os.write(2, line.encode("utf-8", "backslashreplace"))
+
+    def role(self, scope: dict[str, Any]) -> str:
+        """The role of a token that verifies (the app verified it already: a hit in the verifier's memory)."""
+        header = next((v for k, v in scope.get("headers", ()) if k == b"authorization"), b"")
+        scheme, _, token = header.decode("latin-1").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return "-"
+        try:
+            return str(self.app.state.ctx.verify(token.strip()).role)
+        except Exception:  # an invalid token: the app answered 401; the log says who nobody knows
+            return "-"
 
 
 def _follow_supervisor() -> None:
@@ -98,13 +167,77 @@ def _tcp(host: str) -> socket.socket:
     return sock
 
 
-def _worker(config: Any, host: str, port: int) -> None:
+MESSAGES = {
+    "port-busy": {"en": "kroniker serve: cannot listen on {host}:{port}: {reason} (is another server running "
+                        "there? choose another --port)",
+                  "da": "kroniker serve: kan ikke lytte på {host}:{port}: {reason} (kører en anden server der? "
+                        "vælg en anden --port)"},
+}
+
+
+def message(key: str, lang: str, **params: Any) -> str:
+    return MESSAGES[key]["da" if lang == "da" else "en"].format(**params)
+
+
+def reserve(host: str, port: int, *, shared: bool) -> socket.socket:
+    """The server's socket, bound before anything else starts (OSError when the port is in use).
+
+    First bound without SO_REUSEPORT, which fails if anything listens on the port already, another kroniker
+    with its workers included (two servers must not quietly share a port). One worker then listens on it; for
+    several (`shared`) it is held bound with SO_REUSEPORT but not listening, so that no connection waits on
+    the supervisor's socket while each worker accepts on a socket of its own.
+    """
+    if shared and not hasattr(socket, "SO_REUSEPORT"):
+        raise OSError("--workers above 1 needs SO_REUSEPORT (Linux spreads connections with it)")
+    probe = _tcp(host)
+    if not shared:
+        probe.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            probe.close()
+            raise
+        return probe
+    try:
+        probe.bind((host, port))
+        port = int(probe.getsockname()[1])
+    finally:
+        probe.close()
+    return listening_socket(host, port)
+
+
+_pending: list[int] = []  # SIGTERM or SIGINT received before the server ran (catch_early_signals)
+
+
+def catch_early_signals() -> None:
+    """From here on a SIGTERM or SIGINT stops the server instead of the process: one that comes before the server
+    runs (while loading, right after the banner) is kept, and the server then stops at once, exit status 0."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda sig, _frame: _pending.append(sig))
+
+
+def run_one(config: Any, sock: socket.socket | None = None) -> int:
+    """Serve with one uvicorn server until SIGTERM or SIGINT; 0 once the requests in flight have finished.
+
+    uvicorn raises the signal it caught again once it has shut down, with the handler it found restored: the
+    default one would end the process by the signal (exit status 143 for SIGTERM), so the handler it finds
+    tells the server to stop, which after the shutdown does nothing."""
     import uvicorn
 
-    uvicorn.Server(config).run(sockets=[listening_socket(host, port)])
+    server = uvicorn.Server(config)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, server.handle_exit)
+    if _pending:  # came before the handlers above: stop at once
+        server.should_exit = True
+    server.run(sockets=[sock] if sock is not None else None)
+    return 0
 
 
-def run_workers(config: Any, host: str, port: int, workers: int) -> int:
+def _worker(config: Any, host: str, port: int) -> None:
+    sys.exit(run_one(config, listening_socket(host, port)))
+
+
+def run_workers(config: Any, host: str, port: int, workers: int, reserved: socket.socket) -> int:
     """Run `workers` uvicorn worker processes, each accepting on a socket of its own, until SIGTERM or SIGINT.
 
     The kernel spreads new connections over the workers' sockets (SO_REUSEPORT). uvicorn's own supervisor
@@ -112,28 +245,14 @@ def run_workers(config: Any, host: str, port: int, workers: int) -> int:
     waited last, so the few kept-alive connections a handful of GP systems hold can all land on one worker
     while the others idle (seen here: two workers, eight connections, every request on one worker in half of
     the runs). A worker that dies is replaced; workers follow the supervisor if it dies (_follow_supervisor).
+    `reserved` is reserve(…, shared=True)'s socket, held until the workers have stopped.
     """
-    if not hasattr(socket, "SO_REUSEPORT"):
-        print("kroniker serve: --workers above 1 needs SO_REUSEPORT (Linux spreads connections with it)",
-              file=sys.stderr)
-        return 2
-    try:
-        # First bound without SO_REUSEPORT, which fails if anything listens on the port already, another
-        # kroniker with its workers included (two servers must not quietly share a port); then held, bound with
-        # SO_REUSEPORT but not listening: no connection waits on the supervisor's socket.
-        probe = _tcp(host)
-        try:
-            probe.bind((host, port))
-        finally:
-            probe.close()
-        reserved = listening_socket(host, port)
-    except OSError as exc:
-        print(f"kroniker serve: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
     os.environ["KRONIKER_SUPERVISOR_PID"] = str(os.getpid())
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    if _pending:
+        stop.set()
     spawn = multiprocessing.get_context("spawn")
     procs: list[Any] = [None] * workers
     started = [0.0] * workers
@@ -165,4 +284,3 @@ def run_workers(config: Any, host: str, port: int, workers: int) -> int:
                 if proc.is_alive():
                     proc.kill()
                     proc.join(5)
-        reserved.close()

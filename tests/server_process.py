@@ -33,8 +33,9 @@ def free_port() -> int:
 class ServerProcess:
     """One `kroniker serve` process on a free loopback port; always stopped on exit from the `with` block."""
 
-    def __init__(self, database: str, cache: Path, home: Path, *, workers: int = 1, log: Path | None = None) -> None:
-        self.database, self.cache, self.home, self.workers = database, cache, home, workers
+    def __init__(self, database: str, cache: Path, home: Path, *, workers: int = 1, log: Path | None = None,
+                 args: tuple[str, ...] = ()) -> None:
+        self.database, self.cache, self.home, self.workers, self.args = database, cache, home, workers, args
         self.log = log or home / "server.log"
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
@@ -50,7 +51,7 @@ class ServerProcess:
         env = {k: v for k, v in os.environ.items() if k not in ("KRONIKER_DATABASE", "KRONIKER_FHIR_PACKAGES")}
         env["KRONIKER_HOME"] = str(self.home)
         cmd = [sys.executable, "-m", "kroniker", "serve", "--database", self.database, "--port", str(self.port),
-               "--cache", str(self.cache), "--workers", str(self.workers)]
+               "--cache", str(self.cache), "--workers", str(self.workers), *self.args]
         with self.log.open("ab") as log:
             # A session of its own, so that a multi-worker server's children can be stopped with it.
             self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=log, start_new_session=True)

@@ -43,7 +43,7 @@ def test_every_worker_accepts_on_such_a_socket() -> None:
 
     from kroniker.reference_server import serve
 
-    assert "sockets=[listening_socket(host, port)]" in inspect.getsource(serve._worker)
+    assert "run_one(config, listening_socket(host, port))" in inspect.getsource(serve._worker)
 
 
 def test_killing_a_multi_worker_server_stops_all_of_it(package_cache: PackageCache, tmp_path: Path) -> None:

@@ -364,8 +364,10 @@ def test_the_supervisor_gives_up_on_workers_that_cannot_start(tmp_path: Path) ->
 
     from tests.server_process import free_port
 
-    code = ("import sys, uvicorn; from kroniker.reference_server.serve import run_workers; "
-            f"sys.exit(run_workers(uvicorn.Config('kroniker_no_such_module:app'), '127.0.0.1', {free_port()}, 2))")
+    port = free_port()
+    code = ("import sys, uvicorn; from kroniker.reference_server.serve import reserve, run_workers; "
+            f"sys.exit(run_workers(uvicorn.Config('kroniker_no_such_module:app'), '127.0.0.1', {port}, 2, "
+            f"reserve('127.0.0.1', {port}, shared=True)))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert done.returncode == 1, done.stderr[-2000:]
     assert "workers keep ending at start" in done.stderr
