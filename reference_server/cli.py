@@ -40,7 +40,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    "path, status, milliseconds, role)")
     s.add_argument("--citizen-sees-suggestion", action="store_true", dest="citizen_sees_suggestion",
                    help="the citizen sees a triage suggestion before the GP has decided "
-                        "($KRONIKER_CITIZEN_SEES_SUGGESTION; default: not)")
+                        "(default: off; also $KRONIKER_CITIZEN_SEES_SUGGESTION)")
     s.set_defaults(func=cmd_serve)
 
     t = sub.add_parser("token", help="print a bearer token for a role, signed with this data directory's key")
