@@ -629,7 +629,19 @@ async def retrieve(call: Call) -> Response:
     return await run_in_threadpool(_read_one, call, True)
 
 
-def _read_one(call: Call, content: bool) -> Response:
+async def vread_docref(call: Call) -> Response:
+    return await run_in_threadpool(_read_one, call, False, "vread")
+
+
+async def history_docref(call: Call) -> Response:
+    return await run_in_threadpool(_read_one, call, False, "history")
+
+
+def _etag(stored: Any) -> dict[str, str]:
+    return {"ETag": f'W/"{stored.row.get("version") or 1}"'}
+
+
+def _read_one(call: Call, content: bool, versions: str | None = None) -> Response:
     ctx, principal, request = call.ctx, call.who, call.request
     doc_id = inputs.resource_id(request.path_params["id"], "unknown-document")
     stored = ctx.store.get(doc_id)
@@ -657,12 +669,39 @@ def _read_one(call: Call, content: bool) -> Response:
         _record(ctx, AuditRecord(action, principal, outcome="4", patient_cpr=patient, reason="not-acceptable",
                                  detail={"id": doc_id}))
         return outcome(406, "not-acceptable", call.lang, code="not-supported", found=stored.row["content_type"])
+    url = base_url(request, ctx.settings)
+    detail: dict[str, Any] = {"id": doc_id}
+    served = [stored]
+    if versions is not None:
+        served = ctx.store.versions(doc_id)
+        if versions == "vread":
+            vid = request.path_params["vid"]
+            served = [v for v in served if str(v.row["version"]) == vid]  # FHIR ids of versions: 1, 2, ...
+            if not served:
+                raise ApiError(404, "unknown-version", code="not-found", id=doc_id, version=vid[:20])
+            detail["version"] = vid
+        else:
+            detail["history"] = len(served)
     _record(ctx, AuditRecord(action, principal, patient_cpr=patient,
                              documents=[doc_id], purpose="TREAT" if principal.role == "clinician" else "PATRQT",
-                             override=decision.override, minlog=decision.minlog, detail={"id": doc_id}))
+                             override=decision.override, minlog=decision.minlog, detail=detail))
     if content:
-        return Response(stored.row["content"], media_type=stored.row["content_type"])
-    return fhir(stored.docref(base_url(request, ctx.settings)))
+        return Response(stored.row["content"], media_type=stored.row["content_type"], headers=_etag(stored))
+    if versions == "history":
+        return fhir({"resourceType": "Bundle", "id": str(uuid.uuid4()), "type": "history", "total": len(served),
+                     "link": [{"relation": "self", "url": f"{url}/fhir/DocumentReference/{doc_id}/_history"}],
+                     "entry": [_history_entry(v, url) for v in served]})
+    return fhir(served[0].docref(url), headers=_etag(served[0]))
+
+
+def _history_entry(stored: Any, url: str) -> dict[str, Any]:
+    first = stored.row["version"] == 1
+    resource = stored.docref(url)
+    return {"fullUrl": f"{url}/fhir/DocumentReference/{stored.id}", "resource": resource,
+            "request": {"method": "POST" if first else "PUT",
+                        "url": "DocumentReference" if first else f"DocumentReference/{stored.id}"},
+            "response": {"status": "201 Created" if first else "200 OK", "etag": _etag(stored)["ETag"],
+                         "lastModified": resource["meta"]["lastUpdated"]}}
 
 
 async def patch_docref(call: Call) -> Response:
@@ -684,7 +723,7 @@ async def patch_docref(call: Call) -> Response:
                           reason=reason, detail={"status": status})
         updated = ctx.store.set_status(doc_id, status, reason, rec)
         assert updated is not None
-        return fhir(updated.docref(base_url(call.request, ctx.settings)))
+        return fhir(updated.docref(base_url(call.request, ctx.settings)), headers=_etag(updated))
 
     return await run_in_threadpool(work)
 
@@ -854,6 +893,10 @@ ROUTES: tuple[RouteSpec, ...] = (
               resource="DocumentReference", interaction="search-type", search=DOCREF_SEARCH),
     RouteSpec("GET", "/fhir/DocumentReference/{id}", read_docref, policy.may_read, resource="DocumentReference",
               interaction="read"),
+    RouteSpec("GET", "/fhir/DocumentReference/{id}/_history/{vid}", vread_docref, policy.may_read,
+              resource="DocumentReference", interaction="vread"),
+    RouteSpec("GET", "/fhir/DocumentReference/{id}/_history", history_docref, policy.may_read,
+              resource="DocumentReference", interaction="history-instance"),
     RouteSpec("PATCH", "/fhir/DocumentReference/{id}", patch_docref, policy.may_administer, body="json",
               resource="DocumentReference", interaction="patch"),
     RouteSpec("GET", "/fhir/AuditEvent", audit_log, policy.may_read_audit, resource="AuditEvent",

@@ -173,6 +173,8 @@ def refusals(server: Server) -> list[tuple[str, str, str, Principal, int, dict[s
         ("POST", "/fhir/Bundle", [(citizen(p), 403), (rec.doctor, 403), (ADMIN, 403), (DPO, 403)], body),
         ("GET", "/fhir/Bundle/{id}", [*doc_readers, (citizen(stranger), 404)], {}),
         ("GET", "/fhir/DocumentReference/{id}", [*doc_readers, (citizen(stranger), 404)], {}),
+        ("GET", "/fhir/DocumentReference/{id}/_history", [*doc_readers, (citizen(stranger), 404)], {}),
+        ("GET", "/fhir/DocumentReference/{id}/_history/{vid}", [*doc_readers, (citizen(stranger), 404)], {}),
         ("GET", "/fhir/DocumentReference", [*doc_readers, (citizen(stranger), 403)], search),
         ("POST", "/fhir/DocumentReference/_search", [*doc_readers, (citizen(stranger), 403)], form),
         ("PATCH", "/fhir/DocumentReference/{id}",
@@ -184,7 +186,8 @@ def refusals(server: Server) -> list[tuple[str, str, str, Principal, int, dict[s
         ("DELETE", "/blocks/{id}", [(w, 404) for w, _ in not_citizen], {}),
         ("POST", "/admin/relations", [(source(), 403), (citizen(p), 403), (rec.doctor, 403), (DPO, 403)], relation),
     ]
-    return [(m, route, route.replace("{id}", block_id if route.startswith("/blocks") else doc_id), who, status,
+    return [(m, route, route.replace("{id}", block_id if route.startswith("/blocks") else doc_id).replace("{vid}", "1"),
+             who, status,
              kwargs) for m, route, refused, kwargs in table for who, status in refused]
 
 
@@ -531,7 +534,8 @@ def test_no_answer_to_any_role_on_any_route_carries_another_patients_data(server
         return {"params": {"patient.identifier": p.identifier, "status": "current,superseded"}}
 
     # (about, method, path, kwargs): about B, every caller but the admin must be refused
-    requests: list[tuple[str, str, str, dict[str, Any]]] = [("-", "GET", "/metadata", {}), ("-", "GET", "/health", {})]
+    requests: list[tuple[str, str, str, dict[str, Any]]] = [
+        ("-", "GET", "/metadata", {}), ("-", "GET", "/fhir/metadata", {}), ("-", "GET", "/health", {})]
     for about, p, rec in (("A", a.patient, a), ("B", b.patient, b)):
         requests += [(about, *r) for r in [
             ("POST", "/fhir/Bundle", {"content": encode(note(a.patient)), "params": {"replaces": rec.annual["id"]},
@@ -539,6 +543,8 @@ def test_no_answer_to_any_role_on_any_route_carries_another_patients_data(server
             ("GET", f"/fhir/Bundle/{rec.annual['id']}", {}),
             ("GET", f"/fhir/Bundle/{rec.old['id']}", {"headers": {OVERRIDE: "consent"}}),
             ("GET", f"/fhir/DocumentReference/{rec.card['id']}", {}),
+            ("GET", f"/fhir/DocumentReference/{rec.old['id']}/_history", {"headers": {OVERRIDE: "consent"}}),
+            ("GET", f"/fhir/DocumentReference/{rec.card['id']}/_history/1", {}),
             ("GET", "/fhir/DocumentReference", search(p)),
             ("GET", "/fhir/DocumentReference", {**search(p), "headers": {OVERRIDE: "vital-interest"}}),
             ("POST", "/fhir/DocumentReference/_search", {"data": search(p)["params"]}),

@@ -40,7 +40,7 @@ def _document_row(doc_id: str, content: bytes, patient: str) -> dict[str, Any]:
     row.update(id=doc_id, master_identifier=f"urn:uuid:{doc_id}", content_sha256=hashlib.sha256(content).hexdigest(),
                content=content, content_type="application/fhir+json", standard="medcom.fhir.dk.notes#2.0.2",
                patient_cpr=patient, status="current", type_system="http://snomed.info/sct", type_code="866144008",
-               author_org_sor=SOURCE.sor, created=when, docref="{}")
+               author_org_sor=SOURCE.sor, created=when, docref="{}", version=1)
     return row
 
 
@@ -260,7 +260,9 @@ def _old_database(url: str) -> Iterator[sa.Engine]:
     _upgrade_to(engine, "0002_dpia")
     prev = audit.GENESIS
     with engine.begin() as conn:
-        conn.execute(documents.insert().values(**_document_row("old-doc", b'{"old":1}', "1505629996")))
+        old_doc = _document_row("old-doc", b'{"old":1}', "1505629996")
+        # columns of migration 0006 (versions) are not there yet
+        conn.execute(documents.insert().values(**{k: v for k, v in old_doc.items() if k not in ("version", "updated")}))
         for seq in (1, 2, 3):
             row = {"seq": seq, "id": f"old-{seq}", "recorded": dt.datetime(2026, 1, seq, 8), "action": "search",
                    "outcome": "0", "role": "source", "actor": "sor:481751000016007", "actor_name": None,

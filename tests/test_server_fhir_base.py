@@ -188,3 +188,51 @@ def test_the_audit_log_pages_and_sorts_as_the_document_search_does(server: Serve
     back = server.client.get(links(page)["previous"], headers=server.auth(ADMIN)).json()
     assert [e["resource"]["id"] for e in back["entry"]] == oldest[0:2]
     assert back["total"] > total
+
+
+# -- versions: meta.versionId, ETag, vread, _history ------------------------------------------------------------
+
+def test_a_document_reference_is_version_1_until_its_status_changes(server: Server) -> None:
+    patient = new_patient("Gitte", "Gran")
+    me = citizen(patient)
+    old = server.shared(source(), note(patient, name=f"{patient.cpr}-v1"))
+    assert old["meta"]["versionId"] == "1"
+    assert old["meta"]["lastUpdated"]
+    r = server.get(f"/fhir/DocumentReference/{old['id']}", me)
+    assert r.headers["etag"] == 'W/"1"'
+    new = server.submit(source(), note(patient, name=f"{patient.cpr}-v2", updated="2026-11-20T10:30:00+01:00"),
+                        replaces=old["id"]).json()
+    assert new["meta"]["versionId"] == "1"
+    r = server.get(f"/fhir/DocumentReference/{old['id']}", me)
+    assert (r.json()["status"], r.json()["meta"]["versionId"], r.headers["etag"]) == ("superseded", "2", 'W/"2"')
+    assert r.json()["meta"]["lastUpdated"] >= old["meta"]["lastUpdated"]
+    v1 = server.get(f"/fhir/DocumentReference/{old['id']}/_history/1", me)
+    assert v1.status_code == 200
+    assert (v1.json()["status"], v1.json()["meta"]["versionId"], v1.headers["etag"]) == ("current", "1", 'W/"1"')
+    v2 = server.get(f"/fhir/DocumentReference/{old['id']}/_history/2", me).json()
+    assert v2["status"] == "superseded"
+    missing = server.get(f"/fhir/DocumentReference/{old['id']}/_history/3", me)
+    assert missing.status_code == 404
+    assert is_outcome(missing)
+    history = server.get(f"/fhir/DocumentReference/{old['id']}/_history", me).json()
+    assert history["type"] == "history"
+    assert [(e["resource"]["meta"]["versionId"], e["resource"]["status"]) for e in history["entry"]] == [
+        ("2", "superseded"), ("1", "current")]
+
+
+def test_withdrawal_is_a_new_version(server: Server) -> None:
+    patient = new_patient("Hugo", "Hald")
+    d = server.shared(source(), note(patient))
+    r = server.request("PATCH", f"/fhir/DocumentReference/{d['id']}", ADMIN,
+                       json={"status": "entered-in-error", "reason": "forkert patient"})
+    assert r.status_code == 200, r.text
+    assert (r.json()["meta"]["versionId"], r.headers["etag"]) == ("2", 'W/"2"')
+
+
+def test_another_patients_document_history_is_not_found(server: Server) -> None:
+    patient, other = new_patient("Iben", "Ilsø"), new_patient("Jens", "Juul")
+    d = server.shared(source(), note(patient))
+    for path in (f"/fhir/DocumentReference/{d['id']}/_history", f"/fhir/DocumentReference/{d['id']}/_history/1"):
+        r = server.get(path, citizen(other))
+        assert r.status_code == 404, path
+        assert is_outcome(r)
