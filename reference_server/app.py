@@ -302,6 +302,7 @@ def capability_statement(specs: Sequence[RouteSpec]) -> dict[str, Any]:
     """The CapabilityStatement of the routes served: every resource type, interaction and search parameter a
     route declares, in the order of the route table (so it says what is there, and nothing else)."""
     resources: dict[str, dict[str, Any]] = {}
+    system = [{"code": s.interaction} for s in specs if s.resource is None and s.interaction is not None]
     for spec in specs:
         if spec.resource is None or spec.interaction is None:
             continue
@@ -329,7 +330,8 @@ def capability_statement(specs: Sequence[RouteSpec]) -> dict[str, Any]:
                            "a signed token (kroniker token) that names the caller's role "
                            f"({roles}) and identifiers; what each role may do is the route's access rule "
                            "(reference_server/policy.py)."},
-            "resource": [{k: v for k, v in r.items() if v} for r in resources.values()]}],
+            "resource": [{k: v for k, v in r.items() if v} for r in resources.values()],
+            **({"interaction": system} if system else {})}],
     }
 
 
@@ -352,6 +354,42 @@ async def submit(call: Call) -> Response:
     if content_type not in DOCUMENT_TYPES:
         raise ApiError(415, "media-type", code="not-supported", found=content_type)
     return await anyio.to_thread.run_sync(_submit, call, replaces, limiter=call.ctx.submitting)
+
+
+async def system_post(call: Call) -> Response:
+    """POST [base]: a document Bundle (as POST [base]/Bundle), or a transaction whose one entry is a POST of a
+    document Bundle, answered as a transaction-response. One document, stored in one transaction: all or nothing."""
+    data: Any = None
+    if "json" in (inputs.media_type(call.request.headers.get("content-type")) or FHIR_JSON):
+        try:
+            data = json.loads(call.body)
+        except (ValueError, RecursionError):
+            data = None  # not JSON: the submission says what is wrong with it
+    if not (isinstance(data, dict) and data.get("resourceType") == "Bundle" and data.get("type") == "transaction"):
+        return await submit(call)
+    entries = data.get("entry")
+    entry = entries[0] if isinstance(entries, list) and len(entries) == 1 and isinstance(entries[0], dict) else {}
+    request, document = entry.get("request"), entry.get("resource")
+    if not (isinstance(request, dict) and request.get("method") == "POST" and request.get("url") == "Bundle"
+            and isinstance(document, dict) and document.get("resourceType") == "Bundle"
+            and document.get("type") == "document"):
+        decision = call.rule(call.who, call.who.sor)  # whether this caller may submit at all comes first
+        if not decision.allowed:
+            raise ApiError(decision.status, decision.reason, code="forbidden")
+        raise ApiError(400, "transaction-shape", code="not-supported")
+    try:
+        call.body = json.dumps(document, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: escaped, and refused as such by the submission
+        call.body = json.dumps(document).encode("ascii")
+    answer = await submit(call)
+    if answer.status_code >= 300:
+        return answer
+    docref = json.loads(bytes(answer.body))
+    created = answer.status_code == 201
+    return fhir({"resourceType": "Bundle", "id": str(uuid.uuid4()), "type": "transaction-response", "entry": [{
+        "fullUrl": answer.headers["location"], "resource": docref,
+        "response": {"status": "201 Created" if created else "200 OK", "location": answer.headers["location"],
+                     "etag": answer.headers.get("etag", 'W/"1"'), "lastModified": docref["meta"]["lastUpdated"]}}]})
 
 
 def _submit(call: Call, replaces: str | None) -> Response:
@@ -413,7 +451,7 @@ def _submit(call: Call, replaces: str | None) -> Response:
                        identifier=meta.master_identifier) from None
     except StaleReplacement:
         raise ApiError(422, "replace-not-current", code="business-rule", id=replaces) from None
-    headers = {"Location": f"{url}/fhir/DocumentReference/{stored.id}"}
+    headers = {"Location": f"{url}/fhir/DocumentReference/{stored.id}", **_etag(stored)}
     return fhir(stored.docref(url), 201 if created else 200, headers)
 
 
@@ -884,6 +922,7 @@ ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec("GET", "/fhir/metadata", capability, policy.may_see_metadata, public=True),
     RouteSpec("GET", "/metadata", capability, policy.may_see_metadata, public=True),  # the old path, an alias
     RouteSpec("GET", "/health", health, policy.may_check_health, public=True),
+    RouteSpec("POST", "/fhir", system_post, policy.may_submit, body="document", interaction="transaction"),
     RouteSpec("POST", "/fhir/Bundle", submit, policy.may_submit, body="document", resource="Bundle",
               interaction="create"),
     RouteSpec("GET", "/fhir/Bundle/{id}", retrieve, policy.may_read, resource="Bundle", interaction="read"),

@@ -39,6 +39,8 @@ def fhir_interaction(method: str, path: str) -> tuple[str, str] | None:
              ("DELETE", rf"/fhir/{t}/\{{id\}}", "delete"),
              ("GET", rf"/fhir/{t}/\{{id\}}/_history/\{{vid\}}", "vread"),
              ("GET", rf"/fhir/{t}/\{{id\}}/_history", "history-instance")]
+    if (method, path) == ("POST", "/fhir"):
+        return "system", "transaction"  # or batch; this server takes transactions
     for m, pattern, interaction in rules:
         found = re.fullmatch(pattern, path)
         if m == method and found:
@@ -47,13 +49,15 @@ def fhir_interaction(method: str, path: str) -> tuple[str, str] | None:
 
 
 def listed(cs: dict) -> set[tuple[str, str]]:
-    return {(r["type"], i["code"]) for r in cs["rest"][0]["resource"] for i in r["interaction"]}
+    rest = cs["rest"][0]
+    return {(r["type"], i["code"]) for r in rest["resource"] for i in r["interaction"]} | {
+        ("system", i["code"]) for i in rest.get("interaction", [])}
 
 
 def test_the_capability_statement_lists_every_fhir_route_served_and_nothing_else(
         server: Server, tmp_path: Path, package_cache: PackageCache) -> None:
     served = routes_of(create_app(Settings(home=tmp_path, package_cache=package_cache.root)))
-    fhir_routes = {(m, p) for m, p in served if p.startswith("/fhir/") and p != "/fhir/metadata"}
+    fhir_routes = {(m, p) for m, p in served if p.startswith("/fhir") and p != "/fhir/metadata"}
     expected = {fhir_interaction(m, p) for m, p in fhir_routes}
     assert None not in expected, f"a route under /fhir that is no FHIR interaction: {sorted(fhir_routes)}"
     r = server.get("/fhir/metadata")
@@ -236,3 +240,62 @@ def test_another_patients_document_history_is_not_found(server: Server) -> None:
         r = server.get(path, citizen(other))
         assert r.status_code == 404, path
         assert is_outcome(r)
+
+
+# -- the create paths clients use ------------------------------------------------------------------------------
+
+def transaction(document: dict) -> dict:
+    return {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:2f3c4d5e-0000-4000-8000-000000000001", "resource": document,
+         "request": {"method": "POST", "url": "Bundle"}}]}
+
+
+def test_a_transaction_with_one_document_is_stored_and_answered_as_a_transaction_response(server: Server) -> None:
+    patient = new_patient("Kaj", "Kær")
+    r = server.request("POST", "/fhir", source(), json=transaction(note(patient)),
+                       headers={"Content-Type": "application/fhir+json"})
+    assert r.status_code == 200, r.text
+    bundle = r.json()
+    assert bundle["type"] == "transaction-response"
+    [entry] = bundle["entry"]
+    assert entry["response"]["status"].startswith("201")
+    location = entry["response"]["location"]
+    read = server.client.get(location, headers=server.auth(citizen(patient)))
+    assert read.status_code == 200
+    assert read.json()["id"] == entry["resource"]["id"]
+    assert ids(server.search(citizen(patient), patient).json()) == {entry["resource"]["id"]}
+
+
+def test_a_document_posted_to_the_base_is_stored_as_by_post_bundle(server: Server) -> None:
+    patient = new_patient("Lene", "Lyng")
+    r = server.request("POST", "/fhir", source(), json=note(patient), headers={"Content-Type": "application/fhir+json"})
+    assert r.status_code == 201, r.text
+    assert r.json()["resourceType"] == "DocumentReference"
+    assert r.headers["etag"] == 'W/"1"'
+
+
+@pytest.mark.parametrize("shape", ["two entries", "PUT", "not a document"])
+def test_a_transaction_of_another_shape_is_refused_and_stores_nothing(server: Server, shape: str) -> None:
+    patient = new_patient("Mads", "Mølle")
+    body = transaction(note(patient))
+    if shape == "two entries":
+        body["entry"].append(transaction(note(patient))["entry"][0])
+    elif shape == "PUT":
+        body["entry"][0]["request"] = {"method": "PUT", "url": "Bundle/x"}
+    else:
+        body["entry"][0]["resource"]["type"] = "collection"
+    r = server.request("POST", "/fhir", source(), json=body, headers={"Content-Type": "application/fhir+json"})
+    assert r.status_code == 400
+    assert is_outcome(r)
+    assert ids(server.search(citizen(patient), patient, status="current,superseded").json()) == set()
+
+
+def test_a_transaction_with_an_invalid_document_stores_nothing(server: Server) -> None:
+    patient = new_patient("Nina", "Näs")
+    doc = note(patient)
+    doc["entry"][0]["resource"]["status"] = "not-a-status"
+    r = server.request("POST", "/fhir", source(), json=transaction(doc),
+                       headers={"Content-Type": "application/fhir+json"})
+    assert r.status_code == 422
+    assert is_outcome(r)
+    assert ids(server.search(citizen(patient), patient, status="current,superseded").json()) == set()
