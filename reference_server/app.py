@@ -302,7 +302,8 @@ def capability_statement(specs: Sequence[RouteSpec]) -> dict[str, Any]:
     """The CapabilityStatement of the routes served: every resource type, interaction and search parameter a
     route declares, in the order of the route table (so it says what is there, and nothing else)."""
     resources: dict[str, dict[str, Any]] = {}
-    system = [{"code": s.interaction} for s in specs if s.resource is None and s.interaction is not None]
+    system = [{"code": code} for code in dict.fromkeys(
+        s.interaction for s in specs if s.resource is None and s.interaction is not None)]
     for spec in specs:
         if spec.resource is None or spec.interaction is None:
             continue
@@ -923,6 +924,8 @@ ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec("GET", "/metadata", capability, policy.may_see_metadata, public=True),  # the old path, an alias
     RouteSpec("GET", "/health", health, policy.may_check_health, public=True),
     RouteSpec("POST", "/fhir", system_post, policy.may_submit, body="document", interaction="transaction"),
+    # [base]/ as clients write it (fhirpy's execute("") among them): the same
+    RouteSpec("POST", "/fhir/", system_post, policy.may_submit, body="document", interaction="transaction"),
     RouteSpec("POST", "/fhir/Bundle", submit, policy.may_submit, body="document", resource="Bundle",
               interaction="create"),
     RouteSpec("GET", "/fhir/Bundle/{id}", retrieve, policy.may_read, resource="Bundle", interaction="read"),

@@ -172,6 +172,7 @@ def refusals(server: Server) -> list[tuple[str, str, str, Principal, int, dict[s
     table: list[tuple[str, str, list[tuple[Principal, int]], dict[str, Any]]] = [
         ("POST", "/fhir/Bundle", [(citizen(p), 403), (rec.doctor, 403), (ADMIN, 403), (DPO, 403)], body),
         ("POST", "/fhir", [(citizen(p), 403), (rec.doctor, 403), (ADMIN, 403), (DPO, 403)], body),
+        ("POST", "/fhir/", [(citizen(p), 403), (rec.doctor, 403), (ADMIN, 403), (DPO, 403)], body),
         ("GET", "/fhir/Bundle/{id}", [*doc_readers, (citizen(stranger), 404)], {}),
         ("GET", "/fhir/DocumentReference/{id}", [*doc_readers, (citizen(stranger), 404)], {}),
         ("GET", "/fhir/DocumentReference/{id}/_history", [*doc_readers, (citizen(stranger), 404)], {}),

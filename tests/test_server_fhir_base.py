@@ -39,7 +39,7 @@ def fhir_interaction(method: str, path: str) -> tuple[str, str] | None:
              ("DELETE", rf"/fhir/{t}/\{{id\}}", "delete"),
              ("GET", rf"/fhir/{t}/\{{id\}}/_history/\{{vid\}}", "vread"),
              ("GET", rf"/fhir/{t}/\{{id\}}/_history", "history-instance")]
-    if (method, path) == ("POST", "/fhir"):
+    if method == "POST" and path in ("/fhir", "/fhir/"):
         return "system", "transaction"  # or batch; this server takes transactions
     for m, pattern, interaction in rules:
         found = re.fullmatch(pattern, path)
