@@ -372,3 +372,15 @@ def test_audit_verify_exit_codes_and_messages(database_url: str, tmp_path: Path,
         assert audit.message("tampered", lang, count=1) in r.stderr
     finally:
         engine.dispose()
+
+
+def test_a_document_stored_before_versions_is_version_1_and_its_next_status_version_2(database_url: str) -> None:
+    with _old_database(database_url) as engine:
+        store = Store(engine, KEY)
+        [v1] = store.versions("old-doc")
+        assert (v1.row["version"], v1.row["status"]) == (1, "current")
+        assert v1.docref("http://x")["meta"]["versionId"] == "1"
+        store.set_status("old-doc", "entered-in-error", "test", audit.AuditRecord("status", SOURCE))
+        assert [(v.row["version"], v.row["status"]) for v in store.versions("old-doc")] == [
+            (2, "entered-in-error"), (1, "current")]
+        store.close()
