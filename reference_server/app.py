@@ -35,7 +35,7 @@ from kroniker.reference_server.inputs import BadInput
 from kroniker.reference_server.metadata import MetadataError, derive, instant
 from kroniker.reference_server.settings import Settings
 from kroniker.reference_server.store import Conflict, SearchQuery, StaleReplacement, Store, utcnow
-from kroniker.reference_server.tokens import Principal, TokenError, Verifier, load_or_create_key
+from kroniker.reference_server.tokens import ROLES, Principal, TokenError, Verifier, load_or_create_key
 from kroniker.validators import messages
 from kroniker.validators.findings import Report, Severity
 from kroniker.validators.identifiers import CPR_SYSTEM
@@ -49,7 +49,7 @@ log = logging.getLogger("kroniker.reference_server")
 FHIR_JSON = "application/fhir+json"
 DOCUMENT_TYPES = ("application/fhir+json", "application/json", "application/fhir+xml", "application/xml")
 # Search parameters that name one thing: given twice, which one was meant cannot be told.
-SINGLE = ("patient", "patient.identifier", "status", "_count", "_offset", "replaces", "_consent-override")
+SINGLE = ("patient", "patient.identifier", "status", "_count", "_offset", "_sort", "replaces", "_consent-override")
 
 
 class ApiError(Exception):
@@ -129,6 +129,12 @@ class RouteSpec:
     rule: Callable[..., policy.Decision]
     body: str = "none"
     public: bool = False
+    # What the route is in FHIR terms, for the CapabilityStatement (generated from the served routes): the
+    # resource type, the interaction (read, vread, search-type, create, patch, history-instance, ...) and the
+    # search parameters as (name, type). A route without a resource type is not a FHIR route.
+    resource: str | None = None
+    interaction: str | None = None
+    search: tuple[tuple[str, str], ...] = ()
 
     def body_limit(self, settings: Settings) -> int:
         return {"none": 0, "json": settings.max_small_body_bytes, "form": settings.max_small_body_bytes,
@@ -192,12 +198,14 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True,
         finally:
             ctx.store.close()
 
-    app = Starlette(routes=[Route(r.path, _handler(r, ctx), methods=[r.method]) for r in (routes or ROUTES)],
+    specs = tuple(routes or ROUTES)
+    app = Starlette(routes=[Route(r.path, _handler(r, ctx), methods=[r.method]) for r in specs],
                     exception_handlers={404: _not_found, 405: _not_allowed}, lifespan=lifespan)
     # Starlette answers /path/ and /path%2F with a redirect to a URL built from the Host header, unaudited:
     # here they are what they are, a path nothing answers (404, audited).
     app.router.redirect_slashes = False
     app.state.ctx = ctx
+    app.state.specs = specs
     return app
 
 
@@ -287,22 +295,45 @@ def _is_cpr(value: Any) -> bool:
 
 async def capability(call: Call) -> Response:
     await run_in_threadpool(_record, call.ctx, AuditRecord("metadata", call.principal))
-    return fhir({
+    return fhir(capability_statement(call.request.app.state.specs))
+
+
+def capability_statement(specs: Sequence[RouteSpec]) -> dict[str, Any]:
+    """The CapabilityStatement of the routes served: every resource type, interaction and search parameter a
+    route declares, in the order of the route table (so it says what is there, and nothing else)."""
+    resources: dict[str, dict[str, Any]] = {}
+    system = [{"code": code} for code in dict.fromkeys(
+        s.interaction for s in specs if s.resource is None and s.interaction is not None)]
+    for spec in specs:
+        if spec.resource is None or spec.interaction is None:
+            continue
+        entry = resources.setdefault(spec.resource, {"type": spec.resource, "interaction": [], "searchParam": []})
+        if {"code": spec.interaction} not in entry["interaction"]:
+            entry["interaction"].append({"code": spec.interaction})
+        for name, kind in spec.search:
+            if {"name": name, "type": kind} not in entry["searchParam"]:
+                entry["searchParam"].append({"name": name, "type": kind})
+        if any(s.resource == spec.resource and s.interaction == "vread" for s in specs):
+            entry["versioning"] = "versioned"
+    roles = ", ".join(ROLES)
+    return {
         "resourceType": "CapabilityStatement", "status": "active", "kind": "instance",
         "date": dt.date.today().isoformat(), "fhirVersion": "4.0.1",
-        "format": ["application/fhir+json", "application/fhir+xml"],
+        "format": ["application/fhir+json", "json"],
         "software": {"name": "kroniker reference server", "version": __version__},
         "implementation": {"description": "MedCom Shared Notes and ConditionList shared as through DDS"},
         "instantiates": ["https://profiles.ihe.net/ITI/MHD/CapabilityStatement/IHE.MHD.DocumentResponder"],
-        "rest": [{"mode": "server", "resource": [
-            {"type": "DocumentReference", "interaction": [{"code": "read"}, {"code": "search-type"}],
-             "searchParam": [{"name": n, "type": t} for n, t in (
-                 ("patient", "reference"), ("patient.identifier", "token"), ("status", "token"), ("type", "token"),
-                 ("category", "token"), ("date", "date"), ("author.identifier", "token"), ("event", "token"))]},
-            {"type": "Bundle", "interaction": [{"code": "create"}, {"code": "read"}]},
-            {"type": "AuditEvent", "interaction": [{"code": "search-type"}]},
-        ]}],
-    })
+        "rest": [{"mode": "server", "security": {
+            "cors": False,
+            "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                                     "code": "OAuth"}], "text": "Bearer token"}],
+            "description": "Every route except [base]/metadata and /health needs 'Authorization: Bearer <token>', "
+                           "a signed token (kroniker token) that names the caller's role "
+                           f"({roles}) and identifiers; what each role may do is the route's access rule "
+                           "(reference_server/policy.py)."},
+            "resource": [{k: v for k, v in r.items() if v} for r in resources.values()],
+            **({"interaction": system} if system else {})}],
+    }
 
 
 async def health(call: Call) -> Response:
@@ -324,6 +355,42 @@ async def submit(call: Call) -> Response:
     if content_type not in DOCUMENT_TYPES:
         raise ApiError(415, "media-type", code="not-supported", found=content_type)
     return await anyio.to_thread.run_sync(_submit, call, replaces, limiter=call.ctx.submitting)
+
+
+async def system_post(call: Call) -> Response:
+    """POST [base]: a document Bundle (as POST [base]/Bundle), or a transaction whose one entry is a POST of a
+    document Bundle, answered as a transaction-response. One document, stored in one transaction: all or nothing."""
+    data: Any = None
+    if "json" in (inputs.media_type(call.request.headers.get("content-type")) or FHIR_JSON):
+        try:
+            data = json.loads(call.body)
+        except (ValueError, RecursionError):
+            data = None  # not JSON: the submission says what is wrong with it
+    if not (isinstance(data, dict) and data.get("resourceType") == "Bundle" and data.get("type") == "transaction"):
+        return await submit(call)
+    entries = data.get("entry")
+    entry = entries[0] if isinstance(entries, list) and len(entries) == 1 and isinstance(entries[0], dict) else {}
+    request, document = entry.get("request"), entry.get("resource")
+    if not (isinstance(request, dict) and request.get("method") == "POST" and request.get("url") == "Bundle"
+            and isinstance(document, dict) and document.get("resourceType") == "Bundle"
+            and document.get("type") == "document"):
+        decision = call.rule(call.who, call.who.sor)  # whether this caller may submit at all comes first
+        if not decision.allowed:
+            raise ApiError(decision.status, decision.reason, code="forbidden")
+        raise ApiError(400, "transaction-shape", code="not-supported")
+    try:
+        call.body = json.dumps(document, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: escaped, and refused as such by the submission
+        call.body = json.dumps(document).encode("ascii")
+    answer = await submit(call)
+    if answer.status_code >= 300:
+        return answer
+    docref = json.loads(bytes(answer.body))
+    created = answer.status_code == 201
+    return fhir({"resourceType": "Bundle", "id": str(uuid.uuid4()), "type": "transaction-response", "entry": [{
+        "fullUrl": answer.headers["location"], "resource": docref,
+        "response": {"status": "201 Created" if created else "200 OK", "location": answer.headers["location"],
+                     "etag": answer.headers.get("etag", 'W/"1"'), "lastModified": docref["meta"]["lastUpdated"]}}]})
 
 
 def _submit(call: Call, replaces: str | None) -> Response:
@@ -385,7 +452,7 @@ def _submit(call: Call, replaces: str | None) -> Response:
                        identifier=meta.master_identifier) from None
     except StaleReplacement:
         raise ApiError(422, "replace-not-current", code="business-rule", id=replaces) from None
-    headers = {"Location": f"{url}/fhir/DocumentReference/{stored.id}"}
+    headers = {"Location": f"{url}/fhir/DocumentReference/{stored.id}", **_etag(stored)}
     return fhir(stored.docref(url), 201 if created else 200, headers)
 
 
@@ -488,6 +555,43 @@ def _span(raw: str, given: str) -> tuple[dt.datetime | None, dt.datetime | None]
     return inputs.danish_day_start(day), inputs.danish_day_end(day)
 
 
+SORTS = {"-date": True, "date": False}  # _sort value: newest first?
+
+
+@dataclass(frozen=True)
+class Paging:
+    """A search's page: _count (bounded), _offset and _sort (date or -date, newest first by default)."""
+
+    count: int
+    offset: int
+    newest_first: bool
+
+    @classmethod
+    def of(cls, call: Call, default: int, maximum: int) -> Paging:
+        count_param, offset_param, sort = call.one("_count"), call.one("_offset"), call.one("_sort")
+        count = min(inputs.whole_number("_count", count_param) if count_param is not None else default, maximum)
+        offset = inputs.whole_number("_offset", offset_param) if offset_param is not None else 0
+        if sort is not None and sort not in SORTS:
+            raise ApiError(400, "bad-sort", code="not-supported", found=sort[:40])
+        return cls(count, offset, SORTS[sort or "-date"])
+
+    def links(self, call: Call, path: str, total: int) -> list[dict[str, str]]:
+        """self, and next and previous where there are such pages: each the whole query again (as a GET of the
+        search route at path), with only _count and _offset changed."""
+        url = f"{base_url(call.request, call.ctx.settings)}{path}"
+        kept = [(k, v) for k, v in call.params if k not in ("_offset", "_count")]
+
+        def at(offset: int) -> str:
+            return f"{url}?{urlencode([*kept, ('_count', str(self.count)), ('_offset', str(offset))])}"
+
+        out = [{"relation": "self", "url": at(self.offset)}]
+        if self.count > 0 and self.offset + self.count < total:
+            out.append({"relation": "next", "url": at(self.offset + self.count)})
+        if self.count > 0 and self.offset > 0:
+            out.append({"relation": "previous", "url": at(max(0, self.offset - self.count))})
+        return out
+
+
 async def search(call: Call) -> Response:
     items = call.params
     if call.request.method == "POST":
@@ -505,13 +609,10 @@ def _search(call: Call) -> Response:
     params: dict[str, list[str]] = {}
     for k, v in items:
         params.setdefault(k, []).append(v)
-    patient, status = _patient_param(call), call.one("status")
-    if not patient or not status:
+    patient, status = _patient_param(call), call.one("status") or "current"
+    if not patient:
         raise ApiError(400, "missing-param", code="required", finding="XDSStoredQueryMissingParam")
-    count_param, offset_param = call.one("_count"), call.one("_offset")
-    count = min(inputs.whole_number("_count", count_param) if count_param is not None else ctx.settings.page_size,
-                ctx.settings.max_page_size)
-    offset = inputs.whole_number("_offset", offset_param) if offset_param is not None else 0
+    paging = Paging.of(call, ctx.settings.page_size, ctx.settings.max_page_size)
     statuses = [s for s in status.split(",") if s]
     decision = _read_decision(ctx, call.rule, principal, patient, _override(call))
     dates = _date_range(params.get("date", []))
@@ -522,7 +623,9 @@ def _search(call: Call) -> Response:
                     [inputs.token("event", v) for v in params.get("event", [])], dates.lo, dates.hi)
     found = [] if decision.nothing or dates.empty else ctx.store.search(q)
     visible = [d for d in found if decision.visible(d.info)]
-    page = visible[offset:offset + count]
+    if not paging.newest_first:
+        visible.reverse()  # the store answers newest first
+    page = visible[paging.offset:paging.offset + paging.count]
     url = base_url(request, ctx.settings)
     # As DDS's own audit log, the record does not say whether blocks filtered anything; MinLog shows værdispring.
     _record(ctx, AuditRecord("search", principal, patient_cpr=patient, documents=[d.id for d in page],
@@ -531,14 +634,10 @@ def _search(call: Call) -> Response:
                              detail={"query": items, "returned": len(page)}))
     bundle: dict[str, Any] = {
         "resourceType": "Bundle", "id": str(uuid.uuid4()), "type": "searchset", "total": len(visible),
-        "link": [{"relation": "self", "url": str(request.url)}],
+        "link": paging.links(call, "/fhir/DocumentReference", len(visible)),
         "entry": [{"fullUrl": f"{url}/fhir/DocumentReference/{d.id}", "resource": d.docref(url),
                    "search": {"mode": "match"}} for d in page],
     }
-    if count > 0 and offset + count < len(visible):
-        nxt = [(k, v) for k, v in items if k not in ("_offset", "_count")]
-        nxt += [("_count", str(count)), ("_offset", str(offset + count))]
-        bundle["link"].append({"relation": "next", "url": f"{url}/fhir/DocumentReference?{urlencode(nxt)}"})
     if decision.hidden:
         # Said whenever the patient has a block that applies to this reader, whether or not it hid anything
         # from this answer: a warning only when something was hidden would tell, question by question, what
@@ -569,7 +668,19 @@ async def retrieve(call: Call) -> Response:
     return await run_in_threadpool(_read_one, call, True)
 
 
-def _read_one(call: Call, content: bool) -> Response:
+async def vread_docref(call: Call) -> Response:
+    return await run_in_threadpool(_read_one, call, False, "vread")
+
+
+async def history_docref(call: Call) -> Response:
+    return await run_in_threadpool(_read_one, call, False, "history")
+
+
+def _etag(stored: Any) -> dict[str, str]:
+    return {"ETag": f'W/"{stored.row.get("version") or 1}"'}
+
+
+def _read_one(call: Call, content: bool, versions: str | None = None) -> Response:
     ctx, principal, request = call.ctx, call.who, call.request
     doc_id = inputs.resource_id(request.path_params["id"], "unknown-document")
     stored = ctx.store.get(doc_id)
@@ -597,12 +708,39 @@ def _read_one(call: Call, content: bool) -> Response:
         _record(ctx, AuditRecord(action, principal, outcome="4", patient_cpr=patient, reason="not-acceptable",
                                  detail={"id": doc_id}))
         return outcome(406, "not-acceptable", call.lang, code="not-supported", found=stored.row["content_type"])
+    url = base_url(request, ctx.settings)
+    detail: dict[str, Any] = {"id": doc_id}
+    served = [stored]
+    if versions is not None:
+        served = ctx.store.versions(doc_id)
+        if versions == "vread":
+            vid = request.path_params["vid"]
+            served = [v for v in served if str(v.row["version"]) == vid]  # FHIR ids of versions: 1, 2, ...
+            if not served:
+                raise ApiError(404, "unknown-version", code="not-found", id=doc_id, version=vid[:20])
+            detail["version"] = vid
+        else:
+            detail["history"] = len(served)
     _record(ctx, AuditRecord(action, principal, patient_cpr=patient,
                              documents=[doc_id], purpose="TREAT" if principal.role == "clinician" else "PATRQT",
-                             override=decision.override, minlog=decision.minlog, detail={"id": doc_id}))
+                             override=decision.override, minlog=decision.minlog, detail=detail))
     if content:
-        return Response(stored.row["content"], media_type=stored.row["content_type"])
-    return fhir(stored.docref(base_url(request, ctx.settings)))
+        return Response(stored.row["content"], media_type=stored.row["content_type"], headers=_etag(stored))
+    if versions == "history":
+        return fhir({"resourceType": "Bundle", "id": str(uuid.uuid4()), "type": "history", "total": len(served),
+                     "link": [{"relation": "self", "url": f"{url}/fhir/DocumentReference/{doc_id}/_history"}],
+                     "entry": [_history_entry(v, url) for v in served]})
+    return fhir(served[0].docref(url), headers=_etag(served[0]))
+
+
+def _history_entry(stored: Any, url: str) -> dict[str, Any]:
+    first = stored.row["version"] == 1
+    resource = stored.docref(url)
+    return {"fullUrl": f"{url}/fhir/DocumentReference/{stored.id}", "resource": resource,
+            "request": {"method": "POST" if first else "PUT",
+                        "url": "DocumentReference" if first else f"DocumentReference/{stored.id}"},
+            "response": {"status": "201 Created" if first else "200 OK", "etag": _etag(stored)["ETag"],
+                         "lastModified": resource["meta"]["lastUpdated"]}}
 
 
 async def patch_docref(call: Call) -> Response:
@@ -624,7 +762,7 @@ async def patch_docref(call: Call) -> Response:
                           reason=reason, detail={"status": status})
         updated = ctx.store.set_status(doc_id, status, reason, rec)
         assert updated is not None
-        return fhir(updated.docref(base_url(call.request, ctx.settings)))
+        return fhir(updated.docref(base_url(call.request, ctx.settings)), headers=_etag(updated))
 
     return await run_in_threadpool(work)
 
@@ -652,22 +790,15 @@ async def audit_log(call: Call) -> Response:
     citizen = principal.role == "citizen"
     if citizen:
         patient = principal.cpr
-    count_param, offset_param = call.one("_count"), call.one("_offset")
-    count = min(inputs.whole_number("_count", count_param) if count_param is not None else 100, 1000)
-    offset = inputs.whole_number("_offset", offset_param) if offset_param is not None else 0
+    paging = Paging.of(call, 100, 1000)
 
     def work() -> Response:
-        found, total = audit.rows(ctx.store.engine, patient_cpr=patient, minlog_only=citizen, limit=count,
-                                  offset=offset)
+        found, total = audit.rows(ctx.store.engine, patient_cpr=patient, minlog_only=citizen, limit=paging.count,
+                                  offset=paging.offset, newest_first=paging.newest_first)
         _record(ctx, AuditRecord("audit", principal, patient_cpr=patient, detail={"returned": len(found)}))
         bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset", "total": total,
-                                  "link": [{"relation": "self", "url": str(call.request.url)}], "entry": [
+                                  "link": paging.links(call, "/fhir/AuditEvent", total), "entry": [
             {"resource": audit.as_audit_event(r, for_citizen=citizen), "search": {"mode": "match"}} for r in found]}
-        if offset + count < total:
-            nxt = [(k, v) for k, v in call.params if k not in ("_offset", "_count")]
-            nxt += [("_count", str(count)), ("_offset", str(offset + count))]
-            bundle["link"].append({"relation": "next", "url": f"{base_url(call.request, ctx.settings)}/fhir/AuditEvent?"
-                                                            f"{urlencode(nxt)}"})
         return fhir(bundle)
 
     return await run_in_threadpool(work)
@@ -786,16 +917,35 @@ from kroniker.reference_server import clinical_routes  # noqa: E402  (its handle
 
 # Every route, the access rule (policy.py) its handler asks, and the body it takes. Tests check that each route
 # refuses the wrong role with its rule's own reason, and the app refuses to answer for a handler that did not ask.
+PAGING = (("_count", "number"), ("_offset", "number"), ("_sort", "string"))
+DOCREF_SEARCH = (("patient", "reference"), ("patient.identifier", "token"), ("status", "token"), ("type", "token"),
+                 ("category", "token"), ("date", "date"), ("author.identifier", "token"), ("event", "token"),
+                 *PAGING)
 ROUTES: tuple[RouteSpec, ...] = (
-    RouteSpec("GET", "/metadata", capability, policy.may_see_metadata, public=True),
+    RouteSpec("GET", "/fhir/metadata", capability, policy.may_see_metadata, public=True),
+    RouteSpec("GET", "/metadata", capability, policy.may_see_metadata, public=True),  # the old path, an alias
     RouteSpec("GET", "/health", health, policy.may_check_health, public=True),
-    RouteSpec("POST", "/fhir/Bundle", submit, policy.may_submit, body="document"),
-    RouteSpec("GET", "/fhir/Bundle/{id}", retrieve, policy.may_read),
-    RouteSpec("GET", "/fhir/DocumentReference", search, policy.may_read),
-    RouteSpec("POST", "/fhir/DocumentReference/_search", search, policy.may_read, body="form"),
-    RouteSpec("GET", "/fhir/DocumentReference/{id}", read_docref, policy.may_read),
-    RouteSpec("PATCH", "/fhir/DocumentReference/{id}", patch_docref, policy.may_administer, body="json"),
-    RouteSpec("GET", "/fhir/AuditEvent", audit_log, policy.may_read_audit),
+    RouteSpec("POST", "/fhir", system_post, policy.may_submit, body="document", interaction="transaction"),
+    # [base]/ as clients write it (fhirpy's execute("") among them): the same
+    RouteSpec("POST", "/fhir/", system_post, policy.may_submit, body="document", interaction="transaction"),
+    RouteSpec("POST", "/fhir/Bundle", submit, policy.may_submit, body="document", resource="Bundle",
+              interaction="create"),
+    RouteSpec("GET", "/fhir/Bundle/{id}", retrieve, policy.may_read, resource="Bundle", interaction="read"),
+    RouteSpec("GET", "/fhir/DocumentReference", search, policy.may_read, resource="DocumentReference",
+              interaction="search-type", search=DOCREF_SEARCH),
+    RouteSpec("POST", "/fhir/DocumentReference/_search", search, policy.may_read, body="form",
+              resource="DocumentReference", interaction="search-type", search=DOCREF_SEARCH),
+    RouteSpec("GET", "/fhir/DocumentReference/{id}", read_docref, policy.may_read, resource="DocumentReference",
+              interaction="read"),
+    RouteSpec("GET", "/fhir/DocumentReference/{id}/_history/{vid}", vread_docref, policy.may_read,
+              resource="DocumentReference", interaction="vread"),
+    RouteSpec("GET", "/fhir/DocumentReference/{id}/_history", history_docref, policy.may_read,
+              resource="DocumentReference", interaction="history-instance"),
+    RouteSpec("PATCH", "/fhir/DocumentReference/{id}", patch_docref, policy.may_administer, body="json",
+              resource="DocumentReference", interaction="patch"),
+    RouteSpec("GET", "/fhir/AuditEvent", audit_log, policy.may_read_audit, resource="AuditEvent",
+              interaction="search-type", search=(("patient", "reference"), ("patient.identifier", "token"),
+                                                 *PAGING)),
     RouteSpec("POST", "/blocks", add_block, policy.may_manage_blocks, body="json"),
     RouteSpec("GET", "/blocks", list_blocks, policy.may_manage_blocks),
     RouteSpec("DELETE", "/blocks/{id}", lift_block, policy.may_manage_blocks),

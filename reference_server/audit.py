@@ -602,14 +602,15 @@ def _instant(t: dt.datetime) -> str:
     return t.replace(tzinfo=dt.UTC).isoformat().replace("+00:00", "Z")
 
 
-def rows(engine: Engine, *, patient_cpr: str | None, minlog_only: bool, limit: int, offset: int
-         ) -> tuple[list[dict[str, Any]], int]:
+def rows(engine: Engine, *, patient_cpr: str | None, minlog_only: bool, limit: int, offset: int,
+         newest_first: bool = True) -> tuple[list[dict[str, Any]], int]:
     where = []
     if patient_cpr is not None:
         where.append(audit_events.c.patient_cpr == patient_cpr)
     if minlog_only:
         where.append(audit_events.c.minlog.is_(True))
-    q = sa.select(audit_events).where(*where).order_by(audit_events.c.seq.desc()).limit(limit).offset(offset)
+    q = sa.select(audit_events).where(*where).order_by(
+        audit_events.c.seq.desc() if newest_first else audit_events.c.seq).limit(limit).offset(offset)
     count = sa.select(sa.func.count()).select_from(audit_events).where(*where)
     with reading(engine) as conn:
         found = [dict(r) for r in conn.execute(q).mappings()]

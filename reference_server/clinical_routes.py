@@ -25,9 +25,11 @@ from kroniker.clinical import messages as clinical_messages
 from kroniker.clinical.triage import overall_colour
 from kroniker.reference_server import inputs, policy
 from kroniker.reference_server.app import (
+    PAGING,
     ApiError,
     Call,
     Context,
+    Paging,
     RouteSpec,
     _override,
     _patient_param,
@@ -148,6 +150,7 @@ def _search(call: Call, resource_type: str) -> Response:
     patient = _patient_param(call)
     if patient is None:
         raise ApiError(400, "patient-required", code="required")
+    paging = Paging.of(call, ctx.settings.page_size, ctx.settings.max_page_size)
     decision = _read_decision(call, patient)
     rows = [] if decision.nothing else ctx.store.clinical(patient, resource_type)
     decided = {r["derived_from"] for r in rows if r["kind"] == "decision"}
@@ -156,10 +159,14 @@ def _search(call: Call, resource_type: str) -> Response:
                              purpose="PATRQT" if principal.role == "citizen" else "TREAT", override=decision.override,
                              minlog=decision.minlog, reason="blocked" if decision.nothing else None,
                              detail={"returned": len(rows), "ids": [r["id"] for r in rows][:50]}))
+    # The same paging and order as every search route (app.Paging): newest first unless _sort=date.
+    if not paging.newest_first:
+        rows.reverse()
+    page = rows[paging.offset:paging.offset + paging.count]
     return fhir({"resourceType": "Bundle", "type": "searchset", "total": len(rows),
-                 "link": [{"relation": "self", "url": str(call.request.url)}],
+                 "link": paging.links(call, f"/fhir/{resource_type}", len(rows)),
                  "entry": [{"fullUrl": f"{base_url(call.request, ctx.settings)}/fhir/{resource_type}/{r['id']}",
-                            "resource": r["resource"], "search": {"mode": "match"}} for r in rows]})
+                            "resource": r["resource"], "search": {"mode": "match"}} for r in page]})
 
 
 def _read(call: Call, resource_type: str) -> Response:
@@ -276,16 +283,26 @@ async def decide_route(call: Call) -> Response:
     return await run_in_threadpool(work)
 
 
+# The clinical searches' parameters (paging as on every search route: app.Paging).
+CLINICAL_SEARCH = (("patient.identifier", "token"), ("patient", "reference"), *PAGING)
+
 # Joined to app.ROUTES (at its end). Responses take the document limit: a long questionnaire's answers exceed the
 # small JSON bodies' 64 KiB no sooner than a document would, and score() bounds the work by the Questionnaire.
 ROUTES: tuple[RouteSpec, ...] = (
-    RouteSpec("POST", "/fhir/QuestionnaireResponse", submit_response, policy.may_submit_response, body="document"),
-    RouteSpec("GET", "/fhir/QuestionnaireResponse", search_responses, policy.may_read_clinical),
-    RouteSpec("GET", "/fhir/QuestionnaireResponse/{id}", read_response, policy.may_read_clinical),
-    RouteSpec("GET", "/fhir/Observation", search_observations, policy.may_read_clinical),
-    RouteSpec("GET", "/fhir/Observation/{id}", read_observation, policy.may_read_clinical),
+    RouteSpec("POST", "/fhir/QuestionnaireResponse", submit_response, policy.may_submit_response, body="document",
+              resource="QuestionnaireResponse", interaction="create"),
+    RouteSpec("GET", "/fhir/QuestionnaireResponse", search_responses, policy.may_read_clinical,
+              resource="QuestionnaireResponse", interaction="search-type", search=CLINICAL_SEARCH),
+    RouteSpec("GET", "/fhir/QuestionnaireResponse/{id}", read_response, policy.may_read_clinical,
+              resource="QuestionnaireResponse", interaction="read"),
+    RouteSpec("GET", "/fhir/Observation", search_observations, policy.may_read_clinical,
+              resource="Observation", interaction="search-type", search=CLINICAL_SEARCH),
+    RouteSpec("GET", "/fhir/Observation/{id}", read_observation, policy.may_read_clinical,
+              resource="Observation", interaction="read"),
     RouteSpec("POST", "/fhir/ClinicalImpression/$triage", triage_route, policy.may_decide_triage, body="document"),
     RouteSpec("POST", "/fhir/ClinicalImpression/$decide", decide_route, policy.may_decide_triage, body="json"),
-    RouteSpec("GET", "/fhir/ClinicalImpression", search_impressions, policy.may_read_clinical),
-    RouteSpec("GET", "/fhir/ClinicalImpression/{id}", read_impression, policy.may_read_clinical),
+    RouteSpec("GET", "/fhir/ClinicalImpression", search_impressions, policy.may_read_clinical,
+              resource="ClinicalImpression", interaction="search-type", search=CLINICAL_SEARCH),
+    RouteSpec("GET", "/fhir/ClinicalImpression/{id}", read_impression, policy.may_read_clinical,
+              resource="ClinicalImpression", interaction="read"),
 )

@@ -55,6 +55,9 @@ documents = sa.Table(
     sa.Column("status_reason", sa.Text),
     sa.Column("submitter_sor", sa.String(20)),
     sa.Column("docref", sa.Text, nullable=False),  # the derived DocumentReference (JSON)
+    # meta.versionId: 1 when stored, one more at each status change (migration 0006); updated: when.
+    sa.Column("version", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("updated", sa.DateTime),
     sa.Index("ix_documents_patient_status_created", "patient_cpr", "status", "created"),
     sa.Index("ix_documents_patient_type", "patient_cpr", "type_code"),
 )
@@ -68,6 +71,16 @@ document_events = sa.Table(
     sa.Column("patient_cpr", sa.String(10), nullable=False),
     sa.Index("ix_document_events_code", "code", "document_id"),
     sa.Index("ix_document_events_patient_code", "patient_cpr", "code", "system"),
+)
+
+# Each status a document has had, by version (vread, _history).
+document_versions = sa.Table(
+    "document_versions", metadata,
+    sa.Column("document_id", sa.String(64), sa.ForeignKey("documents.id"), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("status_reason", sa.Text),
+    sa.Column("recorded", sa.DateTime, nullable=False),
 )
 
 treatment_relations = sa.Table(

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from kroniker.reference_server import audit
@@ -22,6 +22,7 @@ from kroniker.reference_server.db import (
     clinical_resources,
     compiled,
     document_events,
+    document_versions,
     documents,
     reading,
     treatment_relations,
@@ -56,7 +57,11 @@ class Stored:
         """The DocumentReference as served: the derived one plus what the server keeps (status, links)."""
         d = self.derived if self.derived is not None else json.loads(self.row["docref"])
         d["status"] = self.row["status"]
-        d.setdefault("meta", {})["lastUpdated"] = self.row["created"].replace(tzinfo=dt.UTC).isoformat()
+        updated = self.row.get("updated") or self.row["created"]
+        d.setdefault("meta", {})["lastUpdated"] = updated.replace(tzinfo=dt.UTC).isoformat()
+        d["meta"]["versionId"] = str(self.row.get("version") or 1)
+        d["meta"] = {k: d["meta"][k] for k in ("versionId", "lastUpdated", "profile") if k in d["meta"]} | {
+            k: v for k, v in d["meta"].items() if k not in ("versionId", "lastUpdated", "profile")}
         for c in d.get("content", []):
             c["attachment"]["url"] = f"{base_url}/fhir/Bundle/{self.id}"
         if self.row.get("replaces"):
@@ -105,9 +110,18 @@ class SearchQuery:
 
 # The statements of a submission, built once (db.compiled compiles each once per dialect).
 _SUPERSEDE = documents.update().where(
-    (documents.c.id == sa.bindparam("replaced")) & (documents.c.status == "current")).values(status="superseded")
+    (documents.c.id == sa.bindparam("replaced")) & (documents.c.status == "current")).values(
+    status="superseded", version=documents.c.version + 1, updated=sa.bindparam("now"))
 _INSERT_DOCUMENT = documents.insert()
 _INSERT_EVENT = document_events.insert()
+
+
+def _new_version(conn: Connection, doc_id: str) -> None:
+    """Keep the document's status as it is now as its version (in the transaction that changed it)."""
+    conn.execute(document_versions.insert().from_select(
+        ["document_id", "version", "status", "status_reason", "recorded"],
+        sa.select(documents.c.id, documents.c.version, documents.c.status, documents.c.status_reason,
+                  sa.func.coalesce(documents.c.updated, documents.c.created)).where(documents.c.id == doc_id)))
 
 
 class Store:
@@ -144,8 +158,10 @@ class Store:
             # The unique identifier decides: a resubmission fails the insert and is answered below, so a new
             # document costs no look-up first.
             with self.writer.transaction() as conn:
-                if replaces is not None and compiled(_SUPERSEDE, conn).execute(conn, {"replaced": replaces}) != 1:
-                    raise StaleReplacement(replaces)
+                if replaces is not None:
+                    if compiled(_SUPERSEDE, conn).execute(conn, {"replaced": replaces, "now": now}) != 1:
+                        raise StaleReplacement(replaces)
+                    _new_version(conn, replaces)
                 row = {
                     "id": meta.id, "master_identifier": meta.master_identifier, "content_sha256": sha,
                     "content": content, "content_type": content_type, "standard": standard,
@@ -156,10 +172,12 @@ class Store:
                     "author_org_sor": meta.author_org_sor, "author_org_name": meta.author_org_name,
                     "author_person": meta.author_person, "title": meta.title, "service_start": meta.service_start,
                     "service_end": meta.service_end, "doc_date": meta.doc_date, "created": now,
-                    "replaces": replaces, "status_reason": None, "submitter_sor": submitter_sor,
+                    "replaces": replaces, "status_reason": None, "submitter_sor": submitter_sor, "version": 1,
+                    "updated": None,
                     "docref": json.dumps(meta.docref, ensure_ascii=False),
                 }
                 compiled(_INSERT_DOCUMENT, conn).execute(conn, row)
+                _new_version(conn, meta.id)
                 if meta.events:
                     compiled(_INSERT_EVENT, conn).executemany(conn, [
                         {"document_id": meta.id, "system": s, "code": c, "patient_cpr": meta.patient_cpr}
@@ -199,6 +217,18 @@ class Store:
             row = conn.execute(sa.select(documents).where(documents.c.id == doc_id)).mappings().first()
         return Stored(dict(row)) if row else None
 
+    def versions(self, doc_id: str) -> list[Stored]:
+        """The document as it was at each version, newest first (empty when there is no such document)."""
+        with reading(self.engine) as conn:
+            row = conn.execute(sa.select(*[c for c in documents.c if c.name != "content"]).where(
+                documents.c.id == doc_id)).mappings().first()
+            if row is None:
+                return []
+            found = conn.execute(sa.select(document_versions).where(document_versions.c.document_id == doc_id)
+                                 .order_by(document_versions.c.version.desc())).mappings().all()
+        return [Stored({**row, "status": v["status"], "status_reason": v["status_reason"], "version": v["version"],
+                        "updated": v["recorded"]}) for v in found]
+
     def search(self, q: SearchQuery) -> list[Stored]:
         """Documents matching a query, newest first (paging is the caller's, after access filtering)."""
         cols = [c for c in documents.c if c.name != "content"]  # the bytes stay in the table
@@ -231,9 +261,11 @@ class Store:
     def set_status(self, doc_id: str, status: str, reason: str, rec: audit.AuditRecord) -> Stored | None:
         with self.writer.transaction() as conn:
             done = conn.execute(documents.update().where(documents.c.id == doc_id)
-                                .values(status=status, status_reason=reason))
+                                .values(status=status, status_reason=reason, version=documents.c.version + 1,
+                                        updated=utcnow()))
             if done.rowcount != 1:
                 return None
+            _new_version(conn, doc_id)
             audit.append(conn, rec, self.audit_key)
         return self.get(doc_id)
 
@@ -257,14 +289,14 @@ class Store:
             query = query.where(c.kind == kind)
         with reading(self.engine) as conn:
             rows = conn.execute(query.order_by(c.created.desc(), c.id)).mappings().all()
-        return [{**r, "resource": json.loads(r["resource"])} for r in rows]
+        return [{**r, "resource": _served(r)} for r in rows]
 
     def clinical_one(self, resource_type: str, rid: str) -> dict[str, Any] | None:
         c = clinical_resources.c
         with reading(self.engine) as conn:
             row = conn.execute(sa.select(clinical_resources).where(
                 (c.id == rid) & (c.resource_type == resource_type))).mappings().first()
-        return {**row, "resource": json.loads(row["resource"])} if row else None
+        return {**row, "resource": _served(row)} if row else None
 
     # -- treatment relations and blocks -------------------------------------------------------------------
     def add_relation(self, patient_cpr: str, clinician: str | None, org_sor: str | None, evidence: str,
@@ -316,3 +348,11 @@ class Store:
     def active_blocks(self, patient_cpr: str) -> list[Block]:
         return [Block(b["id"], b["patient_cpr"], b["kind"], b["clinician_auth_id"], b["org_sor"], b["period_start"],
                       b["period_end"]) for b in self.blocks(patient_cpr)]
+
+
+def _served(row: Any) -> dict[str, Any]:
+    """A stored clinical resource as served: stored once and never changed, so version 1, updated when stored."""
+    resource: dict[str, Any] = json.loads(row["resource"])
+    meta = {"versionId": "1", "lastUpdated": row["created"].replace(tzinfo=dt.UTC).isoformat()}
+    resource["meta"] = meta | {k: v for k, v in (resource.get("meta") or {}).items() if k not in meta}
+    return {"resourceType": resource.pop("resourceType"), "id": resource.pop("id", row["id"]), **resource}

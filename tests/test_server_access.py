@@ -176,8 +176,12 @@ def refusals(server: Server) -> list[tuple[str, str, str, Principal, int, dict[s
     not_citizen = [(source(), 403), (rec.doctor, 403), (DPO, 403), (citizen(stranger), 403)]
     table: list[tuple[str, str, list[tuple[Principal, int]], dict[str, Any]]] = [
         ("POST", "/fhir/Bundle", [(citizen(p), 403), (rec.doctor, 403), (ADMIN, 403), (DPO, 403)], body),
+        ("POST", "/fhir", [(citizen(p), 403), (rec.doctor, 403), (ADMIN, 403), (DPO, 403)], body),
+        ("POST", "/fhir/", [(citizen(p), 403), (rec.doctor, 403), (ADMIN, 403), (DPO, 403)], body),
         ("GET", "/fhir/Bundle/{id}", [*doc_readers, (citizen(stranger), 404)], {}),
         ("GET", "/fhir/DocumentReference/{id}", [*doc_readers, (citizen(stranger), 404)], {}),
+        ("GET", "/fhir/DocumentReference/{id}/_history", [*doc_readers, (citizen(stranger), 404)], {}),
+        ("GET", "/fhir/DocumentReference/{id}/_history/{vid}", [*doc_readers, (citizen(stranger), 404)], {}),
         ("GET", "/fhir/DocumentReference", [*doc_readers, (citizen(stranger), 403)], search),
         ("POST", "/fhir/DocumentReference/_search", [*doc_readers, (citizen(stranger), 403)], form),
         ("PATCH", "/fhir/DocumentReference/{id}",
@@ -209,7 +213,8 @@ def refusals(server: Server) -> list[tuple[str, str, str, Principal, int, dict[s
 
     def path_of(route: str) -> str:
         kind = route.split("/")[2] if route.count("/") >= 3 else ""
-        return route.replace("{id}", block_id if route.startswith("/blocks") else clinical_ids.get(kind, doc_id))
+        return route.replace("{id}", block_id if route.startswith("/blocks") else clinical_ids.get(kind, doc_id)
+                             ).replace("{vid}", "1")
 
     return [(m, route, path_of(route), who, status, kwargs)
             for m, route, refused, kwargs in table for who, status in refused]
@@ -572,7 +577,8 @@ def test_no_answer_to_any_role_on_any_route_carries_another_patients_data(server
         return {"params": {"patient.identifier": p.identifier, "status": "current,superseded"}}
 
     # (about, method, path, kwargs): about B, every caller but the admin must be refused
-    requests: list[tuple[str, str, str, dict[str, Any]]] = [("-", "GET", "/metadata", {}), ("-", "GET", "/health", {})]
+    requests: list[tuple[str, str, str, dict[str, Any]]] = [
+        ("-", "GET", "/metadata", {}), ("-", "GET", "/fhir/metadata", {}), ("-", "GET", "/health", {})]
     for about, p, rec in (("A", a.patient, a), ("B", b.patient, b)):
         requests += [(about, *r) for r in [
             ("POST", "/fhir/Bundle", {"content": encode(note(a.patient)), "params": {"replaces": rec.annual["id"]},
@@ -580,6 +586,8 @@ def test_no_answer_to_any_role_on_any_route_carries_another_patients_data(server
             ("GET", f"/fhir/Bundle/{rec.annual['id']}", {}),
             ("GET", f"/fhir/Bundle/{rec.old['id']}", {"headers": {OVERRIDE: "consent"}}),
             ("GET", f"/fhir/DocumentReference/{rec.card['id']}", {}),
+            ("GET", f"/fhir/DocumentReference/{rec.old['id']}/_history", {"headers": {OVERRIDE: "consent"}}),
+            ("GET", f"/fhir/DocumentReference/{rec.card['id']}/_history/1", {}),
             ("GET", "/fhir/DocumentReference", search(p)),
             ("GET", "/fhir/DocumentReference", {**search(p), "headers": {OVERRIDE: "vital-interest"}}),
             ("POST", "/fhir/DocumentReference/_search", {"data": search(p)["params"]}),

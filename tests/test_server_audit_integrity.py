@@ -40,7 +40,7 @@ def _document_row(doc_id: str, content: bytes, patient: str) -> dict[str, Any]:
     row.update(id=doc_id, master_identifier=f"urn:uuid:{doc_id}", content_sha256=hashlib.sha256(content).hexdigest(),
                content=content, content_type="application/fhir+json", standard="medcom.fhir.dk.notes#2.0.2",
                patient_cpr=patient, status="current", type_system="http://snomed.info/sct", type_code="866144008",
-               author_org_sor=SOURCE.sor, created=when, docref="{}")
+               author_org_sor=SOURCE.sor, created=when, docref="{}", version=1)
     return row
 
 
@@ -260,7 +260,9 @@ def _old_database(url: str) -> Iterator[sa.Engine]:
     _upgrade_to(engine, "0002_dpia")
     prev = audit.GENESIS
     with engine.begin() as conn:
-        conn.execute(documents.insert().values(**_document_row("old-doc", b'{"old":1}', "1505629996")))
+        old_doc = _document_row("old-doc", b'{"old":1}', "1505629996")
+        # columns of migration 0006 (versions) are not there yet
+        conn.execute(documents.insert().values(**{k: v for k, v in old_doc.items() if k not in ("version", "updated")}))
         for seq in (1, 2, 3):
             row = {"seq": seq, "id": f"old-{seq}", "recorded": dt.datetime(2026, 1, seq, 8), "action": "search",
                    "outcome": "0", "role": "source", "actor": "sor:481751000016007", "actor_name": None,
@@ -370,3 +372,15 @@ def test_audit_verify_exit_codes_and_messages(database_url: str, tmp_path: Path,
         assert audit.message("tampered", lang, count=1) in r.stderr
     finally:
         engine.dispose()
+
+
+def test_a_document_stored_before_versions_is_version_1_and_its_next_status_version_2(database_url: str) -> None:
+    with _old_database(database_url) as engine:
+        store = Store(engine, KEY)
+        [v1] = store.versions("old-doc")
+        assert (v1.row["version"], v1.row["status"]) == (1, "current")
+        assert v1.docref("http://x")["meta"]["versionId"] == "1"
+        store.set_status("old-doc", "entered-in-error", "test", audit.AuditRecord("status", SOURCE))
+        assert [(v.row["version"], v.row["status"]) for v in store.versions("old-doc")] == [
+            (2, "entered-in-error"), (1, "current")]
+        store.close()

@@ -165,7 +165,8 @@ def test_compiled_statements_write_what_sqlalchemy_reads_back(database_url: str)
                content_type=FHIR_JSON, standard="medcom.fhir.dk.notes#2.0.2", patient_cpr="1505629996",
                status="current", type_system="http://snomed.info/sct", type_code="866144008",
                author_org_sor="481751000016007", author_org_name="Lægerne i Kronikergården",
-               title="Årskontrol – lænderyg", service_start=when, created=when, docref=json.dumps({"æ": "ø"}))
+               title="Årskontrol – lænderyg", service_start=when, created=when, docref=json.dumps({"æ": "ø"}),
+               version=1)
     insert = documents.insert()
     try:
         with Store(engine, AUDIT_KEY).writer.transaction() as conn:

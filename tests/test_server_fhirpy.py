@@ -1,0 +1,46 @@
+"""A vendor's walk-through with fhirpy (the FHIR client library from PyPI) against the server over real HTTP:
+capabilities, submit, search, page, read, read back (refresh), vread and history, the audit log."""
+
+from __future__ import annotations
+
+import pytest
+from fhirpy import SyncFHIRClient
+
+from kroniker.reference_server.tokens import Principal, issue
+from tests.server_support import ADMIN, CPR_SYSTEM, Server, citizen, new_patient, note, source
+
+pytestmark = pytest.mark.network
+
+
+def client(server: Server, who: Principal) -> SyncFHIRClient:
+    return SyncFHIRClient(f"{server.url}/fhir", authorization=f"Bearer {issue(server.key, who)}")
+
+
+def test_a_vendor_walks_through_the_server_with_fhirpy(server: Server) -> None:
+    patient = new_patient("Ole", "Odde")
+    gp = client(server, source())
+    cs = gp.execute("metadata", method="get")
+    assert cs["resourceType"] == "CapabilityStatement"
+    made = [gp.execute("Bundle", method="post", data=note(patient))["id"] for _ in range(3)]
+    # a transaction holding the document, as POST [base]
+    tx = gp.execute("", method="post", data={"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": note(patient), "request": {"method": "POST", "url": "Bundle"}}]})
+    assert tx["type"] == "transaction-response"
+    made.append(tx["entry"][0]["resource"]["id"])
+
+    me = client(server, citizen(patient))
+    docs = me.resources("DocumentReference").search(**{"patient.identifier": f"{CPR_SYSTEM}|{patient.cpr}"})
+    assert docs.count() == 4
+    newest_first = [d.id for d in docs.sort("-date").limit(10).fetch()]
+    assert newest_first == made[::-1]
+    assert [d.id for d in docs.sort("date").limit(3).fetch_all()] == made  # pages of 3 joined by next links
+    doc = me.reference("DocumentReference", made[0]).to_resource()
+    assert doc["meta"]["versionId"] == "1"
+    assert doc.refresh()["id"] == made[0]
+    v1 = me.execute(f"DocumentReference/{made[0]}/_history/1", method="get")
+    assert v1["status"] == "current"
+    history = me.execute(f"DocumentReference/{made[0]}/_history", method="get")
+    assert history["type"] == "history"
+
+    log = client(server, ADMIN).resources("AuditEvent").search(**{"patient.identifier": patient.identifier})
+    assert log.count() > 0
