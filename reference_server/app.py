@@ -308,6 +308,12 @@ def capability_statement(specs: Sequence[RouteSpec]) -> dict[str, Any]:
         if spec.resource is None or spec.interaction is None:
             continue
         entry = resources.setdefault(spec.resource, {"type": spec.resource, "interaction": [], "searchParam": []})
+        if spec.interaction.startswith("$"):
+            # A type-level operation of kroniker's own (described in docs/server.md), not an interaction.
+            name = spec.interaction[1:]
+            entry.setdefault("operation", []).append({
+                "name": name, "definition": f"https://kroniker.example/fhir/OperationDefinition/{spec.resource}-{name}"})
+            continue
         if {"code": spec.interaction} not in entry["interaction"]:
             entry["interaction"].append({"code": spec.interaction})
         for name, kind in spec.search:
@@ -911,7 +917,6 @@ async def add_relation(call: Call) -> Response:
     return JSONResponse({"id": rid}, status_code=201)
 
 
-from kroniker.reference_server import clinical_routes  # noqa: E402  (its handlers use this module's helpers)
 
 # -- the route table -----------------------------------------------------------------------------------------
 
@@ -921,6 +926,8 @@ PAGING = (("_count", "number"), ("_offset", "number"), ("_sort", "string"))
 DOCREF_SEARCH = (("patient", "reference"), ("patient.identifier", "token"), ("status", "token"), ("type", "token"),
                  ("category", "token"), ("date", "date"), ("author.identifier", "token"), ("event", "token"),
                  *PAGING)
+from kroniker.reference_server import clinical_routes  # noqa: E402  (its handlers use this module's helpers)
+
 ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec("GET", "/fhir/metadata", capability, policy.may_see_metadata, public=True),
     RouteSpec("GET", "/metadata", capability, policy.may_see_metadata, public=True),  # the old path, an alias

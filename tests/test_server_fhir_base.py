@@ -39,6 +39,9 @@ def fhir_interaction(method: str, path: str) -> tuple[str, str] | None:
              ("DELETE", rf"/fhir/{t}/\{{id\}}", "delete"),
              ("GET", rf"/fhir/{t}/\{{id\}}/_history/\{{vid\}}", "vread"),
              ("GET", rf"/fhir/{t}/\{{id\}}/_history", "history-instance")]
+    operation = re.fullmatch(rf"/fhir/{t}/\$(?P<name>[a-z][a-z-]*)", path)
+    if method == "POST" and operation:
+        return operation["type"], f"${operation['name']}"  # a type-level operation (operations.html)
     if method == "POST" and path in ("/fhir", "/fhir/"):
         return "system", "transaction"  # or batch; this server takes transactions
     for m, pattern, interaction in rules:
@@ -51,7 +54,8 @@ def fhir_interaction(method: str, path: str) -> tuple[str, str] | None:
 def listed(cs: dict) -> set[tuple[str, str]]:
     rest = cs["rest"][0]
     return {(r["type"], i["code"]) for r in rest["resource"] for i in r["interaction"]} | {
-        ("system", i["code"]) for i in rest.get("interaction", [])}
+        ("system", i["code"]) for i in rest.get("interaction", [])} | {
+        (r["type"], f"${o['name']}") for r in rest["resource"] for o in r.get("operation", [])}
 
 
 def test_the_capability_statement_lists_every_fhir_route_served_and_nothing_else(
