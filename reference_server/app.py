@@ -135,6 +135,8 @@ class RouteSpec:
     resource: str | None = None
     interaction: str | None = None
     search: tuple[tuple[str, str], ...] = ()
+    # A server-rendered page (pages.py): signed in by the session cookie, refusals answered as HTML pages.
+    page: bool = False
 
     def body_limit(self, settings: Settings) -> int:
         return {"none": 0, "json": settings.max_small_body_bytes, "form": settings.max_small_body_bytes,
@@ -218,7 +220,7 @@ def _handler(spec: RouteSpec, ctx: Context) -> Callable[[Request], Awaitable[Res
             if spec.public:
                 call.rule(None)  # public: nothing to refuse, but asked all the same
             else:
-                call.principal = authenticate(request, ctx)
+                call.principal = authenticate(request, ctx, cookie=spec.page)
             call.params = inputs.parameters(request.scope.get("query_string", b""), ctx.settings)
             call.body = await inputs.read_body(request.stream(), request.headers.get("content-length"),
                                                spec.body_limit(ctx.settings))
@@ -226,20 +228,27 @@ def _handler(spec: RouteSpec, ctx: Context) -> Callable[[Request], Awaitable[Res
         except (ApiError, BadInput) as raised:
             exc = raised if isinstance(raised, ApiError) else ApiError.of(raised)
             await run_in_threadpool(_audit_refusal, ctx, request, call.principal, exc)
-            return outcome(exc.status, exc.key, call.lang, code=exc.code, severity=exc.severity,
-                           finding=exc.finding, **exc.params)
+            return _refusal(spec, exc.status, exc.key, call.lang, code=exc.code, severity=exc.severity,
+                            finding=exc.finding, **exc.params)
         except Exception:  # never a stack trace to the caller; the log keeps it
             log.exception("unexpected error in %s %s", request.method, request.url.path)
             await run_in_threadpool(_audit_refusal, ctx, request, call.principal, ApiError(500, "internal"))
-            return outcome(500, "internal", call.lang, code="exception")
+            return _refusal(spec, 500, "internal", call.lang, code="exception")
         if response.status_code < 400 and not call.rule.asked:
             # A handler that stopped asking its rule must not answer as if it had been allowed.
             log.error("%s %s answered without asking its access rule %s", spec.method, spec.path,
                       spec.rule.__name__)
             await run_in_threadpool(_audit_refusal, ctx, request, call.principal, ApiError(500, "internal"))
-            return outcome(500, "internal", call.lang, code="exception")
+            return _refusal(spec, 500, "internal", call.lang, code="exception")
         return response
     return endpoint
+
+
+def _refusal(spec: RouteSpec, status: int, key: str, lang: str, **kwargs: Any) -> Response:
+    """A refusal as the route answers: an OperationOutcome, or for a page a readable HTML page."""
+    if spec.page:
+        return pages.error_page(status, key, kwargs)
+    return outcome(status, key, lang, **kwargs)
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:
@@ -262,11 +271,23 @@ def _audit_unrouted(request: Request, status: int, key: str) -> None:
     _audit_refusal(ctx, request, principal, ApiError(status, key))
 
 
-def authenticate(request: Request, ctx: Context) -> Principal:
+SESSION_COOKIE = "kroniker_session"  # the pages' sign-in: the same token as the API's, in an HttpOnly cookie
+
+
+def authenticate(request: Request, ctx: Context, *, cookie: bool = False) -> Principal:
     header = request.headers.get("authorization", "")
+    if cookie and not header:
+        session = request.cookies.get(SESSION_COOKIE, "")
+        if not session:
+            raise ApiError(401, "no-session", code="login")
+        header = f"Bearer {session}"
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise ApiError(401, "no-token", code="login")
+    return verify_token(token, ctx)
+
+
+def verify_token(token: str, ctx: Context) -> Principal:
     try:
         return ctx.verify(token.strip())
     except TokenError as exc:
@@ -926,7 +947,7 @@ PAGING = (("_count", "number"), ("_offset", "number"), ("_sort", "string"))
 DOCREF_SEARCH = (("patient", "reference"), ("patient.identifier", "token"), ("status", "token"), ("type", "token"),
                  ("category", "token"), ("date", "date"), ("author.identifier", "token"), ("event", "token"),
                  *PAGING)
-from kroniker.reference_server import clinical_routes  # noqa: E402  (its handlers use this module's helpers)
+from kroniker.reference_server import clinical_routes, pages  # noqa: E402  (their handlers use this module's helpers)
 
 ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec("GET", "/fhir/metadata", capability, policy.may_see_metadata, public=True),
@@ -958,6 +979,7 @@ ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec("DELETE", "/blocks/{id}", lift_block, policy.may_manage_blocks),
     RouteSpec("POST", "/admin/relations", add_relation, policy.may_administer, body="json"),
     *clinical_routes.ROUTES,
+    *pages.ROUTES,
 )
 ROUTE_RULES: dict[tuple[str, str], Callable[..., policy.Decision]] = {(r.method, r.path): r.rule for r in ROUTES}
 PUBLIC = {(r.method, r.path) for r in ROUTES if r.public}

@@ -269,3 +269,42 @@ def validate_block(body: dict[str, Any]) -> str | None:
     if kind == "period" and not (body.get("start") or body.get("end")):
         return "block-needs-period"
     return None
+
+
+# -- the pages (pages.py): the same rules, behind a role's own page --------------------------------------
+
+def may_sign_in(p: Principal | None) -> Decision:
+    return Decision(True)  # the sign-in form and its answer: the token itself is what is checked
+
+
+def may_see_citizen_page(p: Principal, patient_cpr: str | None = None, relations: Sequence[Relation] = (),
+                         blocks: Sequence[Block] = (), override: str | None = None,
+                         now: dt.datetime | None = None) -> Decision:
+    """The citizen's page (Min side): citizens only; what it shows of a patient follows may_read."""
+    if p.role != "citizen":
+        return deny("citizen-page-only")
+    if patient_cpr is None:
+        return Decision(True)
+    return may_read(p, patient_cpr, relations, blocks, override, now or dt.datetime.now(dt.UTC).replace(tzinfo=None))
+
+
+def may_manage_own_blocks(p: Principal, patient_cpr: str | None) -> Decision:
+    """Blocks set and lifted from the citizen's page: the citizen's own, as may_manage_blocks."""
+    if p.role != "citizen":
+        return deny("citizen-page-only")
+    if patient_cpr is None:
+        return deny("only-the-citizen-blocks")
+    return may_manage_blocks(p, patient_cpr)
+
+
+def may_see_clinician_page(p: Principal, patient_cpr: str | None = None, relations: Sequence[Relation] = (),
+                           blocks: Sequence[Block] = (), override: str | None = None,
+                           now: dt.datetime | None = None) -> Decision:
+    """The clinician's page: clinicians only; a patient's documents on it follow may_read (treatment relation,
+    blocks, værdispring), exactly as GET /fhir/DocumentReference."""
+    if p.role != "clinician":
+        return deny("clinician-page-only")
+    if patient_cpr is None:
+        return Decision(True)  # the look-up form itself shows no one's data
+    return may_read(p, patient_cpr, relations, blocks, override, now or dt.datetime.now(dt.UTC).replace(tzinfo=None))
+
