@@ -240,3 +240,17 @@ def is_outcome(r: httpx.Response) -> bool:
     return (r.headers.get("content-type", "").startswith(FHIR_JSON) and isinstance(body, dict)
             and body.get("resourceType") == "OperationOutcome" and bool(body.get("issue"))
             and "Traceback" not in r.text and 'File "' not in r.text)
+
+
+def is_page(r: httpx.Response) -> bool:
+    """An HTML page of the server's own (pages.py), in Danish, and no trace of Python."""
+    return (r.headers.get("content-type", "").startswith("text/html") and '<html lang="da">' in r.text
+            and "Traceback" not in r.text and 'File "' not in r.text)
+
+
+def page_finding(r: httpx.Response) -> str:
+    """The refusal a page names (the message key on its <main>, as an OperationOutcome's finding code)."""
+    import re
+
+    found = re.search(r'<main [^>]*data-finding="([^"]*)"', r.text)
+    return found.group(1) if found else ""
