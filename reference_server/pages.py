@@ -216,7 +216,9 @@ def document_view(docref: dict[str, Any], row: dict[str, Any], content: bytes | 
     type_code = next((c.get("code") for c in (docref.get("type") or {}).get("coding") or []), "")
     kind = "card" if type_code == CARD_TYPE else "note"
     period = (docref.get("context") or {}).get("period") or {}
-    served = period.get("start") or docref.get("date")
+    doc_date = row.get("doc_date")
+    served = period.get("start") or (doc_date.replace(tzinfo=dt.UTC).isoformat() if isinstance(doc_date, dt.datetime)
+                                     else docref.get("date"))
     authors = [str(a) for a in (row.get("author_person"), row.get("author_org_name") or row.get("author_org_sor"))
                if a]
     doc = Document(
@@ -368,8 +370,8 @@ async def logout(call: Call) -> Response:
     if session:
         try:
             form = _form(call)
-        except BadInput as exc:
-            raise ApiError.of(exc) from None
+        except BadInput:
+            form = {}  # no form, no token: refused as such
         _check_csrf(call, form)
         try:
             principal = verify_token(session, ctx)
