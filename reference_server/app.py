@@ -630,8 +630,9 @@ async def search(call: Call) -> Response:
     return await run_in_threadpool(_search, call)
 
 
-def _search(call: Call) -> Response:
-    """ITI-67. A repeated parameter must hold for each value (AND); commas within a value are OR."""
+def _search(call: Call, detail: dict[str, Any] | None = None) -> Response:
+    """ITI-67. A repeated parameter must hold for each value (AND); commas within a value are OR. `detail`: more
+    for the one audit record (a page that shows more than the search, pages.py)."""
     ctx, principal, items, request = call.ctx, call.who, call.params, call.request
     params: dict[str, list[str]] = {}
     for k, v in items:
@@ -658,7 +659,7 @@ def _search(call: Call) -> Response:
     _record(ctx, AuditRecord("search", principal, patient_cpr=patient, documents=[d.id for d in page],
                              purpose="TREAT" if principal.role == "clinician" else "PATRQT",
                              override=decision.override, minlog=decision.minlog,
-                             detail={"query": items, "returned": len(page)}))
+                             detail={"query": items, "returned": len(page), **(detail or {})}))
     bundle: dict[str, Any] = {
         "resourceType": "Bundle", "id": str(uuid.uuid4()), "type": "searchset", "total": len(visible),
         "link": paging.links(call, "/fhir/DocumentReference", len(visible)),

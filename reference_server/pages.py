@@ -199,6 +199,11 @@ class Document:
     conditions: list[Condition] = field(default_factory=list)
 
 
+def _iso(t: Any) -> str | None:
+    """A stored time (naive UTC) as an ISO instant."""
+    return t.replace(tzinfo=dt.UTC).isoformat() if isinstance(t, dt.datetime) else None
+
+
 def _coding_text(cc: Any) -> str:
     if not isinstance(cc, dict):
         return ""
@@ -216,16 +221,14 @@ def document_view(docref: dict[str, Any], row: dict[str, Any], content: bytes | 
     type_code = next((c.get("code") for c in (docref.get("type") or {}).get("coding") or []), "")
     kind = "card" if type_code == CARD_TYPE else "note"
     period = (docref.get("context") or {}).get("period") or {}
-    doc_date = row.get("doc_date")
-    served = period.get("start") or (doc_date.replace(tzinfo=dt.UTC).isoformat() if isinstance(doc_date, dt.datetime)
-                                     else docref.get("date"))
+    served = period.get("start") or _iso(row.get("doc_date")) or docref.get("date")
     authors = [str(a) for a in (row.get("author_person"), row.get("author_org_name") or row.get("author_org_sor"))
                if a]
     doc = Document(
         id=str(docref.get("id")), kind=kind, title=str(docref.get("description") or ""),
         type=TYPE_NAMES.get(str(type_code)) or _coding_text(docref.get("type")) or "Dokument",
         author=", ".join(authors),
-        when=when(served), sort=_sort_key(served), registered=when(docref.get("date")),
+        when=when(served), sort=_sort_key(served), registered=when(_iso(row.get("created")) or docref.get("date")),
         events=[f"{c.get('code')}" + (f" ({c.get('display')})" if c.get("display") else "")
                 for e in (docref.get("context") or {}).get("event") or [] for c in e.get("coding") or []])
     if content is not None:
@@ -240,7 +243,7 @@ def _read_content(doc: Document, content: bytes, call: Call) -> None:
         return
     resources = [e["resource"] for e in (data.get("entry") or [] if isinstance(data, dict) else [])
                  if isinstance(e, dict) and isinstance(e.get("resource"), dict)]
-    comp = next((r for r in resources if r.get("resourceType") == "Composition"), {})
+    comp: dict[str, Any] = next((r for r in resources if r.get("resourceType") == "Composition"), {})
     doc.title = str(comp.get("title") or doc.title)
     for r in resources:
         if r.get("resourceType") == "Observation":
@@ -312,10 +315,10 @@ def block_view(row: dict[str, Any]) -> BlockRow:
                     day(row.get("lifted")))
 
 
-def _documents(call: Call) -> tuple[list[Document], bool]:
-    """The search as GET /fhir/DocumentReference answers it (same rules, audited the same): the documents and
-    whether the answer said that blocks may have hidden some."""
-    response = _search(call)
+def _documents(call: Call, detail: dict[str, Any] | None = None) -> tuple[list[Document], bool]:
+    """The search as GET /fhir/DocumentReference answers it (same rules, audited the same, in one record with
+    `detail`): the documents and whether the answer said that blocks may have hidden some."""
+    response = _search(call, detail)
     bundle = json.loads(bytes(response.body))
     docs, warned = [], False
     for entry in bundle.get("entry") or []:
@@ -394,13 +397,14 @@ async def citizen_page(call: Call) -> Response:
 
     def work() -> Response:
         ctx = call.ctx
-        docs, _ = _documents(call)  # asks the page's rule for this patient: may_read's citizen branch
-        # The access log: the citizen's MinLog as GET /fhir/AuditEvent gives it.
+        # The access log: the citizen's MinLog as GET /fhir/AuditEvent gives it; the blocks as GET /blocks.
         found, total = audit.rows(ctx.store.engine, patient_cpr=cpr, minlog_only=True, limit=100, offset=0)
-        _record(ctx, AuditRecord("audit", principal, patient_cpr=cpr, detail={"returned": len(found)}))
         log = [log_view(audit.as_audit_event(r, for_citizen=True)) for r in found]
-        blocks = [block_view(b) for b in ctx.store.blocks(cpr, include_lifted=True)]
-        _record(ctx, AuditRecord("blocks", principal, patient_cpr=cpr))
+        stored_blocks = ctx.store.blocks(cpr, include_lifted=True)
+        blocks = [block_view(b) for b in stored_blocks]
+        # The search asks the page's rule for this patient (may_read's citizen branch) and makes the request's one
+        # audit record, which says what else the page showed.
+        docs, _ = _documents(call, {"page": CITIZEN, "access_log": len(found), "blocks": len(stored_blocks)})
         return render("citizen.html", title="Min side", role="citizen", csrf=_session_csrf(call),
                       name=principal.name or "", notes=[d for d in docs if d.kind == "note"],
                       cards=[d for d in docs if d.kind == "card"], log=log, log_total=total, blocks=blocks,
@@ -478,7 +482,7 @@ async def clinician_page(call: Call) -> Response:
 
     def work() -> Response:
         options = _event_options(call)
-        values = dict(title="Patientens dokumenter", role="clinician", csrf=_session_csrf(call), f=f,
+        values: dict[str, Any] = dict(title="Patientens dokumenter", role="clinician", csrf=_session_csrf(call), f=f,
                       types=DOC_TYPES, overrides=OVERRIDES, events=options, name=principal.name or "")
         if not f.cpr:
             _record(call.ctx, AuditRecord("page", principal, detail={"page": "kliniker"}))
