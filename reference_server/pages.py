@@ -27,7 +27,6 @@ import jinja2
 import nh3
 from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from kroniker.reference_server import audit, inputs, policy
@@ -358,12 +357,13 @@ async def login(call: Call) -> Response:
     target = CITIZEN if principal.role == "citizen" else CLINICIAN if principal.role == "clinician" else "/login"
     response = RedirectResponse(target, status_code=303, headers=HEADERS)
     response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="strict", path="/",
-                        secure=_https(request))
+                        secure=_https(call))
     return response
 
 
-def _https(request: Request) -> bool:
-    return request.url.scheme == "https"
+def _https(call: Call) -> bool:
+    """Whether the browser reaches the server over https (directly, or through the proxy Settings.base_url names)."""
+    return call.request.url.scheme == "https" or call.ctx.settings.base_url.startswith("https://")
 
 
 async def logout(call: Call) -> Response:
@@ -382,7 +382,7 @@ async def logout(call: Call) -> Response:
             principal = None  # an expired session is signed out all the same
     await run_in_threadpool(_record, ctx, AuditRecord("sign-out", principal))
     response = render("logged_out.html", title="Du er logget ud")
-    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict", secure=_https(request))
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict", secure=_https(call))
     return response
 
 

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,7 +27,9 @@ from kroniker.reference_server.app import SESSION_COOKIE  # (first: pages.py is 
 from kroniker.reference_server.db import documents
 from kroniker.reference_server.inputs import DANISH_TIME
 from kroniker.reference_server.pages import sanitise
+from kroniker.reference_server.settings import Settings
 from kroniker.reference_server.tokens import Principal, issue
+from kroniker.validators.packages import PackageCache
 from tests.browser_support import (  # noqa: F401  (the fixtures chromium and axe)
     axe_fixture,
     check_accessibility,
@@ -48,6 +51,7 @@ from tests.server_support import (
     new_patient,
     note,
     page_finding,
+    running,
     source,
 )
 
@@ -171,6 +175,14 @@ def test_signing_in_sets_a_strict_httponly_session_cookie(server: Server, seeded
     assert {"httponly", "path=/", "samesite=strict"} <= attributes
     assert "secure" not in attributes  # plain http here; over https the cookie is Secure
     server.client.cookies.clear()
+
+
+def test_behind_an_https_base_url_the_session_cookie_is_secure(tmp_path: Path, package_cache: PackageCache) -> None:
+    settings = Settings(home=tmp_path, package_cache=package_cache.root, base_url="https://kroniker.example")
+    with running(settings) as server:
+        r = server.client.post("/login", data={"token": issue(server.key, citizen(new_patient()))})
+        assert r.status_code == 303
+        assert "secure" in {a.strip().lower() for a in r.headers["set-cookie"].split(";")[1:]}
 
 
 @pytest.mark.parametrize("token", ["", "not-a-token"])
