@@ -59,7 +59,7 @@ HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
                                "frame-ancestors 'none'; base-uri 'none'",
     "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",  # (no-referrer would make a browser send its forms with Origin: null)
     "Cache-Control": "no-store",
     "X-Content-Type-Options": "nosniff",
 }
@@ -109,15 +109,18 @@ def error_page(status: int, key: str, params: dict[str, Any]) -> Response:
                   sign_in=status == 401)
 
 
-def _from_api(response: Response) -> Response | None:
-    """An API handler's refusal (an OperationOutcome it answered with) as a page; None when it succeeded."""
+def _from_api(response: Response, **params: Any) -> Response | None:
+    """An API handler's refusal (an OperationOutcome it answered with) as a page, its message in Danish (with
+    `params`; the API's own words when the finding has no message of its own); None when it succeeded."""
     if response.status_code < 400:
         return None
     body = json.loads(bytes(response.body))
     issue = (body.get("issue") or [{}])[0]
     key = ((issue.get("details") or {}).get("coding") or [{}])[0].get("code", "")
+    text = messages.render(f"srv-{key}", params, "da") if f"srv-{key}" in messages.catalogue("da") \
+        else issue.get("diagnostics", "")
     return render("error.html", response.status_code, title=TITLES.get(response.status_code, "Kan ikke vises"),
-                  message=issue.get("diagnostics", ""), code=response.status_code, finding=key, sign_in=False)
+                  message=text, code=response.status_code, finding=key, sign_in=False)
 
 
 def _form(call: Call) -> dict[str, str]:
@@ -346,19 +349,33 @@ async def login(call: Call) -> Response:
             token = _form(call).get("token", "").strip()
         except BadInput:
             token = ""
+        if not _same_origin(call):
+            # Login CSRF: another site's form must not sign the browser in as someone else.
+            raise ApiError(403, "csrf", code="forbidden")
         if not token:
             raise ApiError(400, "login-token", code="required")
         principal = verify_token(token, ctx)
+        if principal.role not in ("citizen", "clinician"):
+            raise ApiError(403, "no-page-for-role", code="forbidden", role=principal.role)
     except ApiError as exc:
         await run_in_threadpool(_audit_refusal, ctx, request, None, exc)
         return render("login.html", exc.status, title="Log ind", finding=exc.key,
                       error=messages.render(f"srv-{exc.key}", exc.params, "da"))
     await run_in_threadpool(_record, ctx, AuditRecord("sign-in", principal))
-    target = CITIZEN if principal.role == "citizen" else CLINICIAN if principal.role == "clinician" else "/login"
-    response = RedirectResponse(target, status_code=303, headers=HEADERS)
+    response = RedirectResponse(CITIZEN if principal.role == "citizen" else CLINICIAN, status_code=303,
+                                headers=HEADERS)
     response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="strict", path="/",
                         secure=_https(call))
     return response
+
+
+def _same_origin(call: Call) -> bool:
+    """A request without an Origin header (not a browser's cross-site form), or from this server's own origin."""
+    origin = call.request.headers.get("origin")
+    if origin is None:
+        return True
+    own = {str(call.request.base_url).rstrip("/"), call.ctx.settings.base_url.rstrip("/")} - {""}
+    return origin.rstrip("/") in own
 
 
 def _https(call: Call) -> bool:
@@ -511,10 +528,10 @@ async def clinician_page(call: Call) -> Response:
 async def note_page(call: Call) -> Response:
     principal = call.who
     answer = await run_in_threadpool(_read_one, call, True)  # ITI-68 as the API: rule, blocks, audit, MinLog
-    refused = _from_api(answer)
+    doc_id = call.request.path_params["id"]
+    refused = _from_api(answer, id=doc_id[:64])
     if refused is not None:
         return refused
-    doc_id = call.request.path_params["id"]
 
     def work() -> Response:
         stored = call.ctx.store.get(doc_id)

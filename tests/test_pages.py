@@ -185,6 +185,20 @@ def test_behind_an_https_base_url_the_session_cookie_is_secure(tmp_path: Path, p
         assert "secure" in {a.strip().lower() for a in r.headers["set-cookie"].split(";")[1:]}
 
 
+def test_signing_in_from_another_sites_form_or_as_a_role_without_a_page_is_refused(server: Server) -> None:
+    """Login CSRF: another site's form (its Origin) must not sign the browser in, even with a valid token; an
+    admin's or a GP system's token has no page (they use the API)."""
+    token = issue(server.key, citizen(new_patient()))
+    r = server.client.post("/login", data={"token": token}, headers={"Origin": "https://evil.example"})
+    assert r.status_code == 403 and "set-cookie" not in r.headers and page_finding(r) == "csrf"
+    r = server.client.post("/login", data={"token": token}, headers={"Origin": server.url})
+    assert r.status_code == 303
+    server.client.cookies.clear()
+    for who in (ADMIN, source()):
+        r = server.client.post("/login", data={"token": issue(server.key, who)})
+        assert r.status_code == 403 and "set-cookie" not in r.headers and page_finding(r) == "no-page-for-role"
+
+
 @pytest.mark.parametrize("token", ["", "not-a-token"])
 def test_a_bad_token_is_refused_with_the_form_again_and_no_cookie(server: Server, token: str) -> None:
     before = server.rows()["audit_events"]
@@ -426,7 +440,8 @@ def test_the_clinicians_page_follows_blocks_and_vaerdispring_as_the_api(server: 
             assert doctor.get(link.group(1).replace("&amp;", "&")).status_code == 200
             no_override = link.group(1).split("?")[0]
             r = doctor.get(no_override)
-            assert r.status_code == 404 and is_page(r)
+            assert r.status_code == 404 and is_page(r) and page_finding(r) == "unknown-document"
+            assert "findes ikke her" in r.text  # in Danish, whatever language the browser asks for
             # A doctor without a treatment relation is refused as by the API, with the reason in words.
             with signed_in(server, clinician("Q99999")) as stranger:
                 r = stranger.get("/kliniker/patient", params={"cpr": p.cpr})
