@@ -44,7 +44,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(func=cmd_serve)
 
     t = sub.add_parser("token", help="print a bearer token for a role, signed with this data directory's key")
-    t.add_argument("--role", required=True, choices=ROLES)
+    t.add_argument("--role", choices=ROLES, help="the role (required unless --claims-stdin)")
     t.add_argument("--cpr")
     t.add_argument("--sor")
     t.add_argument("--ydernummer")
@@ -52,7 +52,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--org-name", dest="org_name")
     t.add_argument("--name")
     t.add_argument("--hours", type=float, default=12.0,
-                   help="how long the token is valid (at most KRONIKER_TOKEN_MAX_HOURS, default 24)")
+                   help="how long the token is valid (default 12; at most KRONIKER_TOKEN_MAX_HOURS, default 24)")
+    t.add_argument("--claims-stdin", action="store_true",
+                   help="read the claims as one JSON object on standard input ({\"role\", \"cpr\", \"sor\", "
+                   "\"ydernummer\", \"auth_id\", \"org_name\", \"name\"}), as `kroniker conformance run "
+                   "--token-command` gives them; options given as well win")
     t.set_defaults(func=cmd_token)
 
     a = sub.add_parser("audit", help="the audit log")
@@ -173,7 +177,18 @@ def cmd_token(args: argparse.Namespace) -> int:
     from kroniker.reference_server.settings import Settings
     from kroniker.reference_server.tokens import Principal, TokenError, issue, load_or_create_key, missing_identity
 
-    p = Principal(args.role, args.cpr, args.sor, args.ydernummer, args.auth_id, args.org_name, args.name)
+    fields = ("role", "cpr", "sor", "ydernummer", "auth_id", "org_name", "name")
+    given = {f: getattr(args, f) for f in fields}
+    if args.claims_stdin:
+        claims = _claims(sys.stdin.read(64 * 1024 + 1))
+        if isinstance(claims, str):
+            print(f"kroniker token: {claims}", file=sys.stderr)
+            return 2
+        given = {f: given[f] if given[f] is not None else claims.get(f) for f in fields}
+    if given["role"] not in ROLES:
+        print(f"kroniker token: --role is required, one of {', '.join(ROLES)}", file=sys.stderr)
+        return 2
+    p = Principal(*(given[f] for f in fields))
     problem = missing_identity(p)
     if problem:
         print(f"kroniker token: {problem}", file=sys.stderr)
@@ -187,6 +202,19 @@ def cmd_token(args: argparse.Namespace) -> int:
         return 2
     print(token)
     return 0
+
+
+def _claims(text: str) -> dict[str, str] | str:
+    """The claims object read by --claims-stdin, or why it cannot be used."""
+    if len(text) > 64 * 1024:
+        return "the claims on standard input are over 64 KiB"
+    try:
+        claims = json.loads(text)
+    except ValueError as exc:
+        return f"the claims on standard input are not JSON ({exc})"
+    if not isinstance(claims, dict) or not all(isinstance(v, str) for v in claims.values()):
+        return "the claims on standard input must be one JSON object of strings"
+    return claims
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
