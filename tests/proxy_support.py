@@ -57,3 +57,11 @@ def registered(server: Server, kind: str, holder: Patient, subject: Patient, **p
     r = register(server, kind, holder, subject, **period)
     assert r.status_code == 201, r.text
     return r.json()
+
+
+def proxy_rows(server: Server) -> int:
+    """How many proxies the database holds (ended ones too)."""
+    import sqlalchemy as sa
+
+    with server.engine.connect() as conn:
+        return int(conn.execute(sa.text("SELECT count(*) FROM proxies")).scalar_one())

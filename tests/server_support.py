@@ -43,8 +43,7 @@ CPR_SYSTEM = "urn:oid:1.2.208.176.1.2"
 SOR_SYSTEM = "urn:oid:1.2.208.176.1.1"
 FHIR_JSON = "application/fhir+json"
 FHIR_XML = "application/fhir+xml"
-TABLES = ("documents", "document_events", "treatment_relations", "blocks", "audit_events", "clinical_resources",
-          "proxies")
+TABLES = ("documents", "document_events", "treatment_relations", "blocks", "audit_events", "clinical_resources")
 
 
 # -- people, places and documents (kroniker.conformance.documents; the conformance suite uses them too) -----

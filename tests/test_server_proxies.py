@@ -26,7 +26,7 @@ from kroniker.reference_server.settings import Settings, parse_embargo
 from kroniker.reference_server.tokens import Principal
 from kroniker.validators.packages import PackageCache
 from tests import server_support as s
-from tests.proxy_support import aged, birthday_begins, born, register, registered, today
+from tests.proxy_support import aged, birthday_begins, born, proxy_rows, register, registered, today
 from tests.server_support import (
     ADMIN,
     DPO,
@@ -130,10 +130,10 @@ def test_a_proxy_counts_only_while_it_lasts(server: Server, window: str) -> None
 def test_custody_is_for_a_child_under_15_and_ends_on_the_15th_birthday(server: Server) -> None:
     mother = parent()
     fifteen = aged(15, days=1, given="Frida")  # turned 15 yesterday
-    before = server.rows()
+    before = proxy_rows(server)
     r = register(server, "custody", mother, fifteen)
     assert r.status_code == 422 and "proxy-child-over-15" in finding_codes(r.json())
-    assert server.rows()["proxies"] == before["proxies"]
+    assert proxy_rows(server) == before
     assert server.search(citizen(mother), fifteen).status_code == 403
     # A child who turns 15 in ten days: the custody registered to run for years ends on that birthday, as the
     # Danish day begins.
@@ -183,11 +183,11 @@ def test_a_bad_proxy_request_is_refused_and_nothing_is_stored(server: Server, bo
     if body.get("same"):
         request["subject"] = mother.cpr
     request.update({k: v for k, v in body.items() if k != "same"})
-    before = server.rows()
+    before = proxy_rows(server)
     r = server.request("POST", "/admin/proxies", ADMIN, json={k: v for k, v in request.items() if v is not None})
     assert r.status_code == 400 and is_outcome(r), r.text
     assert key in finding_codes(r.json())
-    assert server.rows()["proxies"] == before["proxies"]
+    assert proxy_rows(server) == before
 
 
 def test_proxies_are_listed_by_holder_or_subject(server: Server) -> None:
@@ -287,14 +287,14 @@ def test_wrong_roles_cannot_administer_proxies(server: Server) -> None:
     mother, child = parent(), aged(5)
     pid = registered(server, "custody", mother, child)["id"]
     body = {"kind": "custody", "holder": mother.cpr, "subject": child.cpr}
-    before = server.rows()
+    before = proxy_rows(server)
     for who in (citizen(mother), citizen(child), source(), clinician("Q1"), DPO):
         for method, path, kwargs in (("POST", "/admin/proxies", {"json": body}),
                                      ("GET", "/admin/proxies", {"params": {"holder": mother.cpr}}),
                                      ("DELETE", f"/admin/proxies/{pid}", {})):
             r = server.request(method, path, who, **kwargs)
             assert r.status_code == 403 and "admin-only" in finding_codes(r.json()), (who.role, method, r.text)
-    assert server.rows()["proxies"] == before["proxies"]
+    assert proxy_rows(server) == before
     assert server.search(citizen(mother), child).status_code == 200  # still in force
 
 
