@@ -301,10 +301,10 @@ def proxy_period(kind: str, subject_cpr: str, start: dt.datetime, end: dt.dateti
                  ) -> tuple[dt.datetime | None, str | None]:
     """A proxy's end as registered, or why it cannot be: custody ends at the latest when the child turns 15 (and
     cannot begin after); fuldmagt is given by someone aged 15 or more (§2.2) and ends when registered to."""
-    grown = coming_of_age(subject_cpr)
-    if grown is None:
+    born, grown = cpr_birth_date(subject_cpr), coming_of_age(subject_cpr)
+    if born is None or grown is None:
         return None, "proxy-cpr"
-    if cpr_birth_date(subject_cpr) > start.date():  # type: ignore[operator]
+    if born > start.date():
         return None, "proxy-not-born"
     if kind == "custody":
         if start >= grown:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -141,6 +142,9 @@ def test_custody_is_for_a_child_under_15_and_ends_on_the_15th_birthday(server: S
     birthday = today() + dt.timedelta(days=10)
     got = registered(server, "custody", mother, nearly, end="2099-12-31")
     assert got["end"] == birthday_begins(birthday)
+    unborn = born(dt.date(2036, 1, 1))  # a number that names a birth still to come
+    r = register(server, "custody", mother, unborn)
+    assert r.status_code == 422 and "proxy-not-born" in finding_codes(r.json())
 
 
 def test_custody_no_longer_holds_once_the_child_is_15_whatever_was_stored() -> None:
@@ -398,3 +402,45 @@ def test_a_born_helper_follows_the_century_rule() -> None:
 
     for day in (dt.date(1985, 3, 4), dt.date(2014, 12, 31), dt.date(2000, 2, 29)):
         assert cpr_birth_date(born(day).cpr) == day
+
+
+def test_a_served_proxy_look_up_and_embargo_as_the_operator_runs_them(tmp_path: Path,
+                                                                      package_cache: PackageCache) -> None:
+    """`kroniker serve --embargo` reaches the worker's app, and the access log line of a proxy's look-up says so,
+    with no CPR number in it."""
+    import httpx
+
+    from kroniker.reference_server.tokens import issue, load_or_create_key
+    from tests.server_process import ServerProcess
+    from tests.server_support import encode
+
+    child, mother = aged(7), aged(37)
+    with ServerProcess(f"sqlite:///{tmp_path / 'k.db'}", package_cache.root, tmp_path / "home",
+                       args=("--embargo", f"{NOTE_TYPE}=24")) as server:
+        server.start()
+        key = load_or_create_key(server.home / "token.key")
+
+        def call(method: str, path: str, who: Principal, headers: dict[str, str] | None = None,
+                 **kwargs: Any) -> httpx.Response:
+            return httpx.request(method, server.url + path, timeout=60, **kwargs,
+                                 headers={"Authorization": f"Bearer {issue(key, who)}", **(headers or {})})
+
+        now = _now_danish()
+        shared = call("POST", "/fhir/Bundle", source(), content=encode(note(child, created=now, updated=now)),
+                      headers={"Content-Type": s.FHIR_JSON})
+        assert shared.status_code == 201, shared.text
+        assert call("POST", "/admin/proxies", ADMIN, json={"kind": "custody", "holder": mother.cpr,
+                                                            "subject": child.cpr}).status_code == 201
+        search = {"params": {"patient.identifier": child.identifier}}
+        for who in (citizen(mother), citizen(child)):
+            r = call("GET", "/fhir/DocumentReference", who, **search)
+            assert r.status_code == 200 and r.json()["total"] == 0, r.text  # the note is under embargo
+        deadline = time.monotonic() + 30  # each line is written just after its answer is sent
+        while "proxy=custody" not in server.log_tail(10**6) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        log = server.log_tail(10**6)
+    lines = [ln for ln in log.splitlines() if " ms role=citizen" in ln]
+    assert any(ln.endswith("role=citizen proxy=custody actor=cpr:********** subject=cpr:**********")
+               for ln in lines), lines
+    assert child.cpr not in log and mother.cpr not in log
+
