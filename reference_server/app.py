@@ -81,10 +81,12 @@ class Rule:
 
     def __init__(self, fn: Callable[..., policy.Decision]) -> None:
         self.fn, self.asked = fn, False
+        self.decision: policy.Decision | None = None  # the last answer (the access log names a proxy's kind)
 
     def __call__(self, *args: Any) -> policy.Decision:
         self.asked = True
-        return self.fn(*args)
+        self.decision = self.fn(*args)
+        return self.decision
 
 
 @dataclass
@@ -238,6 +240,8 @@ def _handler(spec: RouteSpec, ctx: Context) -> Callable[[Request], Awaitable[Res
                       spec.rule.__name__)
             await run_in_threadpool(_audit_refusal, ctx, request, call.principal, ApiError(500, "internal"))
             return outcome(500, "internal", call.lang, code="exception")
+        if call.rule.decision is not None and call.rule.decision.acting_for:
+            request.scope.setdefault("state", {})["kroniker.acting_for"] = call.rule.decision.acting_for
         return response
     return endpoint
 
@@ -637,7 +641,7 @@ def _search(call: Call) -> Response:
     _record(ctx, AuditRecord("search", principal, patient_cpr=patient, documents=[d.id for d in page],
                              purpose="TREAT" if principal.role == "clinician" else "PATRQT",
                              override=decision.override, minlog=decision.minlog,
-                             detail={"query": items, "returned": len(page)}))
+                             detail={"query": items, "returned": len(page)}, on_behalf=decision.acting_for))
     bundle: dict[str, Any] = {
         "resourceType": "Bundle", "id": str(uuid.uuid4()), "type": "searchset", "total": len(visible),
         "link": paging.links(call, "/fhir/DocumentReference", len(visible)),
@@ -655,11 +659,19 @@ def _search(call: Call) -> Response:
     return fhir(bundle)
 
 
+def proxies_for(ctx: Context, principal: Principal, patient: str | None) -> list[policy.Proxy]:
+    """The proxies between a citizen and another patient (none to look up for anyone else)."""
+    if principal.role != "citizen" or not principal.cpr or not patient or patient == principal.cpr:
+        return []
+    return ctx.store.proxies_of(principal.cpr, patient)
+
+
 def _read_decision(ctx: Context, rule: Rule, principal: Principal, patient: str,
                    override: str | None) -> policy.Decision:
     relations = ctx.store.relations(patient) if principal.role == "clinician" else []
     blocks = ctx.store.active_blocks(patient) if principal.role == "clinician" else []
-    decision = rule(principal, patient, relations, blocks, override, utcnow())
+    decision = rule(principal, patient, relations, blocks, override, utcnow(), proxies_for(ctx, principal, patient),
+                    ctx.settings.embargo)
     if not decision.allowed:
         raise ApiError(decision.status, decision.reason, code="forbidden" if decision.status == 403 else "invalid",
                        patient=patient)
@@ -702,7 +714,11 @@ def _read_one(call: Call, content: bool, versions: str | None = None) -> Respons
         raise
     action = "retrieve" if content else "read-metadata"
     if decision.nothing or not decision.visible(stored.info):
-        _record(ctx, AuditRecord(action, principal, outcome="4", patient_cpr=patient, reason="blocked", minlog=False,
+        # Blocked, or under its type's embargo: answered as not here (an embargoed document is not yet the
+        # citizen's to know of).
+        held = policy.embargoed(decision.embargo, stored.info)
+        _record(ctx, AuditRecord(action, principal, outcome="4", patient_cpr=patient,
+                                 reason="embargo" if held else "blocked", minlog=False, on_behalf=decision.acting_for,
                                  detail={"id": doc_id}))
         return outcome(404, "unknown-document", call.lang, code="not-found", id=doc_id)
     if stored.row["status"] == "entered-in-error":
@@ -729,7 +745,8 @@ def _read_one(call: Call, content: bool, versions: str | None = None) -> Respons
             detail["history"] = len(served)
     _record(ctx, AuditRecord(action, principal, patient_cpr=patient,
                              documents=[doc_id], purpose="TREAT" if principal.role == "clinician" else "PATRQT",
-                             override=decision.override, minlog=decision.minlog, detail=detail))
+                             override=decision.override, minlog=decision.minlog, detail=detail,
+                             on_behalf=decision.acting_for))
     if content:
         return Response(stored.row["content"], media_type=stored.row["content_type"], headers=_etag(stored))
     if versions == "history":
@@ -790,18 +807,20 @@ def _acceptable(accept: str, content_type: str) -> bool:
 async def audit_log(call: Call) -> Response:
     principal, ctx = call.who, call.ctx
     patient = _patient_param(call)
-    decision = call.rule(principal, patient)
+    proxies = await run_in_threadpool(proxies_for, ctx, principal, patient)
+    decision = call.rule(principal, patient, proxies, utcnow())
     if not decision.allowed:
         raise ApiError(403, decision.reason, code="forbidden", patient=patient)
     citizen = principal.role == "citizen"
-    if citizen:
+    if citizen and not decision.acting_for:
         patient = principal.cpr
     paging = Paging.of(call, 100, 1000)
 
     def work() -> Response:
         found, total = audit.rows(ctx.store.engine, patient_cpr=patient, minlog_only=citizen, limit=paging.count,
                                   offset=paging.offset, newest_first=paging.newest_first)
-        _record(ctx, AuditRecord("audit", principal, patient_cpr=patient, detail={"returned": len(found)}))
+        _record(ctx, AuditRecord("audit", principal, patient_cpr=patient, detail={"returned": len(found)},
+                                 minlog=decision.minlog, on_behalf=decision.acting_for))
         bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset", "total": total,
                                   "link": paging.links(call, "/fhir/AuditEvent", total), "entry": [
             {"resource": audit.as_audit_event(r, for_citizen=citizen), "search": {"mode": "match"}} for r in found]}
@@ -926,7 +945,10 @@ PAGING = (("_count", "number"), ("_offset", "number"), ("_sort", "string"))
 DOCREF_SEARCH = (("patient", "reference"), ("patient.identifier", "token"), ("status", "token"), ("type", "token"),
                  ("category", "token"), ("date", "date"), ("author.identifier", "token"), ("event", "token"),
                  *PAGING)
-from kroniker.reference_server import clinical_routes  # noqa: E402  (its handlers use this module's helpers)
+from kroniker.reference_server import (  # noqa: E402  (their handlers use this module's helpers)
+    clinical_routes,
+    proxy_routes,
+)
 
 ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec("GET", "/fhir/metadata", capability, policy.may_see_metadata, public=True),
@@ -958,6 +980,7 @@ ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec("DELETE", "/blocks/{id}", lift_block, policy.may_manage_blocks),
     RouteSpec("POST", "/admin/relations", add_relation, policy.may_administer, body="json"),
     *clinical_routes.ROUTES,
+    *proxy_routes.ROUTES,
 )
 ROUTE_RULES: dict[tuple[str, str], Callable[..., policy.Decision]] = {(r.method, r.path): r.rule for r in ROUTES}
 PUBLIC = {(r.method, r.path) for r in ROUTES if r.public}

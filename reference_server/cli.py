@@ -41,6 +41,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--citizen-sees-suggestion", action="store_true", dest="citizen_sees_suggestion",
                    help="the citizen sees a triage suggestion before the GP has decided "
                         "(default: off; also $KRONIKER_CITIZEN_SEES_SUGGESTION)")
+    s.add_argument("--embargo", action="append", type=_embargo, default=[], metavar="CODE=HOURS",
+                   help="a citizen (or their proxy) sees a document of type CODE only HOURS after its date; "
+                        "repeat for more types (default: none; also $KRONIKER_EMBARGO=\"CODE=HOURS,...\")")
     s.set_defaults(func=cmd_serve)
 
     t = sub.add_parser("token", help="print a bearer token for a role, signed with this data directory's key")
@@ -98,6 +101,17 @@ def _number(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
+def _embargo(text: str) -> str:
+    """An argparse type: CODE=HOURS (a readable usage error otherwise)."""
+    from kroniker.reference_server.settings import parse_embargo
+
+    try:
+        parse_embargo([text])
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text.strip()
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import os
 
@@ -111,7 +125,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         run_workers,
         uvicorn_config,
     )
-    from kroniker.reference_server.settings import Settings
+    from kroniker.reference_server.settings import Settings, parse_embargo
     from kroniker.reference_server.store import Store
     from kroniker.reference_server.tokens import load_or_create_key
 
@@ -125,7 +139,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     port = int(sock.getsockname()[1])  # --port 0: the port the system chose, the same for every worker
     try:
-        settings = Settings.from_env(database_url=args.database, package_cache=args.cache)
+        settings = Settings.from_env(database_url=args.database, package_cache=args.cache,
+                                     embargo=parse_embargo(args.embargo) or None)
         engine = make_engine(settings.database)
         migrate(engine)  # once, before any worker starts
         load_or_create_key(settings.key_file)
@@ -138,6 +153,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             os.environ["KRONIKER_FHIR_PACKAGES"] = str(args.cache)
         if args.citizen_sees_suggestion:
             os.environ["KRONIKER_CITIZEN_SEES_SUGGESTION"] = "1"
+        if args.embargo:
+            os.environ["KRONIKER_EMBARGO"] = ",".join(args.embargo)
         os.environ["KRONIKER_HOME"] = str(settings.home)
         os.environ["KRONIKER_ACCESS_LOG"] = "1" if args.access_log else "0"  # read by every worker's app
         if args.load:

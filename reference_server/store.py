@@ -24,11 +24,12 @@ from kroniker.reference_server.db import (
     document_events,
     document_versions,
     documents,
+    proxies,
     reading,
     treatment_relations,
 )
 from kroniker.reference_server.metadata import DocumentMeta
-from kroniker.reference_server.policy import Block, DocInfo, Relation
+from kroniker.reference_server.policy import Block, DocInfo, Proxy, Relation
 
 
 def utcnow() -> dt.datetime:
@@ -51,7 +52,8 @@ class Stored:
         r = self.row
         # A diagnosis card has no service time: it is dated by the card (Composition.date), then by its arrival.
         return DocInfo(r["id"], r["patient_cpr"], r["author_org_sor"], r["status"],
-                       r["service_start"] or r["doc_date"] or r["created"])
+                       r["service_start"] or r["doc_date"] or r["created"], r["type_code"],
+                       r["doc_date"] or r["created"])
 
     def docref(self, base_url: str) -> dict[str, Any]:
         """The DocumentReference as served: the derived one plus what the server keeps (status, links)."""
@@ -349,6 +351,47 @@ class Store:
         return [Block(b["id"], b["patient_cpr"], b["kind"], b["clinician_auth_id"], b["org_sor"], b["period_start"],
                       b["period_end"]) for b in self.blocks(patient_cpr)]
 
+
+    # -- proxies (custody, fuldmagt) -----------------------------------------------------------------------
+    def add_proxy(self, kind: str, holder_cpr: str, subject_cpr: str, start: dt.datetime, end: dt.datetime | None,
+                  by: str, rec: audit.AuditRecord) -> str:
+        pid = str(uuid.uuid4())
+        with self.writer.transaction() as conn:
+            conn.execute(proxies.insert().values(
+                id=pid, kind=kind, holder_cpr=holder_cpr, subject_cpr=subject_cpr, start=start, end=end,
+                created=utcnow(), created_by=by))
+            audit.append(conn, rec, self.audit_key)
+        return pid
+
+    def end_proxy(self, proxy_id: str, by: str, rec: audit.AuditRecord) -> bool:
+        """End a proxy now (one that ended already keeps its end): whether it was in force until now."""
+        now = utcnow()
+        with self.writer.transaction() as conn:
+            done = conn.execute(proxies.update().where(
+                (proxies.c.id == proxy_id) & (proxies.c.end.is_(None) | (proxies.c.end > now)))
+                .values(end=now, ended_by=by))
+            audit.append(conn, rec, self.audit_key)
+            return done.rowcount == 1
+
+    def proxy_row(self, proxy_id: str) -> dict[str, Any] | None:
+        with reading(self.engine) as conn:
+            row = conn.execute(sa.select(proxies).where(proxies.c.id == proxy_id)).mappings().first()
+        return dict(row) if row else None
+
+    def proxy_rows(self, holder_cpr: str | None = None, subject_cpr: str | None = None) -> list[dict[str, Any]]:
+        where = []
+        if holder_cpr is not None:
+            where.append(proxies.c.holder_cpr == holder_cpr)
+        if subject_cpr is not None:
+            where.append(proxies.c.subject_cpr == subject_cpr)
+        with reading(self.engine) as conn:
+            return [dict(r) for r in conn.execute(
+                sa.select(proxies).where(*where).order_by(proxies.c.created, proxies.c.id)).mappings()]
+
+    def proxies_of(self, holder_cpr: str, subject_cpr: str) -> list[Proxy]:
+        """The proxies between a holder and a subject (the access rules decide which are in force)."""
+        return [Proxy(r["id"], r["kind"], r["holder_cpr"], r["subject_cpr"], r["start"], r["end"])
+                for r in self.proxy_rows(holder_cpr, subject_cpr)]
 
 def _served(row: Any) -> dict[str, Any]:
     """A stored clinical resource as served: stored once and never changed, so version 1, updated when stored."""
