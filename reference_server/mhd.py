@@ -313,6 +313,16 @@ async def provide_bundle(call: Call, data: dict[str, Any]) -> Response:
 
 
 def _provide(call: Call, data: dict[str, Any]) -> Response:
+    patient: list[str] = []
+    try:
+        return _provide_checked(call, data, patient)
+    except ApiError as exc:
+        if patient:  # the refusal is in the patient's audit trail (not in MinLog: a source's submission)
+            exc.params.setdefault("patient", patient[0])
+        raise
+
+
+def _provide_checked(call: Call, data: dict[str, Any], patient: list[str]) -> Response:
     ctx, principal = call.ctx, call.who
     tx = Transaction(data)
     prepared: dict[int, Prepared] = {}
@@ -323,6 +333,7 @@ def _provide(call: Call, data: dict[str, Any]) -> Response:
         p = _prepare(call, tx.document_bytes(document), replaces)
         if isinstance(p, Response):
             return p  # the document's findings (422), its refusal audited
+        patient.append(p.meta.patient_cpr)
         check_supplied(call, tx, index, p)
         prepared[index] = p
     identifiers = [p.meta.master_identifier for p in prepared.values()]
