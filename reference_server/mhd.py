@@ -241,7 +241,7 @@ def check_supplied(call: Call, tx: Transaction, index: int, p: Prepared) -> None
     sors = _author_sors(d)
     if any(s != meta.author_org_sor for s in sors):
         raise _mismatch(index, "author", ", ".join(sors), meta.author_org_sor)
-    context = d.get("context") if isinstance(d.get("context"), dict) else {}
+    context: dict[str, Any] = d["context"] if isinstance(d.get("context"), dict) else {}
     start = (context.get("period") or {}).get("start") if isinstance(context.get("period"), dict) else None
     if start is not None and (_instant(start) != meta.service_start):
         raise _mismatch(index, "context.period.start", start, meta.service_start)
@@ -266,7 +266,9 @@ def check_supplied(call: Call, tx: Transaction, index: int, p: Prepared) -> None
     supplied = json.loads(json.dumps(d))
     supplied["content"][0]["attachment"]["url"] = meta.docref["content"][0]["attachment"]["url"]
     supplied.pop("relatesTo", None)  # the target is checked by the replacement rules, not by the profile
-    report = call.ctx.validator.validate_resource(supplied, meta.profile, p.report.standard, trusted=p.bundled)
+    standard = p.report.standard
+    assert standard is not None, "a prepared document's standard is known"
+    report = call.ctx.validator.validate_resource(supplied, meta.profile, standard, trusted=p.bundled)
     call.ctx.validator.save_plans()
     if not report.valid:
         oo = operation_outcome(report, call.lang)
