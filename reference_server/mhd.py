@@ -51,9 +51,10 @@ from kroniker.validators.source import Unreadable, parse
 
 # IHE MHD's List types (https://profiles.ihe.net/ITI/MHD/CodeSystem/MHDlistTypes): submissionset, folder.
 LIST_TYPES = "https://profiles.ihe.net/ITI/MHD/CodeSystem/MHDlistTypes"
-# relatesTo codes the server does not act on, and the warning IHE gives for each (ITI-65 Table 2:3.65.4.1.3-1).
+# relatesTo codes the server does not act on, and the warning IHE gives for each (ITI-65 Table 2:3.65.4.1.3-1;
+# IHE names none for signs: kroniker's own code).
 NOT_PROCESSED = {"transforms": "PartialTransformContentNotProcessed", "appends": "PartialAppendContentNotProcessed",
-                 "signs": "PartialContentNotProcessed"}
+                 "signs": "relation-not-processed"}
 DOCUMENT_MEDIA = {"application/fhir+json": "application/fhir+json", "application/json": "application/fhir+json",
                   "application/fhir+xml": "application/fhir+xml", "application/xml": "application/fhir+xml"}
 
@@ -447,13 +448,14 @@ async def put_document(call: Call) -> Response:
 
 def _put(call: Call) -> Response:
     ctx, principal = call.ctx, call.who
-    doc_id = inputs.resource_id(call.request.path_params["id"], "put-id")
+    doc_id = call.request.path_params["id"]
     try:
-        found = parse(call.body, ctx.validator.limits).data.get("id")
+        data = parse(call.body, ctx.validator.limits).data
+        found = data.get("id") if isinstance(data, dict) else None
     except Unreadable:
         found = doc_id  # not a readable document: _prepare says what is wrong with it
-    if found != doc_id:
-        raise ApiError(400, "put-id", code="invalid", id=doc_id, found=str(found)[:64])
+    if found != doc_id or not inputs.ID.fullmatch(doc_id):
+        raise ApiError(400, "put-id", code="invalid", id=doc_id[:64], found=str(found)[:64])
     sha = hashlib.sha256(call.body).hexdigest()
     existing = ctx.store.get(doc_id)
     if existing is not None and existing.row["content_sha256"] != sha:

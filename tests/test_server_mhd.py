@@ -329,7 +329,25 @@ def test_put_under_another_id_is_refused(server: Server) -> None:
     before = server.rows()
     r = put(server, doc, "some-other-id")
     assert r.status_code == 400 and "put-id" in finding_codes(r.json())
+    not_an_id = put(server, doc, "x" * 65)  # longer than a FHIR id may be
+    assert not_an_id.status_code == 400 and "put-id" in finding_codes(not_an_id.json())
     assert server.rows()["documents"] == before["documents"]
+
+
+def test_put_of_an_invalid_document_is_the_validators_answer(server: Server) -> None:
+    doc = note(new_patient())
+    del doc["entry"][0]["resource"]["subject"]
+    r = put(server, doc)
+    assert r.status_code == 422 and is_outcome(r)
+    assert server.get(f"/fhir/Bundle/{doc['id']}", ADMIN).status_code == 404  # nothing stored under the id
+
+
+def test_a_relation_ihe_names_no_warning_for_is_kronikers_own_warning(server: Server) -> None:
+    tx = provide_bundle(note(new_patient()))
+    docrefs(tx)[0]["relatesTo"] = [{"code": "signs", "target": {"reference": "DocumentReference/x"}}]
+    r = post(server, tx)
+    assert r.status_code == 200, r.text
+    assert finding_codes(r.json()["entry"][1]["response"]["outcome"]) == {"relation-not-processed"}
 
 
 def test_put_by_the_wrong_role_is_refused(server: Server) -> None:
