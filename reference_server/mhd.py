@@ -59,16 +59,30 @@ DOCUMENT_MEDIA = {"application/fhir+json": "application/fhir+json", "application
                   "application/fhir+xml": "application/fhir+xml", "application/xml": "application/fhir+xml"}
 
 
+def _d(value: Any) -> dict[str, Any]:
+    """An element that must be an object: itself, or {} when it is not one (what the checks then say about it)."""
+    return value if isinstance(value, dict) else {}
+
+
+def _l(value: Any) -> list[Any]:
+    """An element that must be an array: itself, or [] when it is not one."""
+    return value if isinstance(value, list) else []
+
+
+def _s(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
 def is_provide_bundle(data: dict[str, Any]) -> bool:
     """Whether a transaction is an ITI-65 submission: it carries a List (the SubmissionSet)."""
     return any(isinstance(e, dict) and isinstance(e.get("resource"), dict)
-               and e["resource"].get("resourceType") == "List" for e in data.get("entry") or [])
+               and e["resource"].get("resourceType") == "List" for e in _l(data.get("entry")))
 
 
 def _codes(concept: Any) -> list[tuple[str | None, str]]:
     if not isinstance(concept, dict):
         return []
-    return [(c.get("system"), c["code"]) for c in concept.get("coding") or []
+    return [(_s(c.get("system")), c["code"]) for c in _l(concept.get("coding"))
             if isinstance(c, dict) and isinstance(c.get("code"), str)]
 
 
@@ -115,8 +129,8 @@ class Transaction:
             raise ApiError(422, "mhd-submissionset", code="business-rule", finding="XDSMissingDocumentMetadata",
                            detail="no DocumentReference")
         listed = []
-        for item in self.submission_set.get("entry") or []:
-            ref = ((item or {}).get("item") or {}).get("reference") if isinstance(item, dict) else None
+        for item in _l(self.submission_set.get("entry")):
+            ref = _d(_d(item).get("item")).get("reference")
             listed.append(self.resolve(ref, self.list_index))
         if sorted(listed) != sorted(self.docrefs):
             raise ApiError(422, "mhd-submissionset", code="business-rule", finding="XDSRegistryMetadataError",
@@ -157,7 +171,7 @@ class Transaction:
             except UnicodeEncodeError:  # a lone surrogate: escaped, and refused as such by the submission
                 return json.dumps(r).encode("ascii")
         data = r.get("data")
-        if DOCUMENT_MEDIA.get(inputs.media_type(r.get("contentType")) or "") is None or not isinstance(data, str):
+        if DOCUMENT_MEDIA.get(inputs.media_type(_s(r.get("contentType"))) or "") is None or not isinstance(data, str):
             raise ApiError(422, "mhd-binary", code="business-rule", finding="XDSMissingDocument", index=index,
                            found=str(r.get("contentType"))[:60])
         try:
@@ -180,7 +194,7 @@ def _subject_cpr(subject: Any, holder: dict[str, Any], tx: Transaction, index: i
         return None
     patient: Any = None
     if ref.startswith("#"):
-        patient = next((c for c in holder.get("contained") or [] if isinstance(c, dict) and c.get("id") == ref[1:]),
+        patient = next((c for c in _l(holder.get("contained")) if isinstance(c, dict) and c.get("id") == ref[1:]),
                        None)
     elif ref.startswith("urn:"):
         patient = tx.entries[tx.resolve(ref, index)]
@@ -189,20 +203,21 @@ def _subject_cpr(subject: Any, holder: dict[str, Any], tx: Transaction, index: i
         return found.group(1) if found else None
     if not isinstance(patient, dict) or patient.get("resourceType") != "Patient":
         return None
-    return next((i["value"] for i in patient.get("identifier") or [] if isinstance(i, dict)
+    return next((i["value"] for i in _l(patient.get("identifier")) if isinstance(i, dict)
                  and i.get("system") == CPR_SYSTEM and isinstance(i.get("value"), str)), None)
 
 
 def _author_sors(docref: dict[str, Any]) -> list[str]:
     """The SOR numbers of the organisations the supplied DocumentReference names as author."""
     out = []
-    contained = {c.get("id"): c for c in docref.get("contained") or [] if isinstance(c, dict)}
-    for a in docref.get("author") or []:
+    contained = {c["id"]: c for c in _l(docref.get("contained"))
+                 if isinstance(c, dict) and isinstance(c.get("id"), str)}
+    for a in _l(docref.get("author")):
         if not isinstance(a, dict):
             continue
         org = contained.get(a["reference"][1:]) if isinstance(a.get("reference"), str) \
             and a["reference"].startswith("#") else None
-        idents = (org or {}).get("identifier") or []
+        idents = _l(_d(org).get("identifier"))
         if isinstance(a.get("identifier"), dict):
             idents = [a["identifier"]]
         out += [i["value"] for i in idents if isinstance(i, dict) and i.get("system") == SOR_SYSTEM
@@ -219,7 +234,7 @@ def _mismatch(index: int, field: str, found: Any, expected: Any, finding: str = 
 def check_supplied(call: Call, tx: Transaction, index: int, p: Prepared) -> None:
     """The vendor's DocumentReference against MedCom's profile and against what the server derived."""
     d, meta = tx.entries[index], p.meta
-    master = (d.get("masterIdentifier") or {}).get("value") if isinstance(d.get("masterIdentifier"), dict) else None
+    master = _s(_d(d.get("masterIdentifier")).get("value"))
     if master != meta.master_identifier:
         raise _mismatch(index, "masterIdentifier", master, meta.master_identifier, "XDSDocumentUniqueIdError",
                         "mhd-unique-id")
@@ -236,22 +251,22 @@ def check_supplied(call: Call, tx: Transaction, index: int, p: Prepared) -> None
     types = _codes(d.get("type"))
     if not any(c == meta.type_code and _same_system(s, meta.type_system) for s, c in types):
         raise _mismatch(index, "type", ", ".join(c for _, c in types) or "-", meta.type_code)
-    categories = [c for cc in d.get("category") or [] for _, c in _codes(cc)]
+    categories = [c for cc in _l(d.get("category")) for _, c in _codes(cc)]
     if categories and meta.category_code not in categories:
         raise _mismatch(index, "category", ", ".join(categories), meta.category_code)
     sors = _author_sors(d)
     if any(s != meta.author_org_sor for s in sors):
         raise _mismatch(index, "author", ", ".join(sors), meta.author_org_sor)
     context: dict[str, Any] = d["context"] if isinstance(d.get("context"), dict) else {}
-    start = (context.get("period") or {}).get("start") if isinstance(context.get("period"), dict) else None
+    start = _s(_d(context.get("period")).get("start"))
     if start is not None and (_instant(start) != meta.service_start):
         raise _mismatch(index, "context.period.start", start, meta.service_start)
     derived_events = {c for _, c in meta.events}
-    events = [c for ev in context.get("event") or [] for _, c in _codes(ev)]
+    events = [c for ev in _l(context.get("event")) for _, c in _codes(ev)]
     if any(c not in derived_events for c in events):
         raise _mismatch(index, "context.event", ", ".join(events), ", ".join(sorted(derived_events)) or "-")
     attachment = d["content"][0]["attachment"]
-    media = DOCUMENT_MEDIA.get(inputs.media_type(attachment.get("contentType")) or "")
+    media = DOCUMENT_MEDIA.get(inputs.media_type(_s(attachment.get("contentType"))) or "")
     if media != p.content_type:
         raise _mismatch(index, "content.attachment.contentType", attachment.get("contentType"), p.content_type,
                         "XDSRepositoryMetadataError", "mhd-repository")
@@ -289,10 +304,10 @@ def _replaces(d: dict[str, Any], index: int) -> tuple[str | None, list[str]]:
     """The DocumentReference a supplied one replaces (relatesTo code replaces), and the warnings for codes the
     server does not act on."""
     replaced, warnings = None, []
-    for rel in d.get("relatesTo") or []:
-        code = rel.get("code") if isinstance(rel, dict) else None
+    for rel in _l(d.get("relatesTo")):
+        code = _s(_d(rel).get("code"))
         if code == "replaces":
-            ref = (rel.get("target") or {}).get("reference") if isinstance(rel.get("target"), dict) else None
+            ref = _s(_d(rel.get("target")).get("reference"))
             found = re.fullmatch(r"(?:.*/)?DocumentReference/([A-Za-z0-9\-.]{1,64})(?:/_history/.*)?",
                                  ref or "")
             if found is None or replaced is not None:

@@ -365,3 +365,36 @@ def test_the_capability_statement_lists_put_and_the_list(server: Server) -> None
     by_type = {r["type"]: {i["code"] for i in r["interaction"]} for r in cs["rest"][0]["resource"]}
     assert {"create", "read", "update"} <= by_type["Bundle"]
     assert by_type["List"] == {"read"}
+
+
+# Shapes that are not FHIR where the server reads the transaction itself (found by sending every element each of
+# null, a number, a string, an array, an object): each is a 4xx OperationOutcome, and nothing is stored.
+HOSTILE: list[tuple[tuple[Any, ...], Any]] = [
+    (("entry",), 1),
+    (("entry", 0, "resource", "code", "coding"), 1e308),
+    (("entry", 0, "resource", "entry", 0, "item"), "urn:uuid:x"),
+    (("entry", 0, "resource", "entry", 0, "item"), [1]),
+    (("entry", 1, "resource", "type", "coding"), True),
+    (("entry", 1, "resource", "category"), 1),
+    (("entry", 1, "resource", "contained"), True),
+    (("entry", 1, "resource", "contained", 0, "identifier"), -1),
+    (("entry", 1, "resource", "contained", 1, "id"), [None]),
+    (("entry", 1, "resource", "content", 0, "attachment", "contentType"), {"a": 1}),
+    (("entry", 1, "resource", "relatesTo"), [{"code": ["replaces"]}]),
+    (("entry", 1, "resource", "context", "period"), {"start": 7}),
+    (("entry", 2, "resource", "contentType"), ["application/fhir+json"]),
+]
+
+
+@pytest.mark.parametrize(("path", "value"), HOSTILE, ids=[f"{'.'.join(map(str, p))}={v!r}" for p, v in HOSTILE])
+def test_a_hostile_transaction_is_an_operation_outcome(server: Server, path: tuple[Any, ...], value: Any) -> None:
+    tx = provide_bundle(note(new_patient()))
+    target: Any = tx
+    for step in path[:-1]:
+        target = target[step]
+    target[path[-1]] = value
+    before = server.rows()
+    r = post(server, tx)
+    assert 400 <= r.status_code < 500, r.text
+    assert is_outcome(r)
+    assert server.rows()["documents"] == before["documents"]
