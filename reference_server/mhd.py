@@ -265,7 +265,13 @@ def check_supplied(call: Call, tx: Transaction, index: int, p: Prepared) -> None
     events = [c for ev in _l(context.get("event")) for _, c in _codes(ev)]
     if any(c not in derived_events for c in events):
         raise _mismatch(index, "context.event", ", ".join(events), ", ".join(sorted(derived_events)) or "-")
+    labels = [c for label in _l(d.get("securityLabel")) for _, c in _codes(label)]
+    if labels and (meta.confidentiality or "N") not in labels:
+        raise _mismatch(index, "securityLabel", ", ".join(labels), meta.confidentiality or "N")
     attachment = d["content"][0]["attachment"]
+    creation, derived_creation = _s(attachment.get("creation")), meta.docref["content"][0]["attachment"].get("creation")
+    if creation is not None and _instant(creation) != _instant(derived_creation):
+        raise _mismatch(index, "content.attachment.creation", creation, derived_creation)
     media = DOCUMENT_MEDIA.get(inputs.media_type(_s(attachment.get("contentType"))) or "")
     if media != p.content_type:
         raise _mismatch(index, "content.attachment.contentType", attachment.get("contentType"), p.content_type,

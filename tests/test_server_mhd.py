@@ -155,6 +155,14 @@ def _period(tx: dict[str, Any]) -> None:
     docrefs(tx)[0]["context"]["period"]["start"] = "2020-01-01T10:00:00+01:00"
 
 
+def _confidentiality(tx: dict[str, Any]) -> None:
+    docrefs(tx)[0]["securityLabel"][0]["coding"][0]["code"] = "R"  # the note is N (normal)
+
+
+def _creation(tx: dict[str, Any]) -> None:
+    docrefs(tx)[0]["content"][0]["attachment"]["creation"] = "2025-01-01T00:00:00+01:00"  # not Bundle.timestamp
+
+
 def _nowhere(tx: dict[str, Any]) -> None:
     docrefs(tx)[0]["content"][0]["attachment"]["url"] = urn()
 
@@ -206,6 +214,8 @@ ERRORS: list[tuple[Callable[[dict[str, Any]], None], int, str]] = [
     (_type, 422, "XDSRegistryMetadataError"),
     (_author, 422, "XDSRegistryMetadataError"),
     (_period, 422, "XDSRegistryMetadataError"),
+    (_confidentiality, 422, "XDSRegistryMetadataError"),
+    (_creation, 422, "XDSRegistryMetadataError"),
     (_nowhere, 422, "XDSMissingDocument"),
     (_bad_binary, 422, "XDSMissingDocument"),
     (_extra_binary, 422, "XDSMissingDocumentMetadata"),
