@@ -17,8 +17,9 @@ from kroniker.conformance.documents import encode
 
 CPR_SYSTEM = "urn:oid:1.2.208.176.1.2"
 LIST_TYPES = "https://profiles.ihe.net/ITI/MHD/CodeSystem/MHDlistTypes"
-NOTES = json.loads(resources.files("kroniker.profiles").joinpath("rules/xds-metadata.json").read_text("utf-8"))[
-    "standards"]["medcom.fhir.dk.notes"]
+STANDARDS = json.loads(resources.files("kroniker.profiles").joinpath("rules/xds-metadata.json").read_text("utf-8"))[
+    "standards"]
+NOTES, CONDITIONLIST = STANDARDS["medcom.fhir.dk.notes"], STANDARDS["medcom.fhir.dk.conditionlist"]
 
 
 def urn() -> str:
@@ -71,6 +72,42 @@ def docref_for(doc: dict[str, Any], document_url: str, content: bytes | None = N
     }
 
 
+def card_docref_for(doc: dict[str, Any], document_url: str) -> dict[str, Any]:
+    """The DocumentReference a vendor writes for a diagnosis card (MedCom's ConditionList DocumentReference 1.0.1,
+    which writes its codes with OID systems)."""
+    comp = _entry(doc, "Composition")
+    patient, org = (copy.deepcopy(_entry(doc, k)) for k in ("Patient", "Organization"))
+    cpr = next(i["value"] for i in patient["identifier"] if i["system"] == CPR_SYSTEM)
+    cfg = CONDITIONLIST
+    return {
+        "resourceType": "DocumentReference", "id": str(uuid.uuid4()),
+        "meta": {"profile": [cfg["profile"]]},
+        "text": {"status": "generated",
+                 "div": f'<div xmlns="http://www.w3.org/1999/xhtml"><p>{comp["title"]} ({cpr})</p></div>'},
+        "contained": [patient, org],
+        "extension": [
+            {"url": "http://medcomfhir.dk/ig/document/StructureDefinition/medcom-document-homecommunityid-extension",
+             "valueCoding": cfg["home_community"]},
+            {"url": "http://medcomfhir.dk/ig/document/StructureDefinition/medcom-document-version-id-extension",
+             "valueString": cfg["version_id"]}],
+        "masterIdentifier": {"value": doc["identifier"]["value"]},  # the card's Composition has no identifier
+        "identifier": [{"value": urn()}],
+        "status": "current",
+        "type": {"coding": [cfg["type"]]},
+        "category": [{"coding": [cfg["class"]]}],
+        "subject": {"reference": f"#{patient['id']}"},
+        "author": [{"reference": f"#{org['id']}"}],
+        "securityLabel": [{"coding": [{"code": comp.get("confidentiality", "N")}]}],
+        "content": [{"attachment": {"contentType": "application/fhir+json", "language": "da", "url": document_url,
+                                    "title": comp["title"], "creation": doc["timestamp"]},
+                     "format": cfg["format"]["1.0"]}],
+        "context": {"facilityType": {"coding": [cfg["facility"]]},
+                    "practiceSetting": {"coding": [cfg["practice_setting"]]},
+                    "sourcePatientInfo": {"reference": f"#{patient['id']}",
+                                          "identifier": {"system": CPR_SYSTEM, "value": cpr}}},
+    }
+
+
 def provide_bundle(*docs: dict[str, Any], binary: bool = True, replaces: str | None = None) -> dict[str, Any]:
     """The ITI-65 transaction for the documents (one patient): List, then per document its DocumentReference and
     the document (a Binary of its bytes, or the Bundle itself)."""
@@ -87,7 +124,8 @@ def provide_bundle(*docs: dict[str, Any], binary: bool = True, replaces: str | N
                         "data": base64.b64encode(content).decode("ascii")}
         else:
             document = doc
-        docref = docref_for(doc, doc_url, content if binary else None)
+        is_card = _entry(doc, "Composition")["type"]["coding"][0]["code"] == CONDITIONLIST["type"]["code"]
+        docref = card_docref_for(doc, doc_url) if is_card else docref_for(doc, doc_url, content if binary else None)
         if replaces:
             docref["relatesTo"] = [{"code": "replaces", "target": {"reference": f"DocumentReference/{replaces}"}}]
         entries += [{"fullUrl": ref_url, "resource": docref, "request": {"method": "POST", "url": "DocumentReference"}},

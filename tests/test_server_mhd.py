@@ -19,6 +19,7 @@ from tests.server_support import (
     FHIR_JSON,
     OTHER_CLINIC,
     Server,
+    card,
     citizen,
     clinician,
     encode,
@@ -82,6 +83,28 @@ def test_a_provide_document_bundle_is_stored_and_answered_entry_by_entry(server:
     assert submission_set.json()["code"] == tx["entry"][0]["resource"]["code"]
     assert ids(server.search(me, p).json()) == {docref.json()["id"]}
     assert [a["action"] for a in audit_rows(server, p.cpr)][:1] == ["submit"]
+
+
+def test_a_diagnosis_card_is_provided_with_its_own_document_reference(server: Server) -> None:
+    p = new_patient("Carl", "Kort")
+    doc = card(p)
+    r = post(server, provide_bundle(doc))
+    assert r.status_code == 200, r.text
+    docref = r.json()["entry"][1]["resource"]
+    assert docref["masterIdentifier"]["value"] == doc["identifier"]["value"]  # ConditionList: Bundle.identifier
+    assert docref["meta"]["profile"] == ["http://medcomfhir.dk/ig/conditionlist/StructureDefinition/"
+                                         "medcom-conditionlist-documentreference"]
+    # LOINC by its URL is the same code as by its OID (no metadata mismatch), but MedCom's profile for the card
+    # binds the type to a value set written with the OID: refused as not meeting the profile
+    loinc_url = provide_bundle(card(p))
+    docrefs(loinc_url)[0]["type"]["coding"][0]["system"] = "http://loinc.org"
+    by_url = post(server, loinc_url)
+    assert by_url.status_code == 422 and "XDSRegistryMetadataError" in finding_codes(by_url.json())
+    assert "medcom-conditionlist-documentreference" in by_url.json()["issue"][0]["diagnostics"]
+    tx = provide_bundle(card(p))
+    docrefs(tx)[0]["type"]["coding"][0]["code"] = "11488-4"  # another LOINC code: not the card's
+    wrong = post(server, tx)
+    assert wrong.status_code == 422 and "XDSRegistryMetadataError" in finding_codes(wrong.json())
 
 
 def test_two_documents_in_one_transaction_are_both_stored(server: Server) -> None:
