@@ -41,7 +41,7 @@ def docref_for(doc: dict[str, Any], document_url: str, content: bytes | None = N
         attachment["size"] = len(content)
         attachment["hash"] = base64.b64encode(hashlib.sha1(content).digest()).decode("ascii")
     ref_id = str(uuid.uuid4())
-    return {
+    return copy.deepcopy({  # nothing shared with the rules' data, which tests alter in their copy
         "resourceType": "DocumentReference",
         "id": ref_id,  # MedCom's profile wants an id and a narrative
         "meta": {"profile": [NOTES["profile"]]},
@@ -69,7 +69,7 @@ def docref_for(doc: dict[str, Any], document_url: str, content: bytes | None = N
             "sourcePatientInfo": {"reference": f"#{patient['id']}",
                                   "identifier": {"system": CPR_SYSTEM, "value": cpr}},
             "period": {"start": comp["event"][0]["period"]["start"]}},
-    }
+    })
 
 
 def card_docref_for(doc: dict[str, Any], document_url: str) -> dict[str, Any]:
@@ -78,7 +78,7 @@ def card_docref_for(doc: dict[str, Any], document_url: str) -> dict[str, Any]:
     comp = _entry(doc, "Composition")
     patient, org = (copy.deepcopy(_entry(doc, k)) for k in ("Patient", "Organization"))
     cpr = next(i["value"] for i in patient["identifier"] if i["system"] == CPR_SYSTEM)
-    cfg = CONDITIONLIST
+    cfg = copy.deepcopy(CONDITIONLIST)  # nothing shared with the rules' data, which tests alter in their copy
     return {
         "resourceType": "DocumentReference", "id": str(uuid.uuid4()),
         "meta": {"profile": [cfg["profile"]]},
