@@ -32,7 +32,7 @@ from kroniker.reference_server import audit, inputs, policy
 from kroniker.reference_server.audit import AuditRecord
 from kroniker.reference_server.db import make_engine, migrate
 from kroniker.reference_server.inputs import BadInput
-from kroniker.reference_server.metadata import MetadataError, derive, instant
+from kroniker.reference_server.metadata import DocumentMeta, MetadataError, derive, instant
 from kroniker.reference_server.settings import Settings
 from kroniker.reference_server.store import Conflict, SearchQuery, StaleReplacement, Store, utcnow
 from kroniker.reference_server.tokens import ROLES, Principal, TokenError, Verifier, load_or_create_key
@@ -378,6 +378,8 @@ async def system_post(call: Call) -> Response:
             data = None  # not JSON: the submission says what is wrong with it
     if not (isinstance(data, dict) and data.get("resourceType") == "Bundle" and data.get("type") == "transaction"):
         return await submit(call)
+    if mhd.is_provide_bundle(data):
+        return await mhd.provide_bundle(call, data)  # MHD ITI-65: a SubmissionSet, its documents
     entries = data.get("entry")
     entry = entries[0] if isinstance(entries, list) and len(entries) == 1 and isinstance(entries[0], dict) else {}
     request, document = entry.get("request"), entry.get("resource")
@@ -403,8 +405,44 @@ async def system_post(call: Call) -> Response:
                      "etag": answer.headers.get("etag", 'W/"1"'), "lastModified": docref["meta"]["lastUpdated"]}}]})
 
 
+@dataclass
+class Prepared:
+    """A document validated, its metadata derived and its submission allowed: what the store is given."""
+
+    meta: DocumentMeta
+    body: bytes
+    content_type: str
+    standard: str
+    replaces: str | None
+    bundled: list[dict[str, Any]]
+    report: Report
+
+
 def _submit(call: Call, replaces: str | None) -> Response:
-    ctx, principal, body, request = call.ctx, call.who, call.body, call.request
+    ctx, principal = call.ctx, call.who
+    prepared = _prepare(call, call.body, replaces)
+    if isinstance(prepared, Response):
+        return prepared
+    meta, url = prepared.meta, base_url(call.request, ctx.settings)
+    action = "replace" if replaces else "submit"
+    rec = AuditRecord(action, principal, patient_cpr=meta.patient_cpr, purpose="TREAT",
+                      detail={"master_identifier": meta.master_identifier, "standard": prepared.standard})
+    try:
+        stored, created = ctx.store.submit(meta, prepared.body, prepared.content_type, prepared.standard,
+                                           principal.sor or "", rec, replaces=replaces)
+    except Conflict:
+        raise ApiError(409, "duplicate-identifier", code="duplicate", finding="XDSDuplicateUniqueIdInRegistry",
+                       identifier=meta.master_identifier) from None
+    except StaleReplacement:
+        raise ApiError(422, "replace-not-current", code="business-rule", id=replaces) from None
+    headers = {"Location": f"{url}/fhir/DocumentReference/{stored.id}", **_etag(stored)}
+    return fhir(stored.docref(url), 201 if created else 200, headers)
+
+
+def _prepare(call: Call, body: bytes, replaces: str | None, doc_id: str | None = None) -> Prepared | Response:
+    """Validate a document, derive its metadata and ask whether this caller may share (or replace) it: the
+    Prepared submission, or the 422 answer (an OperationOutcome of the findings, refusal audited)."""
+    ctx, principal, request = call.ctx, call.who, call.request
     try:
         parsed = parse(body, ctx.validator.limits)
     except Unreadable as exc:
@@ -426,7 +464,7 @@ def _submit(call: Call, replaces: str | None) -> Response:
     # What is stored and served is what the bytes are, whatever the request's header said.
     content_type = "application/fhir+xml" if parsed.format == "xml" else "application/fhir+json"
     try:
-        meta = derive(data, report.standard.name, report.standard.version, content_type, body)
+        meta = derive(data, report.standard.name, report.standard.version, content_type, body, doc_id)
     except MetadataError as exc:
         raise ApiError(422, "metadata", code="invalid", detail=str(exc)) from None
     url = base_url(request, ctx.settings)
@@ -451,19 +489,7 @@ def _submit(call: Call, replaces: str | None) -> Response:
         if not decision.allowed:
             raise ApiError(decision.status, decision.reason, code="business-rule" if decision.status == 422
                            else "not-found" if decision.status == 404 else "forbidden", id=replaces)
-    action = "replace" if replaces else "submit"
-    rec = AuditRecord(action, principal, patient_cpr=meta.patient_cpr, purpose="TREAT",
-                      detail={"master_identifier": meta.master_identifier, "standard": str(report.standard)})
-    try:
-        stored, created = ctx.store.submit(meta, body, content_type, str(report.standard), principal.sor or "",
-                                           rec, replaces=replaces)
-    except Conflict:
-        raise ApiError(409, "duplicate-identifier", code="duplicate", finding="XDSDuplicateUniqueIdInRegistry",
-                       identifier=meta.master_identifier) from None
-    except StaleReplacement:
-        raise ApiError(422, "replace-not-current", code="business-rule", id=replaces) from None
-    headers = {"Location": f"{url}/fhir/DocumentReference/{stored.id}", **_etag(stored)}
-    return fhir(stored.docref(url), 201 if created else 200, headers)
+    return Prepared(meta, body, content_type, str(report.standard), replaces, bundled, report)
 
 
 def _record(ctx: Context, rec: AuditRecord) -> None:
@@ -947,6 +973,7 @@ DOCREF_SEARCH = (("patient", "reference"), ("patient.identifier", "token"), ("st
                  *PAGING)
 from kroniker.reference_server import (  # noqa: E402  (their handlers use this module's helpers)
     clinical_routes,
+    mhd,
     proxy_routes,
 )
 
@@ -981,6 +1008,9 @@ ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec("POST", "/admin/relations", add_relation, policy.may_administer, body="json"),
     *clinical_routes.ROUTES,
     *proxy_routes.ROUTES,
+    RouteSpec("PUT", "/fhir/Bundle/{id}", mhd.put_document, policy.may_submit, body="document", resource="Bundle",
+              interaction="update"),
+    RouteSpec("GET", "/fhir/List/{id}", mhd.read_list, policy.may_read, resource="List", interaction="read"),
 )
 ROUTE_RULES: dict[tuple[str, str], Callable[..., policy.Decision]] = {(r.method, r.path): r.rule for r in ROUTES}
 PUBLIC = {(r.method, r.path) for r in ROUTES if r.public}

@@ -74,6 +74,18 @@ class Stored:
         return d
 
 
+@dataclass
+class Submission:
+    """One document of a transaction, ready to store (Store.submit_many)."""
+
+    meta: DocumentMeta
+    content: bytes
+    content_type: str
+    standard: str
+    rec: audit.AuditRecord
+    replaces: str | None = None
+
+
 class Conflict(Exception):
     """The same identifier for a different document (XDS: XDSDuplicateUniqueIdInRegistry)."""
 
@@ -160,34 +172,7 @@ class Store:
             # The unique identifier decides: a resubmission fails the insert and is answered below, so a new
             # document costs no look-up first.
             with self.writer.transaction() as conn:
-                if replaces is not None:
-                    if compiled(_SUPERSEDE, conn).execute(conn, {"replaced": replaces, "now": now}) != 1:
-                        raise StaleReplacement(replaces)
-                    _new_version(conn, replaces)
-                row = {
-                    "id": meta.id, "master_identifier": meta.master_identifier, "content_sha256": sha,
-                    "content": content, "content_type": content_type, "standard": standard,
-                    "patient_cpr": meta.patient_cpr, "status": "current", "type_system": meta.type_system,
-                    "type_code": meta.type_code, "category_code": meta.category_code, "format_code": meta.format_code,
-                    "facility_code": meta.facility_code, "practice_code": meta.practice_code,
-                    "confidentiality": meta.confidentiality, "language": meta.language,
-                    "author_org_sor": meta.author_org_sor, "author_org_name": meta.author_org_name,
-                    "author_person": meta.author_person, "title": meta.title, "service_start": meta.service_start,
-                    "service_end": meta.service_end, "doc_date": meta.doc_date, "created": now,
-                    "replaces": replaces, "status_reason": None, "submitter_sor": submitter_sor, "version": 1,
-                    "updated": None,
-                    "docref": json.dumps(meta.docref, ensure_ascii=False),
-                }
-                compiled(_INSERT_DOCUMENT, conn).execute(conn, row)
-                _new_version(conn, meta.id)
-                if meta.events:
-                    compiled(_INSERT_EVENT, conn).executemany(conn, [
-                        {"document_id": meta.id, "system": s, "code": c, "patient_cpr": meta.patient_cpr}
-                        for s, c in meta.events])
-                # The record carries what was stored (bytes' SHA-256, patient): the chain covers the document.
-                rec.documents = [meta.id] + ([replaces] if replaces else [])
-                rec.patient_cpr, rec.content_sha256 = meta.patient_cpr, sha
-                audit.append(conn, rec, self.audit_key)
+                row = self._insert(conn, meta, content, content_type, standard, submitter_sor, rec, replaces, now)
         except (IntegrityError, StaleReplacement) as exc:
             # The identifier is taken (a resubmission, or a concurrent one that won the race): the same bytes
             # are answered as the stored document; other bytes are a conflict.
@@ -204,6 +189,62 @@ class Store:
                 raise
             raise Conflict(meta.master_identifier) from None
         return Stored(row, meta.docref), True
+
+    def _insert(self, conn: Connection, meta: DocumentMeta, content: bytes, content_type: str, standard: str,
+                submitter_sor: str, rec: audit.AuditRecord, replaces: str | None, now: dt.datetime) -> dict[str, Any]:
+        """One document's rows and its audit record, in the caller's transaction (the stored row)."""
+        sha = hashlib.sha256(content).hexdigest()
+        if replaces is not None:
+            if compiled(_SUPERSEDE, conn).execute(conn, {"replaced": replaces, "now": now}) != 1:
+                raise StaleReplacement(replaces)
+            _new_version(conn, replaces)
+        row = {
+            "id": meta.id, "master_identifier": meta.master_identifier, "content_sha256": sha,
+            "content": content, "content_type": content_type, "standard": standard,
+            "patient_cpr": meta.patient_cpr, "status": "current", "type_system": meta.type_system,
+            "type_code": meta.type_code, "category_code": meta.category_code, "format_code": meta.format_code,
+            "facility_code": meta.facility_code, "practice_code": meta.practice_code,
+            "confidentiality": meta.confidentiality, "language": meta.language,
+            "author_org_sor": meta.author_org_sor, "author_org_name": meta.author_org_name,
+            "author_person": meta.author_person, "title": meta.title, "service_start": meta.service_start,
+            "service_end": meta.service_end, "doc_date": meta.doc_date, "created": now,
+            "replaces": replaces, "status_reason": None, "submitter_sor": submitter_sor, "version": 1,
+            "updated": None,
+            "docref": json.dumps(meta.docref, ensure_ascii=False),
+        }
+        compiled(_INSERT_DOCUMENT, conn).execute(conn, row)
+        _new_version(conn, meta.id)
+        if meta.events:
+            compiled(_INSERT_EVENT, conn).executemany(conn, [
+                {"document_id": meta.id, "system": s, "code": c, "patient_cpr": meta.patient_cpr}
+                for s, c in meta.events])
+        # The record carries what was stored (bytes' SHA-256, patient): the chain covers the document.
+        rec.documents = [meta.id] + ([replaces] if replaces else [])
+        rec.patient_cpr, rec.content_sha256 = meta.patient_cpr, sha
+        audit.append(conn, rec, self.audit_key)
+        return row
+
+    def submit_many(self, items: Sequence[Submission], submitter_sor: str,
+                    resources: Sequence[dict[str, Any]] = ()) -> list[Stored]:
+        """Several documents (an MHD ITI-65 transaction), each with its audit record, and the resources that go
+        with them (the SubmissionSet List; rows as put_clinical's) in ONE transaction: all stored, or none.
+        An identifier already taken is a Conflict naming it (a transaction is not answered as a retry)."""
+        now = utcnow()
+        try:
+            with self.writer.transaction() as conn:
+                rows = [self._insert(conn, i.meta, i.content, i.content_type, i.standard, submitter_sor, i.rec,
+                                     i.replaces, now) for i in items]
+                if resources:
+                    conn.execute(clinical_resources.insert(), [
+                        {**r, "created": now, "resource": json.dumps(r["resource"], ensure_ascii=False,
+                                                                     separators=(",", ":"))} for r in resources])
+        except IntegrityError:
+            with reading(self.engine) as conn:
+                taken = conn.execute(sa.select(documents.c.master_identifier).where(
+                    documents.c.master_identifier.in_([i.meta.master_identifier for i in items])
+                    | documents.c.id.in_([i.meta.id for i in items]))).scalars().first()
+            raise Conflict(taken or "") from None
+        return [Stored(row, i.meta.docref) for row, i in zip(rows, items, strict=True)]
 
     def find_identical(self, master_identifier: str, content: bytes) -> Stored | None:
         """The stored document with this identifier and exactly these bytes (a retried submission), if any."""

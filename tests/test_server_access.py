@@ -193,6 +193,8 @@ def refusals(server: Server) -> list[tuple[str, str, str, Principal, int, dict[s
         # Someone else's block is not theirs to know about: 404, as for a block that does not exist.
         ("DELETE", "/blocks/{id}", [(w, 404) for w, _ in not_citizen], {}),
         ("POST", "/admin/relations", [(source(), 403), (citizen(p), 403), (rec.doctor, 403), (DPO, 403)], relation),
+        ("PUT", "/fhir/Bundle/{id}", [(citizen(p), 403), (rec.doctor, 403), (ADMIN, 403), (DPO, 403)], body),
+        ("GET", "/fhir/List/{id}", [*doc_readers, (citizen(stranger), 404)], {}),
     ]
     # Issue 14's proxies: the admin's alone (a holder registers nothing for themselves either).
     proxy = {"json": {"kind": "fuldmagt", "holder": stranger.cpr, "subject": p.cpr}}
@@ -218,8 +220,12 @@ def refusals(server: Server) -> list[tuple[str, str, str, Principal, int, dict[s
         table += [("GET", f"/fhir/{kind}", [*clinical_readers, (citizen(stranger), 403)], search),
                   ("GET", f"/fhir/{kind}/{{id}}", [*clinical_readers, (citizen(stranger), 404)], {})]
 
+    submission_set = stored_submission_set(server, p.cpr)
+
     def path_of(route: str) -> str:
         kind = route.split("/")[2] if route.count("/") >= 3 else ""
+        if kind == "List":
+            return route.replace("{id}", submission_set)
         return route.replace("{id}", block_id if route.startswith("/blocks") else clinical_ids.get(kind, doc_id)
                              ).replace("{vid}", "1")
 
@@ -239,6 +245,16 @@ def stored_clinical(server: Server, cpr: str) -> dict[str, str]:
                 created=dt.datetime(2026, 11, 3), resource=json.dumps({"resourceType": resource_type, "id": rid})))
             out[resource_type] = rid
     return out
+
+
+def stored_submission_set(server: Server, cpr: str) -> str:
+    """An MHD SubmissionSet about the patient (no documents), as the server stores one."""
+    rid = str(uuid.uuid4())
+    with server.engine.begin() as conn:
+        conn.execute(sa.insert(clinical_resources).values(
+            id=rid, resource_type="List", kind="submissionset", patient_cpr=cpr, submitter="test",
+            created=dt.datetime(2026, 11, 3), resource=json.dumps({"resourceType": "List", "id": rid, "entry": []})))
+    return rid
 
 
 def test_the_wrong_role_is_refused_on_every_route_and_nothing_changes(server: Server) -> None:
