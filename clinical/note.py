@@ -31,6 +31,7 @@ from typing import Any
 from lxml import etree
 
 from kroniker.clinical.content import Content
+from kroniker.validators.identifiers import cpr_birth_date
 from kroniker.validators.note_section import is_date, looks_like_number, read_section, write_section
 from kroniker.validators.package_notes import SECTION_EXT
 
@@ -189,18 +190,11 @@ def _text(value: Any, name: str, *, required: bool, one_line: bool) -> str:
 
 
 def cpr_birth(cpr: str) -> tuple[str, str] | None:
-    """Birth date and administrative gender from a CPR number (CPR-kontoret's rules: the 7th digit and the year
-    give the century; the last digit is odd for men, even for women); None when the digits are not a date."""
-    day, month, yy, seventh = int(cpr[0:2]), int(cpr[2:4]), int(cpr[4:6]), int(cpr[6])
-    if seventh <= 3:
-        century = 1900
-    elif seventh in (4, 9):
-        century = 2000 if yy <= 36 else 1900
-    else:
-        century = 2000 if yy <= 57 else 1800
-    try:
-        born = dt.date(century + yy, month, day)
-    except ValueError:
+    """Birth date and administrative gender from a CPR number (the CPR office's century rule, in
+    validators.identifiers.cpr_birth_date; the last digit is odd for men, even for women); None when the digits
+    are not a date."""
+    born = cpr_birth_date(cpr)
+    if born is None:
         return None
     return born.isoformat(), "male" if int(cpr[9]) % 2 else "female"
 

@@ -220,16 +220,16 @@ def cmd_packages_install(args: argparse.Namespace) -> int:
         # One line per package, its versions together: what is missing, and whether kroniker needs it.
         versions: dict[str, set[str]] = {}
         needed_by: dict[str, set[str]] = {}
-        for name, version, by in report.missing:
+        for name, version, needer in report.missing:
             versions.setdefault(name, set()).add(version)
-            needed_by.setdefault(name, set()).add(by)
+            needed_by.setdefault(name, set()).add(needer)
         stand_ins = {"base-structure": "kroniker reads the base structure from fhir.resources",
                      "base-codes": "kroniker has the base code lists it needs"}
         count = sum(len(v) for v in versions.values())
         print(f"package-missing: {count} dependencies ({len(versions)} packages) are not installed:")
         for name in sorted(versions, key=lambda n: (SUBSTITUTES.get(n) is not None, n)):
-            by = sorted(needed_by[name])
-            who = by[0] if len(by) == 1 else f"{len(by)} packages"
+            needers = sorted(needed_by[name])
+            who = needers[0] if len(needers) == 1 else f"{len(needers)} packages"
             stand_in = stand_ins.get(SUBSTITUTES.get(name) or "")
             print(f"  {name} {', '.join(sorted(versions[name]))}  (needed by {who})"
                   + (f": {stand_in}" if stand_in else ""))

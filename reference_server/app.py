@@ -32,7 +32,7 @@ from kroniker.reference_server import audit, inputs, policy
 from kroniker.reference_server.audit import AuditRecord
 from kroniker.reference_server.db import make_engine, migrate
 from kroniker.reference_server.inputs import BadInput
-from kroniker.reference_server.metadata import MetadataError, derive, instant
+from kroniker.reference_server.metadata import DocumentMeta, MetadataError, derive, instant
 from kroniker.reference_server.settings import Settings
 from kroniker.reference_server.store import Conflict, SearchQuery, StaleReplacement, Store, utcnow
 from kroniker.reference_server.tokens import ROLES, Principal, TokenError, Verifier, load_or_create_key
@@ -81,10 +81,12 @@ class Rule:
 
     def __init__(self, fn: Callable[..., policy.Decision]) -> None:
         self.fn, self.asked = fn, False
+        self.decision: policy.Decision | None = None  # the last answer (the access log names a proxy's kind)
 
     def __call__(self, *args: Any) -> policy.Decision:
         self.asked = True
-        return self.fn(*args)
+        self.decision = self.fn(*args)
+        return self.decision
 
 
 @dataclass
@@ -240,6 +242,8 @@ def _handler(spec: RouteSpec, ctx: Context) -> Callable[[Request], Awaitable[Res
                       spec.rule.__name__)
             await run_in_threadpool(_audit_refusal, ctx, request, call.principal, ApiError(500, "internal"))
             return _refusal(spec, 500, "internal", call.lang, code="exception")
+        if call.rule.decision is not None and call.rule.decision.acting_for:
+            request.scope.setdefault("state", {})["kroniker.acting_for"] = call.rule.decision.acting_for
         return response
     return endpoint
 
@@ -395,6 +399,8 @@ async def system_post(call: Call) -> Response:
             data = None  # not JSON: the submission says what is wrong with it
     if not (isinstance(data, dict) and data.get("resourceType") == "Bundle" and data.get("type") == "transaction"):
         return await submit(call)
+    if mhd.is_provide_bundle(data):
+        return await mhd.provide_bundle(call, data)  # MHD ITI-65: a SubmissionSet, its documents
     entries = data.get("entry")
     entry = entries[0] if isinstance(entries, list) and len(entries) == 1 and isinstance(entries[0], dict) else {}
     request, document = entry.get("request"), entry.get("resource")
@@ -420,8 +426,44 @@ async def system_post(call: Call) -> Response:
                      "etag": answer.headers.get("etag", 'W/"1"'), "lastModified": docref["meta"]["lastUpdated"]}}]})
 
 
+@dataclass
+class Prepared:
+    """A document validated, its metadata derived and its submission allowed: what the store is given."""
+
+    meta: DocumentMeta
+    body: bytes
+    content_type: str
+    standard: str
+    replaces: str | None
+    bundled: list[dict[str, Any]]
+    report: Report
+
+
 def _submit(call: Call, replaces: str | None) -> Response:
-    ctx, principal, body, request = call.ctx, call.who, call.body, call.request
+    ctx, principal = call.ctx, call.who
+    prepared = _prepare(call, call.body, replaces)
+    if isinstance(prepared, Response):
+        return prepared
+    meta, url = prepared.meta, base_url(call.request, ctx.settings)
+    action = "replace" if replaces else "submit"
+    rec = AuditRecord(action, principal, patient_cpr=meta.patient_cpr, purpose="TREAT",
+                      detail={"master_identifier": meta.master_identifier, "standard": prepared.standard})
+    try:
+        stored, created = ctx.store.submit(meta, prepared.body, prepared.content_type, prepared.standard,
+                                           principal.sor or "", rec, replaces=replaces)
+    except Conflict:
+        raise ApiError(409, "duplicate-identifier", code="duplicate", finding="XDSDuplicateUniqueIdInRegistry",
+                       identifier=meta.master_identifier) from None
+    except StaleReplacement:
+        raise ApiError(422, "replace-not-current", code="business-rule", id=replaces) from None
+    headers = {"Location": f"{url}/fhir/DocumentReference/{stored.id}", **_etag(stored)}
+    return fhir(stored.docref(url), 201 if created else 200, headers)
+
+
+def _prepare(call: Call, body: bytes, replaces: str | None, doc_id: str | None = None) -> Prepared | Response:
+    """Validate a document, derive its metadata and ask whether this caller may share (or replace) it: the
+    Prepared submission, or the 422 answer (an OperationOutcome of the findings, refusal audited)."""
+    ctx, principal, request = call.ctx, call.who, call.request
     try:
         parsed = parse(body, ctx.validator.limits)
     except Unreadable as exc:
@@ -443,7 +485,7 @@ def _submit(call: Call, replaces: str | None) -> Response:
     # What is stored and served is what the bytes are, whatever the request's header said.
     content_type = "application/fhir+xml" if parsed.format == "xml" else "application/fhir+json"
     try:
-        meta = derive(data, report.standard.name, report.standard.version, content_type, body)
+        meta = derive(data, report.standard.name, report.standard.version, content_type, body, doc_id)
     except MetadataError as exc:
         raise ApiError(422, "metadata", code="invalid", detail=str(exc)) from None
     url = base_url(request, ctx.settings)
@@ -468,19 +510,7 @@ def _submit(call: Call, replaces: str | None) -> Response:
         if not decision.allowed:
             raise ApiError(decision.status, decision.reason, code="business-rule" if decision.status == 422
                            else "not-found" if decision.status == 404 else "forbidden", id=replaces)
-    action = "replace" if replaces else "submit"
-    rec = AuditRecord(action, principal, patient_cpr=meta.patient_cpr, purpose="TREAT",
-                      detail={"master_identifier": meta.master_identifier, "standard": str(report.standard)})
-    try:
-        stored, created = ctx.store.submit(meta, body, content_type, str(report.standard), principal.sor or "",
-                                           rec, replaces=replaces)
-    except Conflict:
-        raise ApiError(409, "duplicate-identifier", code="duplicate", finding="XDSDuplicateUniqueIdInRegistry",
-                       identifier=meta.master_identifier) from None
-    except StaleReplacement:
-        raise ApiError(422, "replace-not-current", code="business-rule", id=replaces) from None
-    headers = {"Location": f"{url}/fhir/DocumentReference/{stored.id}", **_etag(stored)}
-    return fhir(stored.docref(url), 201 if created else 200, headers)
+    return Prepared(meta, body, content_type, str(report.standard), replaces, bundled, report)
 
 
 def _record(ctx: Context, rec: AuditRecord) -> None:
@@ -659,7 +689,8 @@ def _search(call: Call, detail: dict[str, Any] | None = None) -> Response:
     _record(ctx, AuditRecord("search", principal, patient_cpr=patient, documents=[d.id for d in page],
                              purpose="TREAT" if principal.role == "clinician" else "PATRQT",
                              override=decision.override, minlog=decision.minlog,
-                             detail={"query": items, "returned": len(page), **(detail or {})}))
+                             detail={"query": items, "returned": len(page), **(detail or {})},
+                             on_behalf=decision.acting_for))
     bundle: dict[str, Any] = {
         "resourceType": "Bundle", "id": str(uuid.uuid4()), "type": "searchset", "total": len(visible),
         "link": paging.links(call, "/fhir/DocumentReference", len(visible)),
@@ -677,11 +708,19 @@ def _search(call: Call, detail: dict[str, Any] | None = None) -> Response:
     return fhir(bundle)
 
 
+def proxies_for(ctx: Context, principal: Principal, patient: str | None) -> list[policy.Proxy]:
+    """The proxies between a citizen and another patient (none to look up for anyone else)."""
+    if principal.role != "citizen" or not principal.cpr or not patient or patient == principal.cpr:
+        return []
+    return ctx.store.proxies_of(principal.cpr, patient)
+
+
 def _read_decision(ctx: Context, rule: Rule, principal: Principal, patient: str,
                    override: str | None) -> policy.Decision:
     relations = ctx.store.relations(patient) if principal.role == "clinician" else []
     blocks = ctx.store.active_blocks(patient) if principal.role == "clinician" else []
-    decision = rule(principal, patient, relations, blocks, override, utcnow())
+    decision = rule(principal, patient, relations, blocks, override, utcnow(), proxies_for(ctx, principal, patient),
+                    ctx.settings.embargo)
     if not decision.allowed:
         raise ApiError(decision.status, decision.reason, code="forbidden" if decision.status == 403 else "invalid",
                        patient=patient)
@@ -724,7 +763,11 @@ def _read_one(call: Call, content: bool, versions: str | None = None) -> Respons
         raise
     action = "retrieve" if content else "read-metadata"
     if decision.nothing or not decision.visible(stored.info):
-        _record(ctx, AuditRecord(action, principal, outcome="4", patient_cpr=patient, reason="blocked", minlog=False,
+        # Blocked, or under its type's embargo: answered as not here (an embargoed document is not yet the
+        # citizen's to know of).
+        held = policy.embargoed(decision.embargo, stored.info)
+        _record(ctx, AuditRecord(action, principal, outcome="4", patient_cpr=patient,
+                                 reason="embargo" if held else "blocked", minlog=False, on_behalf=decision.acting_for,
                                  detail={"id": doc_id}))
         return outcome(404, "unknown-document", call.lang, code="not-found", id=doc_id)
     if stored.row["status"] == "entered-in-error":
@@ -751,7 +794,8 @@ def _read_one(call: Call, content: bool, versions: str | None = None) -> Respons
             detail["history"] = len(served)
     _record(ctx, AuditRecord(action, principal, patient_cpr=patient,
                              documents=[doc_id], purpose="TREAT" if principal.role == "clinician" else "PATRQT",
-                             override=decision.override, minlog=decision.minlog, detail=detail))
+                             override=decision.override, minlog=decision.minlog, detail=detail,
+                             on_behalf=decision.acting_for))
     if content:
         return Response(stored.row["content"], media_type=stored.row["content_type"], headers=_etag(stored))
     if versions == "history":
@@ -812,18 +856,20 @@ def _acceptable(accept: str, content_type: str) -> bool:
 async def audit_log(call: Call) -> Response:
     principal, ctx = call.who, call.ctx
     patient = _patient_param(call)
-    decision = call.rule(principal, patient)
+    proxies = await run_in_threadpool(proxies_for, ctx, principal, patient)
+    decision = call.rule(principal, patient, proxies, utcnow())
     if not decision.allowed:
         raise ApiError(403, decision.reason, code="forbidden", patient=patient)
     citizen = principal.role == "citizen"
-    if citizen:
+    if citizen and not decision.acting_for:
         patient = principal.cpr
     paging = Paging.of(call, 100, 1000)
 
     def work() -> Response:
         found, total = audit.rows(ctx.store.engine, patient_cpr=patient, minlog_only=citizen, limit=paging.count,
                                   offset=paging.offset, newest_first=paging.newest_first)
-        _record(ctx, AuditRecord("audit", principal, patient_cpr=patient, detail={"returned": len(found)}))
+        _record(ctx, AuditRecord("audit", principal, patient_cpr=patient, detail={"returned": len(found)},
+                                 minlog=decision.minlog, on_behalf=decision.acting_for))
         bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset", "total": total,
                                   "link": paging.links(call, "/fhir/AuditEvent", total), "entry": [
             {"resource": audit.as_audit_event(r, for_citizen=citizen), "search": {"mode": "match"}} for r in found]}
@@ -948,7 +994,12 @@ PAGING = (("_count", "number"), ("_offset", "number"), ("_sort", "string"))
 DOCREF_SEARCH = (("patient", "reference"), ("patient.identifier", "token"), ("status", "token"), ("type", "token"),
                  ("category", "token"), ("date", "date"), ("author.identifier", "token"), ("event", "token"),
                  *PAGING)
-from kroniker.reference_server import clinical_routes, pages  # noqa: E402  (their handlers use this module's helpers)
+from kroniker.reference_server import (  # noqa: E402  (their handlers use this module's helpers)
+    clinical_routes,
+    mhd,
+    pages,
+    proxy_routes,
+)
 
 ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec("GET", "/fhir/metadata", capability, policy.may_see_metadata, public=True),
@@ -980,6 +1031,10 @@ ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec("DELETE", "/blocks/{id}", lift_block, policy.may_manage_blocks),
     RouteSpec("POST", "/admin/relations", add_relation, policy.may_administer, body="json"),
     *clinical_routes.ROUTES,
+    *proxy_routes.ROUTES,
+    RouteSpec("PUT", "/fhir/Bundle/{id}", mhd.put_document, policy.may_submit, body="document", resource="Bundle",
+              interaction="update"),
+    RouteSpec("GET", "/fhir/List/{id}", mhd.read_list, policy.may_read, resource="List", interaction="read"),
     *pages.ROUTES,
 )
 ROUTE_RULES: dict[tuple[str, str], Callable[..., policy.Decision]] = {(r.method, r.path): r.rule for r in ROUTES}

@@ -50,7 +50,14 @@ ACTIONS: dict[str, tuple[str, str, str]] = {  # action → (IHE code, display, F
     "relation": ("", "Treatment relation (BRS)", "C"),
     "refused": ("", "Refused request", "E"),
     "rekey": ("", "Audit chain re-keyed", "E"),
+    "proxy": ("", "Proxy (custody, fuldmagt): register", "C"),
+    "proxy-end": ("", "Proxy (custody, fuldmagt): end", "U"),
+    "proxies": ("", "Proxy (custody, fuldmagt): list", "R"),
 }
+# A citizen acting for another (policy.acting_for): the purpose of use is the request of the patient's appointed
+# representative (HL7 v3 ActReason PWATRNY); the kind, as MinLog names it.
+PROXY_PURPOSE = "PWATRNY"
+PROXY_NAMES = {"custody": "forældremyndighed", "fuldmagt": "fuldmagt"}
 OUTCOMES = {"success": "0", "minor": "4", "serious": "8", "major": "12"}
 
 
@@ -67,6 +74,7 @@ class AuditRecord:
     minlog: bool = False
     detail: dict[str, Any] = field(default_factory=dict)
     content_sha256: str | None = None  # a submission's: the stored bytes' SHA-256
+    on_behalf: str | None = None  # a citizen acting for the patient as a proxy: custody | fuldmagt
 
 
 # -- the key -----------------------------------------------------------------------------------------------
@@ -186,6 +194,10 @@ def _row(rec: AuditRecord, seq: int, prev_hash: str, now: dt.datetime | None) ->
         "content_sha256": rec.content_sha256,
     }
     detail = dict(rec.detail)
+    if rec.on_behalf is not None:
+        # Who acted for whom: the actor is the holder, the patient the subject (the record's own columns).
+        detail["on_behalf"] = rec.on_behalf
+        row["purpose"] = PROXY_PURPOSE
     altered: dict[str, Any] = {}
     for name, limit in _LIMITS.items():
         if row.get(name) is not None:
@@ -549,6 +561,14 @@ def as_audit_event(row: dict[str, Any], *, for_citizen: bool = False) -> dict[st
                 **({"display": row["actor_name"]} if row.get("actor_name") else {})},
         "requestor": True,
     }
+    detail = json.loads(row["detail"] or "{}")
+    kind = detail.get("on_behalf") if isinstance(detail, dict) else None
+    if kind in PROXY_NAMES:
+        # The subject's MinLog says who looked and for whom: "<holder> på vegne af <subject>" (§2.5: access as
+        # parent, guardian or attorney is shown).
+        agent["who"]["display"] = f"{row.get('actor_name') or value} på vegne af {row.get('patient_cpr') or '-'}"
+        agent["role"] = [{"coding": [{"system": "urn:kroniker:proxy", "code": kind, "display": PROXY_NAMES[kind]}],
+                          "text": PROXY_NAMES[kind]}]
     if row.get("org_sor"):
         agent["location"] = {"identifier": {"system": SOR_SYSTEM, "value": row["org_sor"]},
                              **({"display": row["org_name"]} if row.get("org_name") else {})}
@@ -588,7 +608,6 @@ def as_audit_event(row: dict[str, Any], *, for_citizen: bool = False) -> dict[st
                                          "code": "2", "display": "System Object"}})
     if not for_citizen:
         event["extension"] = [{"url": "urn:kroniker:audit-chain", "valueString": f"{row['seq']}:{row['hash']}"}]
-        detail = json.loads(row["detail"] or "{}")
         if detail:
             event["entity"].append({"what": {"display": "request"}, "detail": [
                 {"type": k, "valueString": json.dumps(v, ensure_ascii=False) if not isinstance(v, str) else v}

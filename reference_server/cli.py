@@ -41,10 +41,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--citizen-sees-suggestion", action="store_true", dest="citizen_sees_suggestion",
                    help="the citizen sees a triage suggestion before the GP has decided "
                         "(default: off; also $KRONIKER_CITIZEN_SEES_SUGGESTION)")
+    s.add_argument("--embargo", action="append", type=_embargo, default=[], metavar="CODE=HOURS",
+                   help="a citizen (or their proxy) sees a document of type CODE only HOURS after its date; "
+                        "repeat for more types (default: none; also $KRONIKER_EMBARGO=\"CODE=HOURS,...\")")
     s.set_defaults(func=cmd_serve)
 
     t = sub.add_parser("token", help="print a bearer token for a role, signed with this data directory's key")
-    t.add_argument("--role", required=True, choices=ROLES)
+    t.add_argument("--role", choices=ROLES, help="the role (required unless --claims-stdin)")
     t.add_argument("--cpr")
     t.add_argument("--sor")
     t.add_argument("--ydernummer")
@@ -52,7 +55,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--org-name", dest="org_name")
     t.add_argument("--name")
     t.add_argument("--hours", type=float, default=12.0,
-                   help="how long the token is valid (at most KRONIKER_TOKEN_MAX_HOURS, default 24)")
+                   help="how long the token is valid (default 12; at most KRONIKER_TOKEN_MAX_HOURS, default 24)")
+    t.add_argument("--claims-stdin", action="store_true",
+                   help="read the claims as one JSON object on standard input ({\"role\", \"cpr\", \"sor\", "
+                   "\"ydernummer\", \"auth_id\", \"org_name\", \"name\"}), as `kroniker conformance run "
+                   "--token-command` gives them; options given as well win")
     t.set_defaults(func=cmd_token)
 
     a = sub.add_parser("audit", help="the audit log")
@@ -94,6 +101,17 @@ def _number(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
+def _embargo(text: str) -> str:
+    """An argparse type: CODE=HOURS (a readable usage error otherwise)."""
+    from kroniker.reference_server.settings import parse_embargo
+
+    try:
+        parse_embargo([text])
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text.strip()
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import os
 
@@ -107,7 +125,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         run_workers,
         uvicorn_config,
     )
-    from kroniker.reference_server.settings import Settings
+    from kroniker.reference_server.settings import Settings, parse_embargo
     from kroniker.reference_server.store import Store
     from kroniker.reference_server.tokens import load_or_create_key
 
@@ -121,7 +139,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     port = int(sock.getsockname()[1])  # --port 0: the port the system chose, the same for every worker
     try:
-        settings = Settings.from_env(database_url=args.database, package_cache=args.cache)
+        settings = Settings.from_env(database_url=args.database, package_cache=args.cache,
+                                     embargo=parse_embargo(args.embargo) or None)
         engine = make_engine(settings.database)
         migrate(engine)  # once, before any worker starts
         load_or_create_key(settings.key_file)
@@ -134,6 +153,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             os.environ["KRONIKER_FHIR_PACKAGES"] = str(args.cache)
         if args.citizen_sees_suggestion:
             os.environ["KRONIKER_CITIZEN_SEES_SUGGESTION"] = "1"
+        if args.embargo:
+            os.environ["KRONIKER_EMBARGO"] = ",".join(args.embargo)
         os.environ["KRONIKER_HOME"] = str(settings.home)
         os.environ["KRONIKER_ACCESS_LOG"] = "1" if args.access_log else "0"  # read by every worker's app
         if args.load:
@@ -173,7 +194,18 @@ def cmd_token(args: argparse.Namespace) -> int:
     from kroniker.reference_server.settings import Settings
     from kroniker.reference_server.tokens import Principal, TokenError, issue, load_or_create_key, missing_identity
 
-    p = Principal(args.role, args.cpr, args.sor, args.ydernummer, args.auth_id, args.org_name, args.name)
+    fields = ("role", "cpr", "sor", "ydernummer", "auth_id", "org_name", "name")
+    given = {f: getattr(args, f) for f in fields}
+    if args.claims_stdin:
+        claims = _claims(sys.stdin.read(64 * 1024 + 1))
+        if isinstance(claims, str):
+            print(f"kroniker token: {claims}", file=sys.stderr)
+            return 2
+        given = {f: given[f] if given[f] is not None else claims.get(f) for f in fields}
+    if given["role"] not in ROLES:
+        print(f"kroniker token: --role is required, one of {', '.join(ROLES)}", file=sys.stderr)
+        return 2
+    p = Principal(*(given[f] for f in fields))
     problem = missing_identity(p)
     if problem:
         print(f"kroniker token: {problem}", file=sys.stderr)
@@ -187,6 +219,19 @@ def cmd_token(args: argparse.Namespace) -> int:
         return 2
     print(token)
     return 0
+
+
+def _claims(text: str) -> dict[str, str] | str:
+    """The claims object read by --claims-stdin, or why it cannot be used."""
+    if len(text) > 64 * 1024:
+        return "the claims on standard input are over 64 KiB"
+    try:
+        claims = json.loads(text)
+    except ValueError as exc:
+        return f"the claims on standard input are not JSON ({exc})"
+    if not isinstance(claims, dict) or not all(isinstance(v, str) for v in claims.values()):
+        return "the claims on standard input must be one JSON object of strings"
+    return claims
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:

@@ -36,6 +36,7 @@ from kroniker.reference_server.app import (
     _record,
     base_url,
     fhir,
+    proxies_for,
 )
 from kroniker.reference_server.audit import AuditRecord
 from kroniker.reference_server.store import utcnow
@@ -131,7 +132,8 @@ def _read_decision(call: Call, patient: str) -> policy.Decision:
     professional = principal.role in ("clinician", "source")
     relations = ctx.store.relations(patient) if professional else []
     blocks = ctx.store.active_blocks(patient) if professional else []
-    decision = call.rule(principal, patient, relations, blocks, _override(call), utcnow())
+    decision = call.rule(principal, patient, relations, blocks, _override(call), utcnow(),
+                         proxies_for(ctx, principal, patient))
     if not decision.allowed:
         raise ApiError(decision.status, decision.reason, code="forbidden" if decision.status == 403 else "invalid",
                        patient=patient)
@@ -158,7 +160,8 @@ def _search(call: Call, resource_type: str) -> Response:
     _record(ctx, AuditRecord(f"search-{resource_type}", principal, patient_cpr=patient,
                              purpose="PATRQT" if principal.role == "citizen" else "TREAT", override=decision.override,
                              minlog=decision.minlog, reason="blocked" if decision.nothing else None,
-                             detail={"returned": len(rows), "ids": [r["id"] for r in rows][:50]}))
+                             detail={"returned": len(rows), "ids": [r["id"] for r in rows][:50]},
+                             on_behalf=decision.acting_for))
     # The same paging and order as every search route (app.Paging): newest first unless _sort=date.
     if not paging.newest_first:
         rows.reverse()
@@ -191,7 +194,8 @@ def _read(call: Call, resource_type: str) -> Response:
         raise not_here
     _record(ctx, AuditRecord(f"read-{resource_type}", principal, patient_cpr=patient,
                              purpose="PATRQT" if principal.role == "citizen" else "TREAT",
-                             override=decision.override, minlog=decision.minlog, detail={"id": rid}))
+                             override=decision.override, minlog=decision.minlog, detail={"id": rid},
+                             on_behalf=decision.acting_for))
     return fhir(row["resource"])
 
 

@@ -126,6 +126,22 @@ blocks = sa.Table(
     sa.Column("lifted_by", sa.String(100)),
 )
 
+# Citizens who read another citizen's documents (migration 0007): a parent with custody (forældremyndighed) of a
+# child under 15, or someone the subject gave power of attorney (Digital Fuldmagt); valid from start until end
+# (an ended proxy keeps its row, with who ended it).
+proxies = sa.Table(
+    "proxies", metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("kind", sa.String(20), nullable=False),  # custody | fuldmagt
+    sa.Column("holder_cpr", sa.String(10), nullable=False, index=True),
+    sa.Column("subject_cpr", sa.String(10), nullable=False, index=True),
+    sa.Column("start", sa.DateTime, nullable=False),
+    sa.Column("end", sa.DateTime),
+    sa.Column("created", sa.DateTime, nullable=False),
+    sa.Column("created_by", sa.String(100), nullable=False),
+    sa.Column("ended_by", sa.String(100)),
+)
+
 audit_events = sa.Table(
     "audit_events", metadata,
     sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),

@@ -78,9 +78,19 @@ class AccessLog:
                        else c.encode("unicode_escape").decode("ascii") for c in path)
         method = "".join(c for c in str(scope.get("method", "-"))[:16] if c.isalnum()) or "-"
         when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        line = f"{when} {method} {path} {status} {ms:.1f} ms role={self.role(scope)}\n"
+        line = f"{when} {method} {path} {status} {ms:.1f} ms role={self.role(scope)}{self.proxy(scope)}\n"
         with contextlib.suppress(OSError):  # a closed stderr must not fail the request
             os.write(2, line.encode("utf-8", "backslashreplace"))
+
+    @staticmethod
+    def proxy(scope: dict[str, Any]) -> str:
+        """A citizen who acted for another (policy.acting_for): the kind, and who for whom with both CPR numbers
+        masked (the audit log has them)."""
+        state = scope.get("state")
+        kind = state.get("kroniker.acting_for") if isinstance(state, dict) else None
+        if kind not in ("custody", "fuldmagt"):
+            return ""
+        return f" proxy={kind} actor=cpr:********** subject=cpr:**********"
 
     def role(self, scope: dict[str, Any]) -> str:
         """The role of a token that verifies (the app verified it already: a hit in the verifier's memory)."""

@@ -47,6 +47,10 @@ class Settings:
     # Whether the citizen sees a triage suggestion (its colour) before the GP has decided
     # (KRONIKER_CITIZEN_SEES_SUGGESTION=1, `kroniker serve --citizen-sees-suggestion`). Default: not.
     citizen_sees_suggestion: bool = False
+    # Embargo: per document type code, the hours after a document's date before a citizen (or their proxy) sees
+    # it (KRONIKER_EMBARGO="CODE=HOURS,…", `kroniker serve --embargo CODE=HOURS`). Default: none
+    # (spec/sharing-and-clinical.md §2.6: sundhed.dk's hospital data have had none since 2017).
+    embargo: dict[str, float] = field(default_factory=dict)
 
     @property
     def database(self) -> str:
@@ -76,6 +80,7 @@ class Settings:
             "max_token_lifetime": _hours("KRONIKER_TOKEN_MAX_HOURS"),
             "citizen_sees_suggestion": os.environ.get("KRONIKER_CITIZEN_SEES_SUGGESTION", "").strip().lower()
             in ("1", "true", "yes") or None,
+            "embargo": parse_embargo(os.environ.get("KRONIKER_EMBARGO", "").split(",")) or None,
         }
         env.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**{k: v for k, v in env.items() if v is not None})
@@ -93,3 +98,23 @@ def _hours(name: str) -> int | None:
     if not 0 < hours <= 24 * 366:
         raise ValueError(f"{name} must be more than 0 and at most a year of hours, found {raw!r}")
     return int(hours * 3600)
+
+
+def parse_embargo(items: list[str]) -> dict[str, float]:
+    """CODE=HOURS items (blank ones skipped) as {code: hours}; ValueError names the first that is not one."""
+    out: dict[str, float] = {}
+    for item in items:
+        item = item.strip()
+        if not item:
+            continue
+        code, sep, hours = item.partition("=")
+        code = code.strip()
+        try:
+            value = float(hours) if sep else -1.0
+        except ValueError:
+            value = -1.0
+        if not code or not 0 <= value <= 24 * 366:
+            raise ValueError(f"an embargo is CODE=HOURS (a document type code, 0 to a year of hours), "
+                             f"found {item!r}")
+        out[code] = value
+    return out

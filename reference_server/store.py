@@ -24,11 +24,12 @@ from kroniker.reference_server.db import (
     document_events,
     document_versions,
     documents,
+    proxies,
     reading,
     treatment_relations,
 )
 from kroniker.reference_server.metadata import DocumentMeta
-from kroniker.reference_server.policy import Block, DocInfo, Relation
+from kroniker.reference_server.policy import Block, DocInfo, Proxy, Relation
 
 
 def utcnow() -> dt.datetime:
@@ -51,7 +52,8 @@ class Stored:
         r = self.row
         # A diagnosis card has no service time: it is dated by the card (Composition.date), then by its arrival.
         return DocInfo(r["id"], r["patient_cpr"], r["author_org_sor"], r["status"],
-                       r["service_start"] or r["doc_date"] or r["created"])
+                       r["service_start"] or r["doc_date"] or r["created"], r["type_code"],
+                       r["doc_date"] or r["created"])
 
     def docref(self, base_url: str) -> dict[str, Any]:
         """The DocumentReference as served: the derived one plus what the server keeps (status, links)."""
@@ -70,6 +72,18 @@ class Stored:
         if self.row["status"] == "entered-in-error" and self.row.get("status_reason"):
             d["description"] = self.row["status_reason"]
         return d
+
+
+@dataclass
+class Submission:
+    """One document of a transaction, ready to store (Store.submit_many)."""
+
+    meta: DocumentMeta
+    content: bytes
+    content_type: str
+    standard: str
+    rec: audit.AuditRecord
+    replaces: str | None = None
 
 
 class Conflict(Exception):
@@ -158,34 +172,7 @@ class Store:
             # The unique identifier decides: a resubmission fails the insert and is answered below, so a new
             # document costs no look-up first.
             with self.writer.transaction() as conn:
-                if replaces is not None:
-                    if compiled(_SUPERSEDE, conn).execute(conn, {"replaced": replaces, "now": now}) != 1:
-                        raise StaleReplacement(replaces)
-                    _new_version(conn, replaces)
-                row = {
-                    "id": meta.id, "master_identifier": meta.master_identifier, "content_sha256": sha,
-                    "content": content, "content_type": content_type, "standard": standard,
-                    "patient_cpr": meta.patient_cpr, "status": "current", "type_system": meta.type_system,
-                    "type_code": meta.type_code, "category_code": meta.category_code, "format_code": meta.format_code,
-                    "facility_code": meta.facility_code, "practice_code": meta.practice_code,
-                    "confidentiality": meta.confidentiality, "language": meta.language,
-                    "author_org_sor": meta.author_org_sor, "author_org_name": meta.author_org_name,
-                    "author_person": meta.author_person, "title": meta.title, "service_start": meta.service_start,
-                    "service_end": meta.service_end, "doc_date": meta.doc_date, "created": now,
-                    "replaces": replaces, "status_reason": None, "submitter_sor": submitter_sor, "version": 1,
-                    "updated": None,
-                    "docref": json.dumps(meta.docref, ensure_ascii=False),
-                }
-                compiled(_INSERT_DOCUMENT, conn).execute(conn, row)
-                _new_version(conn, meta.id)
-                if meta.events:
-                    compiled(_INSERT_EVENT, conn).executemany(conn, [
-                        {"document_id": meta.id, "system": s, "code": c, "patient_cpr": meta.patient_cpr}
-                        for s, c in meta.events])
-                # The record carries what was stored (bytes' SHA-256, patient): the chain covers the document.
-                rec.documents = [meta.id] + ([replaces] if replaces else [])
-                rec.patient_cpr, rec.content_sha256 = meta.patient_cpr, sha
-                audit.append(conn, rec, self.audit_key)
+                row = self._insert(conn, meta, content, content_type, standard, submitter_sor, rec, replaces, now)
         except (IntegrityError, StaleReplacement) as exc:
             # The identifier is taken (a resubmission, or a concurrent one that won the race): the same bytes
             # are answered as the stored document; other bytes are a conflict.
@@ -202,6 +189,62 @@ class Store:
                 raise
             raise Conflict(meta.master_identifier) from None
         return Stored(row, meta.docref), True
+
+    def _insert(self, conn: Connection, meta: DocumentMeta, content: bytes, content_type: str, standard: str,
+                submitter_sor: str, rec: audit.AuditRecord, replaces: str | None, now: dt.datetime) -> dict[str, Any]:
+        """One document's rows and its audit record, in the caller's transaction (the stored row)."""
+        sha = hashlib.sha256(content).hexdigest()
+        if replaces is not None:
+            if compiled(_SUPERSEDE, conn).execute(conn, {"replaced": replaces, "now": now}) != 1:
+                raise StaleReplacement(replaces)
+            _new_version(conn, replaces)
+        row = {
+            "id": meta.id, "master_identifier": meta.master_identifier, "content_sha256": sha,
+            "content": content, "content_type": content_type, "standard": standard,
+            "patient_cpr": meta.patient_cpr, "status": "current", "type_system": meta.type_system,
+            "type_code": meta.type_code, "category_code": meta.category_code, "format_code": meta.format_code,
+            "facility_code": meta.facility_code, "practice_code": meta.practice_code,
+            "confidentiality": meta.confidentiality, "language": meta.language,
+            "author_org_sor": meta.author_org_sor, "author_org_name": meta.author_org_name,
+            "author_person": meta.author_person, "title": meta.title, "service_start": meta.service_start,
+            "service_end": meta.service_end, "doc_date": meta.doc_date, "created": now,
+            "replaces": replaces, "status_reason": None, "submitter_sor": submitter_sor, "version": 1,
+            "updated": None,
+            "docref": json.dumps(meta.docref, ensure_ascii=False),
+        }
+        compiled(_INSERT_DOCUMENT, conn).execute(conn, row)
+        _new_version(conn, meta.id)
+        if meta.events:
+            compiled(_INSERT_EVENT, conn).executemany(conn, [
+                {"document_id": meta.id, "system": s, "code": c, "patient_cpr": meta.patient_cpr}
+                for s, c in meta.events])
+        # The record carries what was stored (bytes' SHA-256, patient): the chain covers the document.
+        rec.documents = [meta.id] + ([replaces] if replaces else [])
+        rec.patient_cpr, rec.content_sha256 = meta.patient_cpr, sha
+        audit.append(conn, rec, self.audit_key)
+        return row
+
+    def submit_many(self, items: Sequence[Submission], submitter_sor: str,
+                    resources: Sequence[dict[str, Any]] = ()) -> list[Stored]:
+        """Several documents (an MHD ITI-65 transaction), each with its audit record, and the resources that go
+        with them (the SubmissionSet List; rows as put_clinical's) in ONE transaction: all stored, or none.
+        An identifier already taken is a Conflict naming it (a transaction is not answered as a retry)."""
+        now = utcnow()
+        try:
+            with self.writer.transaction() as conn:
+                rows = [self._insert(conn, i.meta, i.content, i.content_type, i.standard, submitter_sor, i.rec,
+                                     i.replaces, now) for i in items]
+                if resources:
+                    conn.execute(clinical_resources.insert(), [
+                        {**r, "created": now, "resource": json.dumps(r["resource"], ensure_ascii=False,
+                                                                     separators=(",", ":"))} for r in resources])
+        except IntegrityError:
+            with reading(self.engine) as conn:
+                taken = conn.execute(sa.select(documents.c.master_identifier).where(
+                    documents.c.master_identifier.in_([i.meta.master_identifier for i in items])
+                    | documents.c.id.in_([i.meta.id for i in items]))).scalars().first()
+            raise Conflict(taken or "") from None
+        return [Stored(row, i.meta.docref) for row, i in zip(rows, items, strict=True)]
 
     def find_identical(self, master_identifier: str, content: bytes) -> Stored | None:
         """The stored document with this identifier and exactly these bytes (a retried submission), if any."""
@@ -349,6 +392,47 @@ class Store:
         return [Block(b["id"], b["patient_cpr"], b["kind"], b["clinician_auth_id"], b["org_sor"], b["period_start"],
                       b["period_end"]) for b in self.blocks(patient_cpr)]
 
+
+    # -- proxies (custody, fuldmagt) -----------------------------------------------------------------------
+    def add_proxy(self, kind: str, holder_cpr: str, subject_cpr: str, start: dt.datetime, end: dt.datetime | None,
+                  by: str, rec: audit.AuditRecord) -> str:
+        pid = str(uuid.uuid4())
+        with self.writer.transaction() as conn:
+            conn.execute(proxies.insert().values(
+                id=pid, kind=kind, holder_cpr=holder_cpr, subject_cpr=subject_cpr, start=start, end=end,
+                created=utcnow(), created_by=by))
+            audit.append(conn, rec, self.audit_key)
+        return pid
+
+    def end_proxy(self, proxy_id: str, by: str, rec: audit.AuditRecord) -> bool:
+        """End a proxy now (one that ended already keeps its end): whether it was in force until now."""
+        now = utcnow()
+        with self.writer.transaction() as conn:
+            done = conn.execute(proxies.update().where(
+                (proxies.c.id == proxy_id) & (proxies.c.end.is_(None) | (proxies.c.end > now)))
+                .values(end=now, ended_by=by))
+            audit.append(conn, rec, self.audit_key)
+            return done.rowcount == 1
+
+    def proxy_row(self, proxy_id: str) -> dict[str, Any] | None:
+        with reading(self.engine) as conn:
+            row = conn.execute(sa.select(proxies).where(proxies.c.id == proxy_id)).mappings().first()
+        return dict(row) if row else None
+
+    def proxy_rows(self, holder_cpr: str | None = None, subject_cpr: str | None = None) -> list[dict[str, Any]]:
+        where = []
+        if holder_cpr is not None:
+            where.append(proxies.c.holder_cpr == holder_cpr)
+        if subject_cpr is not None:
+            where.append(proxies.c.subject_cpr == subject_cpr)
+        with reading(self.engine) as conn:
+            return [dict(r) for r in conn.execute(
+                sa.select(proxies).where(*where).order_by(proxies.c.created, proxies.c.id)).mappings()]
+
+    def proxies_of(self, holder_cpr: str, subject_cpr: str) -> list[Proxy]:
+        """The proxies between a holder and a subject (the access rules decide which are in force)."""
+        return [Proxy(r["id"], r["kind"], r["holder_cpr"], r["subject_cpr"], r["start"], r["end"])
+                for r in self.proxy_rows(holder_cpr, subject_cpr)]
 
 def _served(row: Any) -> dict[str, Any]:
     """A stored clinical resource as served: stored once and never changed, so version 1, updated when stored."""

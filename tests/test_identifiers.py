@@ -153,3 +153,37 @@ def test_server_and_validator_use_the_shared_systems() -> None:
     assert audit.AGENT_SYSTEMS["source"] is identifiers.SOR_SYSTEM
     assert prose.CPR_SYSTEM is identifiers.CPR_SYSTEM
     assert codes.SKS_D is identifiers.SKS_D and codes.ICPC_2 is identifiers.ICPC_2
+
+
+# The CPR office's century rule (CPR-kontoret, "Personnummeret i CPR-systemet"): the seventh digit and the two-digit
+# year give the century. 0-3: 1900-1999; 4 and 9: 2000-2036 for years 00-36, else 1937-1999; 5-8: 2000-2057 for
+# years 00-57, else 1858-1899. The expected dates are read off that table.
+@pytest.mark.parametrize(("cpr", "born"), [
+    ("0101000000", dt.date(1900, 1, 1)),
+    ("3112993999", dt.date(1999, 12, 31)),
+    ("0101364000", dt.date(2036, 1, 1)),
+    ("0101374000", dt.date(1937, 1, 1)),
+    ("0101369000", dt.date(2036, 1, 1)),
+    ("0101379000", dt.date(1937, 1, 1)),
+    ("0101575000", dt.date(2057, 1, 1)),
+    ("0101588000", dt.date(1858, 1, 1)),
+    ("1506148123", dt.date(2014, 6, 15)),
+    ("1506587123", dt.date(1858, 6, 15)),
+    ("2902004000", dt.date(2000, 2, 29)),  # 2000 is a leap year
+])
+def test_a_cpr_number_names_its_birth_date_by_the_century_rule(cpr: str, born: dt.date) -> None:
+    assert identifiers.cpr_birth_date(cpr) == born
+
+
+@pytest.mark.parametrize("cpr", [
+    "2902001000",  # 29 February 1900: no leap year
+    "3102851234",  # 31 February
+    "0013851234",  # month 13
+    "010185123",  # nine digits
+    "010185-1234",  # the hyphen is how people write it, not the number
+    "01018512345",
+    "abcdefghij",
+    "",
+])
+def test_what_names_no_birth_date_is_none(cpr: str) -> None:
+    assert identifiers.cpr_birth_date(cpr) is None

@@ -26,6 +26,7 @@ from kroniker.reference_server.settings import Settings
 from kroniker.reference_server.tokens import Principal
 from kroniker.validators.packages import PackageCache
 from tests import server_support as s
+from tests.proxy_support import aged, register, registered
 from tests.server_support import (
     ADMIN,
     DPO,
@@ -196,7 +197,15 @@ def refusals(server: Server) -> list[tuple[str, str, str, Principal, int, dict[s
         # Someone else's block is not theirs to know about: 404, as for a block that does not exist.
         ("DELETE", "/blocks/{id}", [(w, 404) for w, _ in not_citizen], {}),
         ("POST", "/admin/relations", [(source(), 403), (citizen(p), 403), (rec.doctor, 403), (DPO, 403)], relation),
+        ("PUT", "/fhir/Bundle/{id}", [(citizen(p), 403), (rec.doctor, 403), (ADMIN, 403), (DPO, 403)], body),
+        ("GET", "/fhir/List/{id}", [*doc_readers, (citizen(stranger), 404)], {}),
     ]
+    # Issue 14's proxies: the admin's alone (a holder registers nothing for themselves either).
+    proxy = {"json": {"kind": "fuldmagt", "holder": stranger.cpr, "subject": p.cpr}}
+    not_admin = [(source(), 403), (citizen(p), 403), (citizen(stranger), 403), (rec.doctor, 403), (DPO, 403)]
+    table += [("POST", "/admin/proxies", not_admin, proxy),
+              ("GET", "/admin/proxies", not_admin, {"params": {"subject": p.cpr}}),
+              ("DELETE", "/admin/proxies/{id}", not_admin, {})]
     # Issue 12's routes: a response, a score and a suggestion about p, stored as the server stores them (the
     # wrong roles are refused before anything is scored, so this server needs no care package installed).
     clinical_ids = stored_clinical(server, p.cpr)
@@ -225,8 +234,12 @@ def refusals(server: Server) -> list[tuple[str, str, str, Principal, int, dict[s
         ("GET", "/notat/{id}", [*doc_readers, (citizen(stranger), 404)], {}),
     ]
 
+    submission_set = stored_submission_set(server, p.cpr)
+
     def path_of(route: str) -> str:
         kind = route.split("/")[2] if route.count("/") >= 3 else ""
+        if kind == "List":
+            return route.replace("{id}", submission_set)
         blocks = route.startswith(("/blocks", "/min-side"))
         return route.replace("{id}", block_id if blocks else clinical_ids.get(kind, doc_id)).replace("{vid}", "1")
 
@@ -246,6 +259,16 @@ def stored_clinical(server: Server, cpr: str) -> dict[str, str]:
                 created=dt.datetime(2026, 11, 3), resource=json.dumps({"resourceType": resource_type, "id": rid})))
             out[resource_type] = rid
     return out
+
+
+def stored_submission_set(server: Server, cpr: str) -> str:
+    """An MHD SubmissionSet about the patient (no documents), as the server stores one."""
+    rid = str(uuid.uuid4())
+    with server.engine.begin() as conn:
+        conn.execute(sa.insert(clinical_resources).values(
+            id=rid, resource_type="List", kind="submissionset", patient_cpr=cpr, submitter="test",
+            created=dt.datetime(2026, 11, 3), resource=json.dumps({"resourceType": "List", "id": rid, "entry": []})))
+    return rid
 
 
 def test_the_wrong_role_is_refused_on_every_route_and_nothing_changes(server: Server) -> None:
@@ -615,6 +638,7 @@ def test_no_answer_to_any_role_on_any_route_carries_another_patients_data(server
             ("POST", "/blocks", {"json": {"patient": p.cpr, "kind": "professional", "clinician": "Z0"}}),
             ("GET", "/blocks", {"params": {"patient": p.cpr}}),
             ("POST", "/admin/relations", {"json": {"patient": p.cpr, "organisation": "1", "evidence": "test"}}),
+            ("GET", "/admin/proxies", {"params": {"subject": p.cpr}}),
             ("GET", "/kliniker/patient", {"params": {"cpr": p.cpr, "vaerdispring": "consent"}}),
             ("GET", f"/notat/{rec.annual['id']}", {}),
             ("GET", "/min-side", {}),
@@ -633,3 +657,55 @@ def test_no_answer_to_any_role_on_any_route_carries_another_patients_data(server
                 assert secret not in r.text, (who.role, method, path, secret, r.text[:500])
             answered_about_a += r.status_code < 300 and a.patient.cpr in r.text
     assert answered_about_a >= 8, "the callers did get answers about their own patient"
+
+
+# -- proxies and embargo (issue 14, items 5 and 6) -------------------------------------------------------------
+
+def test_a_proxy_holder_reads_the_subjects_documents_while_the_proxy_lasts_and_no_one_else_does(
+        server: Server) -> None:
+    child = aged(8, given="Bo", family="Barn")
+    doc = server.shared(source(), note(child))
+    mother, stranger = aged(40, given="Mor"), aged(40, given="Fremmed")
+    pid = registered(server, "custody", mother, child)["id"]
+    url = doc["content"][0]["attachment"]["url"]
+    assert ids(server.search(citizen(mother), child).json()) == {doc["id"]}
+    assert server.client.get(url, headers=server.auth(citizen(mother))).status_code == 200
+    r = server.search(citizen(stranger), child)
+    assert r.status_code == 403 and "citizen-other-patient" in finding_codes(r.json())
+    assert server.client.get(url, headers=server.auth(citizen(stranger))).status_code == 404
+    assert server.request("DELETE", f"/admin/proxies/{pid}", ADMIN).status_code == 200
+    after = server.search(citizen(mother), child)
+    assert after.status_code == 403 and "citizen-other-patient" in finding_codes(after.json())
+    assert server.client.get(url, headers=server.auth(citizen(mother))).status_code == 404
+
+
+def test_custody_of_a_child_of_15_gives_no_access(server: Server) -> None:
+    teen, mother = aged(15, days=1), aged(44)
+    r = register(server, "custody", mother, teen)
+    assert r.status_code == 422 and "proxy-child-over-15" in finding_codes(r.json())
+    assert server.search(citizen(mother), teen).status_code == 403
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def embargo_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                   package_cache: PackageCache) -> Any:
+    """A server that holds Shared Notes (SNOMED CT 866144008) back from citizens for 24 hours."""
+    with s.server_for(request, tmp_path_factory, package_cache, embargo={"866144008": 24}) as srv:
+        yield srv
+
+
+def test_an_embargoed_document_is_hidden_from_the_citizen_and_the_proxy_but_not_from_a_clinician(
+        embargo_server: Server) -> None:
+    server = embargo_server
+    child, mother = aged(9), aged(39)
+    registered(server, "custody", mother, child)
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
+    fresh = server.shared(source(), note(child, created=now, updated=now))
+    doctor = new_doctor()
+    server.relate(child, clinician_id=doctor.auth_id)
+    for reader in (citizen(child), citizen(mother)):
+        assert server.search(reader, child).json()["total"] == 0
+        assert retrieve(server, fresh, reader).status_code == 404
+    assert ids(server.search(doctor, child).json()) == {fresh["id"]}
+    assert retrieve(server, fresh, doctor).status_code == 200
+

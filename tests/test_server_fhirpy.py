@@ -1,10 +1,12 @@
 """A vendor's walk-through with fhirpy (the FHIR client library from PyPI) against the server over real HTTP:
-capabilities, submit, search, page, read, read back (refresh), vread and history, the audit log."""
+capabilities, submit (POST, a transaction, save() and create() as PUT), search, page, read, read back (refresh), vread
+and history, the audit log."""
 
 from __future__ import annotations
 
 import pytest
 from fhirpy import SyncFHIRClient
+from fhirpy.base.exceptions import OperationOutcome
 
 from kroniker.reference_server.tokens import Principal, issue
 from tests.server_support import ADMIN, CPR_SYSTEM, Server, citizen, new_patient, note, source
@@ -27,13 +29,23 @@ def test_a_vendor_walks_through_the_server_with_fhirpy(server: Server) -> None:
         {"resource": note(patient), "request": {"method": "POST", "url": "Bundle"}}]})
     assert tx["type"] == "transaction-response"
     made.append(tx["entry"][0]["resource"]["id"])
+    # fhirpy's ordinary save() and create() of a document with an id: PUT [base]/Bundle/{id} (update as create)
+    saved = gp.resource("Bundle", **note(patient))
+    saved.save()
+    assert saved["type"] == "document"
+    created = gp.resource("Bundle", **note(patient)).create()
+    made += [saved.id, created.id]
+    saved["timestamp"] = "2026-11-21T00:06:00+01:00"
+    with pytest.raises(OperationOutcome):  # documents are immutable: a new document replaces one
+        saved.save()
 
     me = client(server, citizen(patient))
     docs = me.resources("DocumentReference").search(**{"patient.identifier": f"{CPR_SYSTEM}|{patient.cpr}"})
-    assert docs.count() == 4
+    assert docs.count() == 6
     newest_first = [d.id for d in docs.sort("-date").limit(10).fetch()]
     assert newest_first == made[::-1]
     assert [d.id for d in docs.sort("date").limit(3).fetch_all()] == made  # pages of 3 joined by next links
+    assert me.reference("Bundle", saved.id).to_resource()["id"] == saved.id  # the document read back
     doc = me.reference("DocumentReference", made[0]).to_resource()
     assert doc["meta"]["versionId"] == "1"
     assert doc.refresh()["id"] == made[0]

@@ -21,7 +21,7 @@ import jwt
 import pytest
 
 from kroniker.reference_server import audit
-from kroniker.reference_server.tokens import issue
+from kroniker.reference_server.tokens import issue, verify
 from kroniker.validators.packages import PackageCache
 from tests import server_support as s
 from tests.server_support import (
@@ -29,6 +29,7 @@ from tests.server_support import (
     FHIR_JSON,
     FHIR_XML,
     GP_CLINIC,
+    HOSPITAL_SOR,
     Server,
     citizen,
     encode,
@@ -283,11 +284,11 @@ def test_refusals_are_explained_in_danish_on_request(server: Server) -> None:
 
 # -- the `kroniker token` command ------------------------------------------------------------------------------
 
-def kroniker(*args: str, home: Path, **env_vars: str) -> subprocess.CompletedProcess[str]:
+def kroniker(*args: str, home: Path, stdin: str | None = None, **env_vars: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "KRONIKER_TOKEN_MAX_HOURS"}  # the user's own setting
     env.update(KRONIKER_HOME=str(home), **env_vars)
     return subprocess.run([sys.executable, "-m", "kroniker", *args], capture_output=True, text=True, env=env,
-                          cwd=ROOT, timeout=120, check=False)
+                          cwd=ROOT, timeout=120, check=False, input=stdin)
 
 
 def test_a_token_from_the_command_line_is_accepted_by_the_server(server: Server) -> None:
@@ -299,6 +300,29 @@ def test_a_token_from_the_command_line_is_accepted_by_the_server(server: Server)
     r = server.client.post("/fhir/Bundle", content=encode(note(new_patient("Hugo", "Hegn"))),
                            headers={"Authorization": f"Bearer {token}", "Content-Type": FHIR_JSON})
     assert r.status_code == 201, r.text
+
+
+def test_a_token_from_claims_on_standard_input_carries_them(server: Server) -> None:
+    # The shape `kroniker conformance run --token-command` writes (docs/conformance.md): the caller's claims.
+    claims = {"role": "clinician", "auth_id": "SK7002", "sor": HOSPITAL_SOR, "name": "Sofie Krag",
+              "org_name": "Rygcentret"}
+    made = kroniker("token", "--claims-stdin", home=server.settings.home, stdin=json.dumps(claims))
+    assert made.returncode == 0, made.stderr
+    p = verify(server.key, made.stdout.strip())
+    assert (p.role, p.auth_id, p.sor, p.name, p.org_name, p.cpr) == ("clinician", "SK7002", HOSPITAL_SOR,
+                                                                      "Sofie Krag", "Rygcentret", None)
+    # An option given as well wins over the claims.
+    made = kroniker("token", "--claims-stdin", "--name", "Anden Navn", home=server.settings.home,
+                    stdin=json.dumps(claims))
+    assert verify(server.key, made.stdout.strip()).name == "Anden Navn"
+
+
+@pytest.mark.parametrize("stdin", ["", "not json", "[1, 2]", '{"role": 7}', '{"role": "king"}',
+                                   '{"role": "citizen"}', '{"role": "source", "sor": "' + "1" * 70_000 + '"}'])
+def test_claims_on_standard_input_that_cannot_make_a_token_are_refused(stdin: str, tmp_path: Path) -> None:
+    made = kroniker("token", "--claims-stdin", home=tmp_path, stdin=stdin)
+    assert made.returncode == 2 and made.stdout == ""
+    assert made.stderr.startswith("kroniker token: ") and "Traceback" not in made.stderr
 
 
 def test_the_command_line_will_not_make_a_token_the_server_would_refuse(server: Server) -> None:

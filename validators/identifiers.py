@@ -13,6 +13,28 @@ from typing import Any
 CPR_SYSTEM = "urn:oid:1.2.208.176.1.2"  # CPR, the civil registration number of a person
 SOR_SYSTEM = "urn:oid:1.2.208.176.1.1"  # SOR, the register of health care organisations
 
+
+def cpr_birth_date(cpr: str) -> dt.date | None:
+    """The birth date a CPR number names, by the CPR office's century rule; None when it names no date.
+
+    The first six digits are the day, month and two-digit year; the seventh digit with the year gives the century
+    (CPR-kontoret, "Personnummeret i CPR-systemet"): 0-3, any year: 1900s; 4 and 9: years 00-36 are 2000s,
+    37-99 1900s; 5-8: years 00-57 are 2000s, 58-99 1800s. The check digit is not asked (numbers without one
+    have been issued since 2007)."""
+    if not isinstance(cpr, str) or not re.fullmatch(r"[0-9]{10}", cpr):
+        return None
+    day, month, yy, seventh = int(cpr[0:2]), int(cpr[2:4]), int(cpr[4:6]), int(cpr[6])
+    if seventh <= 3:
+        century = 1900
+    elif seventh in (4, 9):
+        century = 2000 if yy <= 36 else 1900
+    else:
+        century = 2000 if yy <= 57 else 1800
+    try:
+        return dt.date(century + yy, month, day)
+    except ValueError:
+        return None
+
 # Code systems.
 SKS_D = "urn:oid:1.2.208.176.2.4.12"  # SKS, the diagnosis classification (D + a WHO ICD-10 code)
 ICPC_2 = "urn:oid:1.2.208.176.2.31"  # ICPC-2, the Danish general practitioners' classification

@@ -1,0 +1,500 @@
+"""MHD ITI-65 Provide Document Bundle, and FHIR update (PUT) of a document Bundle.
+
+ITI-65 (IHE MHD 4.2, 2:3.65): `POST [base]` with a transaction Bundle holding the SubmissionSet List, one
+DocumentReference per document and each document, as a Binary (base64 of the document's bytes) or as the document
+Bundle itself; the entries reference each other by fullUrl (urn:uuid). Each document goes the way every submission
+goes (app._prepare: the validator, the derived metadata, the access rule, replacement by `relatesTo` as by
+`?replaces=`); the DocumentReference the vendor supplied is checked against MedCom's DocumentReference profile and
+against what the server derives from the document, a mismatch answered with the XDS error code IHE lists (ITI TF-3
+Table 4.2.4.1-2) in `issue.details.coding`. Then everything is stored in one database transaction (all or nothing)
+and answered with a transaction-response, one entry per request entry, in order.
+
+`PUT [base]/Bundle/{id}` is FHIR's update-as-create of a document whose Bundle.id is {id}: what fhirpy's `save()`
+and `create()` send for a resource with an id. Documents are immutable: the same bytes again are answered as
+stored, other bytes under a stored id are refused (409); a new version is a new document that replaces the old.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+import uuid
+from typing import Any
+
+import anyio
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from kroniker.reference_server import inputs
+from kroniker.reference_server.app import (
+    FHIR_JSON,
+    ApiError,
+    Call,
+    Prepared,
+    _etag,
+    _override,
+    _prepare,
+    _read_decision,
+    _record,
+    base_url,
+    fhir,
+)
+from kroniker.reference_server.audit import AuditRecord
+from kroniker.reference_server.metadata import instant
+from kroniker.reference_server.store import SYSTEM_ALIASES, Conflict, StaleReplacement, Submission
+from kroniker.validators.identifiers import CPR_SYSTEM, SOR_SYSTEM
+from kroniker.validators.render import operation_outcome
+from kroniker.validators.source import Unreadable, parse
+
+# IHE MHD's List types (https://profiles.ihe.net/ITI/MHD/CodeSystem/MHDlistTypes): submissionset, folder.
+LIST_TYPES = "https://profiles.ihe.net/ITI/MHD/CodeSystem/MHDlistTypes"
+# relatesTo codes the server does not act on, and the warning IHE gives for each (ITI-65 Table 2:3.65.4.1.3-1;
+# IHE names none for signs: kroniker's own code).
+NOT_PROCESSED = {"transforms": "PartialTransformContentNotProcessed", "appends": "PartialAppendContentNotProcessed",
+                 "signs": "relation-not-processed"}
+DOCUMENT_MEDIA = {"application/fhir+json": "application/fhir+json", "application/json": "application/fhir+json",
+                  "application/fhir+xml": "application/fhir+xml", "application/xml": "application/fhir+xml"}
+
+
+def _d(value: Any) -> dict[str, Any]:
+    """An element that must be an object: itself, or {} when it is not one (what the checks then say about it)."""
+    return value if isinstance(value, dict) else {}
+
+
+def _l(value: Any) -> list[Any]:
+    """An element that must be an array: itself, or [] when it is not one."""
+    return value if isinstance(value, list) else []
+
+
+def _s(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def is_provide_bundle(data: dict[str, Any]) -> bool:
+    """Whether a transaction is an ITI-65 submission: it carries a List (the SubmissionSet)."""
+    return any(isinstance(e, dict) and isinstance(e.get("resource"), dict)
+               and e["resource"].get("resourceType") == "List" for e in _l(data.get("entry")))
+
+
+def _codes(concept: Any) -> list[tuple[str | None, str]]:
+    if not isinstance(concept, dict):
+        return []
+    return [(_s(c.get("system")), c["code"]) for c in _l(concept.get("coding"))
+            if isinstance(c, dict) and isinstance(c.get("code"), str)]
+
+
+def _same_system(a: str | None, b: str | None) -> bool:
+    return a is None or b is None or a == b or SYSTEM_ALIASES.get(a) == b
+
+
+class Transaction:
+    """The entries of an ITI-65 transaction, by kind, and its references resolved by fullUrl."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        entries = data.get("entry")
+        if not isinstance(entries, list) or not entries:
+            raise ApiError(400, "mhd-entry", code="structure", finding="XDSRegistryMetadataError", index=0)
+        self.entries: list[dict[str, Any]] = []
+        self.by_url: dict[str, int] = {}
+        for i, e in enumerate(entries):
+            resource = e.get("resource") if isinstance(e, dict) else None
+            request = e.get("request") if isinstance(e, dict) else None
+            full_url = e.get("fullUrl") if isinstance(e, dict) else None
+            if not (isinstance(resource, dict) and isinstance(request, dict) and isinstance(full_url, str)
+                    and request.get("method") == "POST" and request.get("url") == resource.get("resourceType")):
+                raise ApiError(400, "mhd-entry", code="structure", finding="XDSRegistryMetadataError", index=i)
+            kind = resource.get("resourceType")
+            if kind not in ("List", "DocumentReference", "Binary", "Bundle"):
+                raise ApiError(422, "mhd-unsupported", code="not-supported", finding="XDSRegistryMetadataError",
+                               index=i, type=str(kind)[:40])
+            if full_url in self.by_url:
+                raise ApiError(400, "mhd-entry", code="structure", finding="XDSRegistryMetadataError", index=i)
+            self.by_url[full_url] = i
+            self.entries.append(resource)
+        lists = [i for i, r in enumerate(self.entries) if r["resourceType"] == "List"]
+        self.docrefs = [i for i, r in enumerate(self.entries) if r["resourceType"] == "DocumentReference"]
+        if len(lists) != 1:
+            raise ApiError(422, "mhd-submissionset", code="business-rule", finding="XDSRegistryMetadataError",
+                           detail=f"{len(lists)} List entries, one SubmissionSet expected")
+        self.list_index = lists[0]
+        self.submission_set = self.entries[self.list_index]
+        if ("submissionset" not in [c for s, c in _codes(self.submission_set.get("code"))
+                                    if s in (None, LIST_TYPES)]):
+            raise ApiError(422, "mhd-submissionset", code="business-rule", finding="XDSRegistryMetadataError",
+                           detail="List.code is not submissionset (folders are not kept here)")
+        if not self.docrefs:
+            raise ApiError(422, "mhd-submissionset", code="business-rule", finding="XDSMissingDocumentMetadata",
+                           detail="no DocumentReference")
+        listed = []
+        for item in _l(self.submission_set.get("entry")):
+            ref = _d(_d(item).get("item")).get("reference")
+            listed.append(self.resolve(ref, self.list_index))
+        if sorted(listed) != sorted(self.docrefs):
+            raise ApiError(422, "mhd-submissionset", code="business-rule", finding="XDSRegistryMetadataError",
+                           detail="List.entry does not name each DocumentReference of the transaction once")
+        # Each DocumentReference names its document; each document has its one DocumentReference.
+        self.document_of: dict[int, int] = {}
+        for i in self.docrefs:
+            content = self.entries[i].get("content")
+            attachment = content[0].get("attachment") if isinstance(content, list) and len(content) == 1 \
+                and isinstance(content[0], dict) else None
+            url = attachment.get("url") if isinstance(attachment, dict) else None
+            target = self.by_url.get(url) if isinstance(url, str) else None
+            if target is None or self.entries[target]["resourceType"] not in ("Binary", "Bundle"):
+                raise ApiError(422, "mhd-missing-document", code="business-rule", finding="XDSMissingDocument",
+                               index=i, url=str(url)[:200])
+            if target in self.document_of.values():
+                raise ApiError(422, "mhd-missing-metadata", code="business-rule",
+                               finding="XDSMissingDocumentMetadata", index=target)
+            self.document_of[i] = target
+        for i, r in enumerate(self.entries):
+            if r["resourceType"] in ("Binary", "Bundle") and i not in self.document_of.values():
+                raise ApiError(422, "mhd-missing-metadata", code="business-rule",
+                               finding="XDSMissingDocumentMetadata", index=i)
+
+    def resolve(self, ref: Any, index: int) -> int:
+        """The entry a reference within the transaction names (by fullUrl), or UnresolvedReferenceException."""
+        if not isinstance(ref, str) or ref not in self.by_url:
+            raise ApiError(422, "mhd-unresolved", code="not-found", finding="UnresolvedReferenceException",
+                           index=index, reference=str(ref)[:200])
+        return self.by_url[ref]
+
+    def document_bytes(self, index: int) -> bytes:
+        """The document's bytes: a Binary's data decoded, or the document Bundle as JSON."""
+        r = self.entries[index]
+        if r["resourceType"] == "Bundle":
+            try:
+                return json.dumps(r, ensure_ascii=False).encode("utf-8")
+            except UnicodeEncodeError:  # a lone surrogate: escaped, and refused as such by the submission
+                return json.dumps(r).encode("ascii")
+        data = r.get("data")
+        if DOCUMENT_MEDIA.get(inputs.media_type(_s(r.get("contentType"))) or "") is None or not isinstance(data, str):
+            raise ApiError(422, "mhd-binary", code="business-rule", finding="XDSMissingDocument", index=index,
+                           found=str(r.get("contentType"))[:60])
+        try:
+            return base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError):
+            raise ApiError(422, "mhd-binary", code="business-rule", finding="XDSMissingDocument", index=index,
+                           found="base64") from None
+
+
+def _subject_cpr(subject: Any, holder: dict[str, Any], tx: Transaction, index: int) -> str | None:
+    """The CPR number a subject names: by identifier, a contained Patient (#id), a Patient entry of the
+    transaction (fullUrl), or Patient/<CPR> (the server's Patient ids are CPR numbers)."""
+    if not isinstance(subject, dict):
+        return None
+    ident = subject.get("identifier")
+    if isinstance(ident, dict) and ident.get("system") == CPR_SYSTEM and isinstance(ident.get("value"), str):
+        return ident["value"]
+    ref = subject.get("reference")
+    if not isinstance(ref, str):
+        return None
+    patient: Any = None
+    if ref.startswith("#"):
+        patient = next((c for c in _l(holder.get("contained")) if isinstance(c, dict) and c.get("id") == ref[1:]),
+                       None)
+    elif ref.startswith("urn:"):
+        patient = tx.entries[tx.resolve(ref, index)]
+    else:
+        found = re.fullmatch(r"(?:.*/)?Patient/([0-9]{10})", ref)
+        return found.group(1) if found else None
+    if not isinstance(patient, dict) or patient.get("resourceType") != "Patient":
+        return None
+    return next((i["value"] for i in _l(patient.get("identifier")) if isinstance(i, dict)
+                 and i.get("system") == CPR_SYSTEM and isinstance(i.get("value"), str)), None)
+
+
+def _author_sors(docref: dict[str, Any]) -> list[str]:
+    """The SOR numbers of the organisations the supplied DocumentReference names as author."""
+    out = []
+    contained = {c["id"]: c for c in _l(docref.get("contained"))
+                 if isinstance(c, dict) and isinstance(c.get("id"), str)}
+    for a in _l(docref.get("author")):
+        if not isinstance(a, dict):
+            continue
+        org = contained.get(a["reference"][1:]) if isinstance(a.get("reference"), str) \
+            and a["reference"].startswith("#") else None
+        idents = _l(_d(org).get("identifier"))
+        if isinstance(a.get("identifier"), dict):
+            idents = [a["identifier"]]
+        out += [i["value"] for i in idents if isinstance(i, dict) and i.get("system") == SOR_SYSTEM
+                and isinstance(i.get("value"), str)]
+    return out
+
+
+def _mismatch(index: int, field: str, found: Any, expected: Any, finding: str = "XDSRegistryMetadataError",
+              key: str = "mhd-metadata") -> ApiError:
+    return ApiError(422, key, code="business-rule", finding=finding, index=index, field=field,
+                    found=str(found)[:200], expected=str(expected)[:200])
+
+
+def check_supplied(call: Call, tx: Transaction, index: int, p: Prepared) -> None:
+    """The vendor's DocumentReference against MedCom's profile and against what the server derived."""
+    d, meta = tx.entries[index], p.meta
+    master = _s(_d(d.get("masterIdentifier")).get("value"))
+    if master != meta.master_identifier:
+        raise _mismatch(index, "masterIdentifier", master, meta.master_identifier, "XDSDocumentUniqueIdError",
+                        "mhd-unique-id")
+    cpr = _subject_cpr(d.get("subject"), d, tx, index)
+    if cpr is None:
+        raise ApiError(422, "mhd-unknown-patient", code="business-rule", finding="XDSUnknownPatientId",
+                       index=index)
+    if cpr != meta.patient_cpr:
+        raise _mismatch(index, "subject", cpr, meta.patient_cpr, "XDSPatientIdDoesNotMatch", "mhd-patient")
+    listed = _subject_cpr(tx.submission_set.get("subject"), tx.submission_set, tx, tx.list_index)
+    if listed != meta.patient_cpr:
+        raise _mismatch(tx.list_index, "List.subject", listed, meta.patient_cpr, "XDSPatientIdDoesNotMatch",
+                        "mhd-patient")
+    types = _codes(d.get("type"))
+    if not any(c == meta.type_code and _same_system(s, meta.type_system) for s, c in types):
+        raise _mismatch(index, "type", ", ".join(c for _, c in types) or "-", meta.type_code)
+    categories = [c for cc in _l(d.get("category")) for _, c in _codes(cc)]
+    if categories and meta.category_code not in categories:
+        raise _mismatch(index, "category", ", ".join(categories), meta.category_code)
+    sors = _author_sors(d)
+    if any(s != meta.author_org_sor for s in sors):
+        raise _mismatch(index, "author", ", ".join(sors), meta.author_org_sor)
+    context: dict[str, Any] = d["context"] if isinstance(d.get("context"), dict) else {}
+    start = _s(_d(context.get("period")).get("start"))
+    if start is not None and (_instant(start) != meta.service_start):
+        raise _mismatch(index, "context.period.start", start, meta.service_start)
+    derived_events = {c for _, c in meta.events}
+    events = [c for ev in _l(context.get("event")) for _, c in _codes(ev)]
+    if any(c not in derived_events for c in events):
+        raise _mismatch(index, "context.event", ", ".join(events), ", ".join(sorted(derived_events)) or "-")
+    labels = [c for label in _l(d.get("securityLabel")) for _, c in _codes(label)]
+    if labels and (meta.confidentiality or "N") not in labels:
+        raise _mismatch(index, "securityLabel", ", ".join(labels), meta.confidentiality or "N")
+    attachment = d["content"][0]["attachment"]
+    creation, derived_creation = _s(attachment.get("creation")), meta.docref["content"][0]["attachment"].get("creation")
+    if creation is not None and _instant(creation) != _instant(derived_creation):
+        raise _mismatch(index, "content.attachment.creation", creation, derived_creation)
+    media = DOCUMENT_MEDIA.get(inputs.media_type(_s(attachment.get("contentType"))) or "")
+    if media != p.content_type:
+        raise _mismatch(index, "content.attachment.contentType", attachment.get("contentType"), p.content_type,
+                        "XDSRepositoryMetadataError", "mhd-repository")
+    if "size" in attachment and attachment["size"] != len(p.body):
+        raise _mismatch(index, "content.attachment.size", attachment["size"], len(p.body), "XDSNonIdenticalSize",
+                        "mhd-repository")
+    sha1 = base64.b64encode(hashlib.sha1(p.body).digest()).decode("ascii")
+    if "hash" in attachment and attachment["hash"] != sha1:
+        raise _mismatch(index, "content.attachment.hash", attachment["hash"], sha1, "XDSNonIdenticalHash",
+                        "mhd-repository")
+    # MedCom's DocumentReference profile (medcom.fhir.dk.document; the ConditionList's own for diagnosis cards),
+    # with the server's own retrieve URL where the vendor wrote the transaction's urn:uuid.
+    supplied = json.loads(json.dumps(d))
+    supplied["content"][0]["attachment"]["url"] = meta.docref["content"][0]["attachment"]["url"]
+    supplied.pop("relatesTo", None)  # the target is checked by the replacement rules, not by the profile
+    standard = p.report.standard
+    assert standard is not None, "a prepared document's standard is known"
+    report = call.ctx.validator.validate_resource(supplied, meta.profile, standard, trusted=p.bundled)
+    call.ctx.validator.save_plans()
+    if not report.valid:
+        oo = operation_outcome(report, call.lang)
+        raise ApiError(422, "mhd-profile", code="invalid", finding="XDSRegistryMetadataError", index=index,
+                       profile=meta.profile, detail="; ".join(
+                           i["diagnostics"] for i in oo["issue"] if i["severity"] == "error")[:2000])
+
+
+def _instant(value: Any) -> Any:
+    try:
+        return instant(value)
+    except (ValueError, OverflowError):
+        return None
+
+
+def _replaces(d: dict[str, Any], index: int) -> tuple[str | None, list[str]]:
+    """The DocumentReference a supplied one replaces (relatesTo code replaces), and the warnings for codes the
+    server does not act on."""
+    replaced, warnings = None, []
+    for rel in _l(d.get("relatesTo")):
+        code = _s(_d(rel).get("code"))
+        if code == "replaces":
+            ref = _s(_d(rel.get("target")).get("reference"))
+            found = re.fullmatch(r"(?:.*/)?DocumentReference/([A-Za-z0-9\-.]{1,64})(?:/_history/.*)?",
+                                 ref or "")
+            if found is None or replaced is not None:
+                raise ApiError(422, "mhd-relates-to", code="business-rule", finding="XDSRegistryMetadataError",
+                               index=index, reference=str(ref)[:200])
+            replaced = found.group(1)
+        elif code in NOT_PROCESSED:
+            warnings.append(NOT_PROCESSED[code])
+        else:
+            raise ApiError(422, "mhd-relates-to", code="business-rule", finding="XDSRegistryMetadataError",
+                           index=index, reference=str(code)[:40])
+    return replaced, warnings
+
+
+async def provide_bundle(call: Call, data: dict[str, Any]) -> Response:
+    """ITI-65: the transaction checked whole, then stored whole."""
+    decision = call.rule(call.who, call.who.sor)  # whether this caller may submit at all comes first
+    if not decision.allowed:
+        raise ApiError(decision.status, decision.reason, code="forbidden")
+    return await anyio.to_thread.run_sync(_provide, call, data, limiter=call.ctx.submitting)
+
+
+def _provide(call: Call, data: dict[str, Any]) -> Response:
+    patient: list[str] = []
+    try:
+        return _provide_checked(call, data, patient)
+    except ApiError as exc:
+        if patient:  # the refusal is in the patient's audit trail (not in MinLog: a source's submission)
+            exc.params.setdefault("patient", patient[0])
+        raise
+
+
+def _provide_checked(call: Call, data: dict[str, Any], patient: list[str]) -> Response:
+    ctx, principal = call.ctx, call.who
+    tx = Transaction(data)
+    prepared: dict[int, Prepared] = {}
+    warnings: dict[int, list[str]] = {}
+    for index in tx.docrefs:
+        replaces, warnings[index] = _replaces(tx.entries[index], index)
+        document = tx.document_of[index]
+        p = _prepare(call, tx.document_bytes(document), replaces)
+        if isinstance(p, Response):
+            return p  # the document's findings (422), its refusal audited
+        patient.append(p.meta.patient_cpr)
+        check_supplied(call, tx, index, p)
+        prepared[index] = p
+    identifiers = [p.meta.master_identifier for p in prepared.values()]
+    if len(set(identifiers)) != len(identifiers):
+        raise ApiError(422, "mhd-unique-id-twice", code="duplicate", finding="XDSDocumentUniqueIdError")
+    set_id = str(uuid.uuid4())
+    items = [Submission(p.meta, p.body, p.content_type, p.standard, AuditRecord(
+        "replace" if p.replaces else "submit", principal, patient_cpr=p.meta.patient_cpr, purpose="TREAT",
+        detail={"master_identifier": p.meta.master_identifier, "standard": p.standard, "transaction": "ITI-65",
+                "submission_set": set_id}), p.replaces) for p in prepared.values()]
+    submission_set = _stored_list(tx, set_id, prepared)
+    row = {"id": set_id, "resource_type": "List", "kind": "submissionset", "patient_cpr": items[0].meta.patient_cpr,
+           "questionnaire": None, "derived_from": None, "submitter": principal.actor, "resource": submission_set}
+    try:
+        stored = ctx.store.submit_many(items, principal.sor or "", [row])
+    except Conflict as exc:
+        raise ApiError(409, "duplicate-identifier", code="duplicate", finding="XDSDuplicateUniqueIdInRegistry",
+                       identifier=str(exc)) from None
+    except StaleReplacement as exc:
+        raise ApiError(422, "replace-not-current", code="business-rule", id=str(exc)) from None
+    url = base_url(call.request, ctx.settings)
+    by_index = dict(zip(prepared, stored, strict=True))
+    doc_by_entry = {tx.document_of[i]: s for i, s in by_index.items()}
+    answer = []
+    for i in range(len(tx.entries)):
+        if i == tx.list_index:
+            when = stored[0].docref(url)["meta"]["lastUpdated"]
+            answer.append({"response": {"status": "201 Created", "location": f"{url}/fhir/List/{set_id}/_history/1",
+                                        "etag": 'W/"1"', "lastModified": when}})
+        elif i in by_index:
+            s = by_index[i]
+            docref = s.docref(url)
+            entry: dict[str, Any] = {"fullUrl": f"{url}/fhir/DocumentReference/{s.id}", "resource": docref,
+                                     "response": {"status": "201 Created",
+                                                  "location": f"{url}/fhir/DocumentReference/{s.id}/_history/1",
+                                                  "etag": _etag(s)["ETag"],
+                                                  "lastModified": docref["meta"]["lastUpdated"]}}
+            if warnings[i]:
+                entry["response"]["outcome"] = {"resourceType": "OperationOutcome", "issue": [{
+                    "severity": "warning", "code": "not-supported",
+                    "details": {"coding": [{"system": "urn:kroniker:finding", "code": w}]},
+                    "diagnostics": w} for w in warnings[i]]}
+            answer.append(entry)
+        else:
+            s = doc_by_entry[i]
+            answer.append({"response": {"status": "201 Created", "location": f"{url}/fhir/Bundle/{s.id}",
+                                        "etag": 'W/"1"'}})
+    return fhir({"resourceType": "Bundle", "id": str(uuid.uuid4()), "type": "transaction-response",
+                 "entry": answer})
+
+
+def _stored_list(tx: Transaction, set_id: str, prepared: dict[int, Prepared]) -> dict[str, Any]:
+    """The SubmissionSet List as the server keeps it: its own id, the entries pointing at the stored
+    DocumentReferences, the subject as the patient's CPR."""
+    lst = json.loads(json.dumps(tx.submission_set))
+    lst["id"] = set_id
+    lst["meta"] = {"versionId": "1"}
+    first = next(iter(prepared.values())).meta
+    lst["subject"] = {"identifier": {"system": CPR_SYSTEM, "value": first.patient_cpr}}
+    lst["entry"] = [{"item": {"reference": f"DocumentReference/{p.meta.id}"}} for p in prepared.values()]
+    lst.pop("contained", None)
+    return lst
+
+
+async def read_list(call: Call) -> Response:
+    return await run_in_threadpool(_read_list, call)
+
+
+def _read_list(call: Call) -> Response:
+    """GET [base]/List/{id}: a SubmissionSet, for whoever may read all of its documents (may_read)."""
+    ctx, principal = call.ctx, call.who
+    rid = inputs.resource_id(call.request.path_params["id"], "unknown-resource")
+    row = ctx.store.clinical_one("List", rid)
+    not_here = ApiError(404, "unknown-resource", code="not-found", type="List", id=rid)
+    if row is None:
+        raise not_here
+    patient = row["patient_cpr"]
+    try:
+        decision = _read_decision(ctx, call.rule, principal, patient, _override(call))
+    except ApiError as exc:
+        if exc.key == "citizen-other-patient":  # whether it exists is itself health data
+            raise not_here from None
+        raise
+    resource = row["resource"]
+    ids = [e["item"]["reference"].split("/", 1)[1] for e in resource.get("entry", [])]
+    docs = [ctx.store.get(i) for i in ids]
+    if decision.nothing or not all(d is not None and decision.visible(d.info) for d in docs):
+        _record(ctx, AuditRecord("read-List", principal, outcome="4", patient_cpr=patient, reason="blocked",
+                                 minlog=False, detail={"id": rid}))
+        raise not_here
+    _record(ctx, AuditRecord("read-List", principal, patient_cpr=patient, documents=ids,
+                             purpose="PATRQT" if principal.role == "citizen" else "TREAT",
+                             override=decision.override, minlog=decision.minlog, detail={"id": rid}))
+    resource.setdefault("meta", {})["lastUpdated"] = row["created"].isoformat() + "+00:00"
+    return fhir(resource)
+
+
+# -- PUT [base]/Bundle/{id} --------------------------------------------------------------------------------
+
+async def put_document(call: Call) -> Response:
+    decision = call.rule(call.who, call.who.sor)
+    if not decision.allowed:
+        raise ApiError(decision.status, decision.reason, code="forbidden")
+    content_type = inputs.media_type(call.request.headers.get("content-type")) or FHIR_JSON
+    if content_type not in DOCUMENT_MEDIA:
+        raise ApiError(415, "media-type", code="not-supported", found=content_type)
+    return await anyio.to_thread.run_sync(_put, call, limiter=call.ctx.submitting)
+
+
+def _put(call: Call) -> Response:
+    ctx, principal = call.ctx, call.who
+    doc_id = call.request.path_params["id"]
+    try:
+        data = parse(call.body, ctx.validator.limits).data
+        found = data.get("id") if isinstance(data, dict) else None
+    except Unreadable:
+        found = doc_id  # not a readable document: _prepare says what is wrong with it
+    if found != doc_id or not inputs.ID.fullmatch(doc_id):
+        raise ApiError(400, "put-id", code="invalid", id=doc_id[:64], found=str(found)[:64])
+    sha = hashlib.sha256(call.body).hexdigest()
+    existing = ctx.store.get(doc_id)
+    if existing is not None and existing.row["content_sha256"] != sha:
+        raise ApiError(409, "document-immutable", code="conflict", id=doc_id)
+    p = _prepare(call, call.body, None, doc_id)
+    if isinstance(p, Response):
+        return p
+    rec = AuditRecord("submit", principal, patient_cpr=p.meta.patient_cpr, purpose="TREAT",
+                      detail={"master_identifier": p.meta.master_identifier, "standard": p.standard,
+                              "interaction": "update"})
+    try:
+        stored, created = ctx.store.submit(p.meta, p.body, p.content_type, p.standard, principal.sor or "", rec)
+    except Conflict:
+        raise ApiError(409, "duplicate-identifier", code="duplicate", finding="XDSDuplicateUniqueIdInRegistry",
+                       identifier=p.meta.master_identifier) from None
+    if stored.id != doc_id:  # these bytes are stored already, under the id a POST gave them
+        raise ApiError(409, "document-immutable", code="conflict", id=doc_id)
+    url = base_url(call.request, ctx.settings)
+    headers = {"Location": f"{url}/fhir/Bundle/{doc_id}", **_etag(stored)}
+    return Response(stored.row["content"], 201 if created else 200, headers, media_type=stored.row["content_type"])
+

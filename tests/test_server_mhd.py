@@ -1,0 +1,433 @@
+"""MHD ITI-65 Provide Document Bundle (IHE MHD 4.2, 2:3.65) and PUT [base]/Bundle/{id}, over HTTP, on SQLite and
+PostgreSQL: the SubmissionSet, its DocumentReferences and their documents (Binary or the Bundle itself) stored
+all or nothing, the vendor's DocumentReference checked against the document and MedCom's profile with the XDS
+error codes IHE lists (ITI TF-3 Table 4.2.4.1-2), replacement by relatesTo, and the wrong role refused."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from tests.mhd_support import docrefs, provide_bundle, urn
+from tests.server_support import (
+    ADMIN,
+    FHIR_JSON,
+    OTHER_CLINIC,
+    Server,
+    card,
+    citizen,
+    clinician,
+    encode,
+    finding_codes,
+    ids,
+    is_outcome,
+    new_patient,
+    note,
+    source,
+)
+
+pytestmark = pytest.mark.network
+
+
+def post(server: Server, tx: dict[str, Any], who: Any = None) -> Any:
+    return server.request("POST", "/fhir", who or source(), content=encode(tx), headers={"Content-Type": FHIR_JSON})
+
+
+def path_of(location: str, server: Server) -> str:
+    assert location.startswith(server.url), location
+    return location[len(server.url):]
+
+
+def audit_rows(server: Server, cpr: str) -> list[dict[str, Any]]:
+    with server.engine.connect() as conn:
+        return [dict(r) for r in conn.execute(sa.text(
+            "SELECT action, outcome, reason FROM audit_events WHERE patient_cpr = :cpr ORDER BY seq"),
+            {"cpr": cpr}).mappings()]
+
+
+@pytest.mark.parametrize("binary", [True, False], ids=["binary", "bundle"])
+def test_a_provide_document_bundle_is_stored_and_answered_entry_by_entry(server: Server, binary: bool) -> None:
+    p = new_patient("Mads", "Mhd")
+    doc = note(p)
+    tx = provide_bundle(doc, binary=binary)
+    r = post(server, tx)
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    assert answer["type"] == "transaction-response"
+    # one entry per request entry, in the request's order (ITI-65 2:3.65.4.2.2), each created with a location
+    assert len(answer["entry"]) == len(tx["entry"]) == 3
+    assert [e["response"]["status"] for e in answer["entry"]] == ["201 Created"] * 3
+    list_loc, ref_loc, doc_loc = (e["response"]["location"] for e in answer["entry"])
+    assert "/fhir/List/" in list_loc and list_loc.endswith("/_history/1")
+    assert "/fhir/DocumentReference/" in ref_loc and ref_loc.endswith("/_history/1")
+    me = citizen(p)
+    docref = server.get(path_of(ref_loc, server), me)
+    assert docref.status_code == 200, docref.text
+    assert docref.json()["masterIdentifier"]["value"] == doc["entry"][0]["resource"]["identifier"]["value"]
+    # the document retrieved is the document sent (the Binary's bytes; the Bundle as JSON)
+    content = server.get(path_of(doc_loc, server), me)
+    assert content.status_code == 200
+    if binary:
+        assert content.content == encode(doc)
+    else:
+        assert json.loads(content.content) == doc
+    assert docref.json()["content"][0]["attachment"]["url"] == doc_loc
+    submission_set = server.get(path_of(list_loc, server).removesuffix("/_history/1"), me)
+    assert submission_set.status_code == 200, submission_set.text
+    assert submission_set.json()["entry"] == [{"item": {"reference": f"DocumentReference/{docref.json()['id']}"}}]
+    assert submission_set.json()["code"] == tx["entry"][0]["resource"]["code"]
+    assert ids(server.search(me, p).json()) == {docref.json()["id"]}
+    assert [a["action"] for a in audit_rows(server, p.cpr)][:1] == ["submit"]
+
+
+def test_a_diagnosis_card_is_provided_with_its_own_document_reference(server: Server) -> None:
+    p = new_patient("Carl", "Kort")
+    doc = card(p)
+    r = post(server, provide_bundle(doc))
+    assert r.status_code == 200, r.text
+    docref = r.json()["entry"][1]["resource"]
+    assert docref["masterIdentifier"]["value"] == doc["identifier"]["value"]  # ConditionList: Bundle.identifier
+    assert docref["meta"]["profile"] == ["http://medcomfhir.dk/ig/conditionlist/StructureDefinition/"
+                                         "medcom-conditionlist-documentreference"]
+    # LOINC by its URL is the same code as by its OID (no metadata mismatch), but MedCom's profile for the card
+    # binds the type to a value set written with the OID: refused as not meeting the profile
+    loinc_url = provide_bundle(card(p))
+    docrefs(loinc_url)[0]["type"]["coding"][0]["system"] = "http://loinc.org"
+    by_url = post(server, loinc_url)
+    assert by_url.status_code == 422 and "XDSRegistryMetadataError" in finding_codes(by_url.json())
+    assert "medcom-conditionlist-documentreference" in by_url.json()["issue"][0]["diagnostics"]
+    tx = provide_bundle(card(p))
+    docrefs(tx)[0]["type"]["coding"][0]["code"] = "11488-4"  # another LOINC code: not the card's
+    wrong = post(server, tx)
+    assert wrong.status_code == 422 and "XDSRegistryMetadataError" in finding_codes(wrong.json())
+
+
+def test_two_documents_in_one_transaction_are_both_stored(server: Server) -> None:
+    p = new_patient("Tove", "To")
+    r = post(server, provide_bundle(note(p), note(p)))
+    assert r.status_code == 200, r.text
+    assert len(ids(server.search(citizen(p), p).json())) == 2
+
+
+def test_a_document_replaced_by_relates_to(server: Server) -> None:
+    p = new_patient("Rasmus", "Erstat")
+    old = server.shared(source(), note(p))
+    r = post(server, provide_bundle(note(p), replaces=old["id"]))
+    assert r.status_code == 200, r.text
+    new = r.json()["entry"][1]["resource"]
+    assert new["relatesTo"] == [{"code": "replaces", "target": {"reference": f"DocumentReference/{old['id']}"}}]
+    assert server.status_of(old["id"]) == "superseded"
+    assert ids(server.search(citizen(p), p).json()) == {new["id"]}
+    # replacing it again: it is no longer current
+    again = post(server, provide_bundle(note(p), replaces=old["id"]))
+    assert again.status_code == 422 and "replace-not-current" in finding_codes(again.json())
+
+
+def test_another_clinics_document_is_not_replaced_through_relates_to(server: Server) -> None:
+    p = new_patient("Aase", "Anden")
+    theirs = server.shared(source(OTHER_CLINIC), note(p, OTHER_CLINIC))
+    before = server.rows()
+    r = post(server, provide_bundle(note(p), replaces=theirs["id"]))
+    assert r.status_code == 403 and "replace-other-organisation" in finding_codes(r.json())
+    assert server.status_of(theirs["id"]) == "current"
+    assert server.rows()["documents"] == before["documents"]
+
+
+def test_a_relation_the_server_does_not_act_on_is_a_warning(server: Server) -> None:
+    p = new_patient("Vera", "Varsel")
+    tx = provide_bundle(note(p))
+    docrefs(tx)[0]["relatesTo"] = [{"code": "transforms", "target": {"reference": "DocumentReference/x"}}]
+    r = post(server, tx)
+    assert r.status_code == 200, r.text
+    outcome = r.json()["entry"][1]["response"]["outcome"]
+    assert outcome["issue"][0]["severity"] == "warning"
+    assert finding_codes(outcome) == {"PartialTransformContentNotProcessed"}  # ITI-65 Table 2:3.65.4.1.3-1
+
+
+def _other_cpr(tx: dict[str, Any]) -> None:
+    patient = docrefs(tx)[0]["contained"][0]
+    patient["identifier"][0]["value"] = new_patient().cpr
+
+
+def _list_subject(tx: dict[str, Any]) -> None:
+    tx["entry"][0]["resource"]["subject"]["identifier"]["value"] = new_patient().cpr
+
+
+def _no_subject(tx: dict[str, Any]) -> None:
+    del docrefs(tx)[0]["subject"]
+
+
+def _master(tx: dict[str, Any]) -> None:
+    docrefs(tx)[0]["masterIdentifier"]["value"] = urn()
+
+
+def _type(tx: dict[str, Any]) -> None:
+    docrefs(tx)[0]["type"] = {"coding": [{"system": "http://snomed.info/sct", "code": "371530004"}]}
+
+
+def _author(tx: dict[str, Any]) -> None:
+    docrefs(tx)[0]["contained"][1]["identifier"][0]["value"] = OTHER_CLINIC.sor
+
+
+def _period(tx: dict[str, Any]) -> None:
+    docrefs(tx)[0]["context"]["period"]["start"] = "2020-01-01T10:00:00+01:00"
+
+
+def _confidentiality(tx: dict[str, Any]) -> None:
+    docrefs(tx)[0]["securityLabel"][0]["coding"][0]["code"] = "R"  # the note is N (normal)
+
+
+def _creation(tx: dict[str, Any]) -> None:
+    docrefs(tx)[0]["content"][0]["attachment"]["creation"] = "2025-01-01T00:00:00+01:00"  # not Bundle.timestamp
+
+
+def _nowhere(tx: dict[str, Any]) -> None:
+    docrefs(tx)[0]["content"][0]["attachment"]["url"] = urn()
+
+
+def _extra_binary(tx: dict[str, Any]) -> None:
+    tx["entry"].append({"fullUrl": urn(), "resource": dict(tx["entry"][2]["resource"]),
+                        "request": {"method": "POST", "url": "Binary"}})
+
+
+def _list_item(tx: dict[str, Any]) -> None:
+    tx["entry"][0]["resource"]["entry"][0]["item"]["reference"] = urn()
+
+
+def _hash(tx: dict[str, Any]) -> None:
+    docrefs(tx)[0]["content"][0]["attachment"]["hash"] = base64.b64encode(b"\0" * 20).decode()
+
+
+def _size(tx: dict[str, Any]) -> None:
+    docrefs(tx)[0]["content"][0]["attachment"]["size"] += 1
+
+
+def _content_type(tx: dict[str, Any]) -> None:
+    docrefs(tx)[0]["content"][0]["attachment"]["contentType"] = "application/fhir+xml"
+
+
+def _no_narrative(tx: dict[str, Any]) -> None:
+    del docrefs(tx)[0]["text"]  # MedCom's DocumentReference profile: text 1..1
+
+
+def _folder(tx: dict[str, Any]) -> None:
+    tx["entry"][0]["resource"]["code"]["coding"][0]["code"] = "folder"
+
+
+def _patient_entry(tx: dict[str, Any]) -> None:
+    tx["entry"].append({"fullUrl": urn(), "resource": {"resourceType": "Patient"},
+                        "request": {"method": "POST", "url": "Patient"}})
+
+
+def _bad_binary(tx: dict[str, Any]) -> None:
+    tx["entry"][2]["resource"]["data"] = "not base64!"
+
+
+# (mutation of a valid transaction, HTTP status, the code in issue.details.coding)
+ERRORS: list[tuple[Callable[[dict[str, Any]], None], int, str]] = [
+    (_other_cpr, 422, "XDSPatientIdDoesNotMatch"),
+    (_list_subject, 422, "XDSPatientIdDoesNotMatch"),
+    (_no_subject, 422, "XDSUnknownPatientId"),
+    (_master, 422, "XDSDocumentUniqueIdError"),
+    (_type, 422, "XDSRegistryMetadataError"),
+    (_author, 422, "XDSRegistryMetadataError"),
+    (_period, 422, "XDSRegistryMetadataError"),
+    (_confidentiality, 422, "XDSRegistryMetadataError"),
+    (_creation, 422, "XDSRegistryMetadataError"),
+    (_nowhere, 422, "XDSMissingDocument"),
+    (_bad_binary, 422, "XDSMissingDocument"),
+    (_extra_binary, 422, "XDSMissingDocumentMetadata"),
+    (_list_item, 422, "UnresolvedReferenceException"),
+    (_hash, 422, "XDSNonIdenticalHash"),
+    (_size, 422, "XDSNonIdenticalSize"),
+    (_content_type, 422, "XDSRepositoryMetadataError"),
+    (_no_narrative, 422, "XDSRegistryMetadataError"),
+    (_folder, 422, "XDSRegistryMetadataError"),
+    (_patient_entry, 422, "XDSRegistryMetadataError"),
+]
+
+
+@pytest.mark.parametrize(("mutate", "status", "code"), ERRORS, ids=[m.__name__.strip("_") for m, _, _ in ERRORS])
+def test_each_mhd_error_is_an_operation_outcome_and_stores_nothing(
+        server: Server, mutate: Callable[[dict[str, Any]], None], status: int, code: str) -> None:
+    p = new_patient("Eva", "Fejl")
+    tx = provide_bundle(note(p))
+    mutate(tx)
+    before = server.rows()
+    r = post(server, tx)
+    assert r.status_code == status, r.text
+    assert is_outcome(r)
+    assert code in finding_codes(r.json())
+    after = server.rows()
+    assert {t: n for t, n in after.items() if t != "audit_events"} == \
+        {t: n for t, n in before.items() if t != "audit_events"}
+    assert after["audit_events"] == before["audit_events"] + 1  # the refusal
+
+
+def test_the_profile_error_says_which_profile(server: Server) -> None:
+    tx = provide_bundle(note(new_patient()))
+    _no_narrative(tx)
+    r = post(server, tx, )
+    assert "medcom-contained-documentreference" in r.json()["issue"][0]["diagnostics"]
+    da = server.request("POST", "/fhir", source(), content=encode(tx),
+                        headers={"Content-Type": FHIR_JSON, "Accept-Language": "da"})
+    assert "opfylder ikke MedComs profil" in da.json()["issue"][0]["diagnostics"]
+
+
+def test_an_invalid_last_document_stores_nothing_of_the_transaction(server: Server) -> None:
+    p = new_patient("Hanne", "Halvvejs")
+    first, last = note(p), note(p)
+    del last["entry"][0]["resource"]["subject"]  # the Composition without its subject: not a valid Shared Note
+    tx = provide_bundle(first, last)
+    before = server.rows()
+    r = post(server, tx)
+    assert r.status_code == 422, r.text
+    assert is_outcome(r)
+    assert server.search(citizen(p), p).json().get("entry", []) == []
+    assert {t: n for t, n in server.rows().items() if t != "audit_events"} == \
+        {t: n for t, n in before.items() if t != "audit_events"}
+
+
+def test_a_transaction_whose_last_document_fails_in_the_database_stores_nothing(server: Server) -> None:
+    """The last document's identifier is taken by another stored document: found only when the store inserts it,
+    after the first document's rows are written in the same database transaction, which is rolled back."""
+    p = new_patient("Hugo", "Halvvejs")
+    taken = server.shared(source(), note(p, name="taken-" + p.cpr, note_html="<p>Det første notat.</p>"))
+    first, last = note(p), note(p, name="taken-" + p.cpr, note_html="<p>Et andet notat.</p>")
+    before = server.rows()
+    r = post(server, provide_bundle(first, last))
+    assert r.status_code == 409, r.text
+    assert "XDSDuplicateUniqueIdInRegistry" in finding_codes(r.json())
+    last_record = audit_rows(server, p.cpr)[-1]
+    assert (last_record["action"], last_record["reason"]) == ("refused", "duplicate-identifier")
+    after = server.rows()
+    assert {t: n for t, n in after.items() if t != "audit_events"} == \
+        {t: n for t, n in before.items() if t != "audit_events"}
+    assert ids(server.search(citizen(p), p).json()) == {taken["id"]}  # the first document is not findable
+
+
+def test_only_a_gp_system_provides_and_only_its_own_clinics_documents(server: Server) -> None:
+    p = new_patient("Rolf", "Rolle")
+    tx = provide_bundle(note(p))
+    before = server.rows()
+    for who in (citizen(p), clinician("MHD1"), ADMIN):
+        r = post(server, tx, who)
+        assert r.status_code == 403 and "only-sources-submit" in finding_codes(r.json()), who.role
+    other = post(server, tx, source(OTHER_CLINIC))
+    assert other.status_code == 403 and "not-own-organisation" in finding_codes(other.json())
+    assert server.rows()["documents"] == before["documents"]
+
+
+def test_the_submission_set_is_read_only_by_who_may_read_its_documents(server: Server) -> None:
+    p, stranger = new_patient("Lis", "Liste"), new_patient("Sten", "Fremmed")
+    r = post(server, provide_bundle(note(p)))
+    path = path_of(r.json()["entry"][0]["response"]["location"], server).removesuffix("/_history/1")
+    assert server.get(path, citizen(p)).status_code == 200
+    assert server.get(path, citizen(stranger)).status_code == 404  # not even whether it exists
+    assert server.get(path, source()).status_code == 403
+    assert server.get(path, clinician("NOREL1")).status_code == 403  # no treatment relation
+
+
+# -- PUT [base]/Bundle/{id} ----------------------------------------------------------------------------------
+
+def put(server: Server, doc: dict[str, Any], doc_id: str | None = None, who: Any = None) -> Any:
+    return server.request("PUT", f"/fhir/Bundle/{doc_id or doc['id']}", who or source(), content=encode(doc),
+                          headers={"Content-Type": FHIR_JSON})
+
+
+def test_put_of_a_document_creates_it_under_its_bundle_id_once(server: Server) -> None:
+    p = new_patient("Per", "Put")
+    doc = note(p)
+    r = put(server, doc)
+    assert r.status_code == 201, r.text
+    assert r.headers["location"].endswith(f"/fhir/Bundle/{doc['id']}")
+    assert r.json() == doc
+    read = server.get(f"/fhir/Bundle/{doc['id']}", citizen(p))
+    assert read.status_code == 200 and read.content == encode(doc)
+    assert put(server, doc).status_code == 200  # the same bytes again: as stored
+    changed = json.loads(json.dumps(doc))
+    changed["timestamp"] = "2026-11-21T00:06:00+01:00"
+    again = put(server, changed)
+    assert again.status_code == 409 and "document-immutable" in finding_codes(again.json())
+    assert server.get(f"/fhir/Bundle/{doc['id']}", citizen(p)).content == encode(doc)
+
+
+def test_put_under_another_id_is_refused(server: Server) -> None:
+    doc = note(new_patient())
+    before = server.rows()
+    r = put(server, doc, "some-other-id")
+    assert r.status_code == 400 and "put-id" in finding_codes(r.json())
+    not_an_id = put(server, doc, "x" * 65)  # longer than a FHIR id may be
+    assert not_an_id.status_code == 400 and "put-id" in finding_codes(not_an_id.json())
+    assert server.rows()["documents"] == before["documents"]
+
+
+def test_put_of_an_invalid_document_is_the_validators_answer(server: Server) -> None:
+    doc = note(new_patient())
+    del doc["entry"][0]["resource"]["subject"]
+    r = put(server, doc)
+    assert r.status_code == 422 and is_outcome(r)
+    assert server.get(f"/fhir/Bundle/{doc['id']}", ADMIN).status_code == 404  # nothing stored under the id
+
+
+def test_a_relation_ihe_names_no_warning_for_is_kronikers_own_warning(server: Server) -> None:
+    tx = provide_bundle(note(new_patient()))
+    docrefs(tx)[0]["relatesTo"] = [{"code": "signs", "target": {"reference": "DocumentReference/x"}}]
+    r = post(server, tx)
+    assert r.status_code == 200, r.text
+    assert finding_codes(r.json()["entry"][1]["response"]["outcome"]) == {"relation-not-processed"}
+
+
+def test_put_by_the_wrong_role_is_refused(server: Server) -> None:
+    p = new_patient("Vagn", "Forkert")
+    doc = note(p)
+    for who in (citizen(p), clinician("PUT1"), ADMIN):
+        r = put(server, doc, who=who)
+        assert r.status_code == 403 and "only-sources-submit" in finding_codes(r.json()), who.role
+    r = put(server, doc, who=source(OTHER_CLINIC))
+    assert r.status_code == 403 and "not-own-organisation" in finding_codes(r.json())
+
+
+def test_the_capability_statement_lists_put_and_the_list(server: Server) -> None:
+    cs = server.get("/fhir/metadata").json()
+    by_type = {r["type"]: {i["code"] for i in r["interaction"]} for r in cs["rest"][0]["resource"]}
+    assert {"create", "read", "update"} <= by_type["Bundle"]
+    assert by_type["List"] == {"read"}
+
+
+# Shapes that are not FHIR where the server reads the transaction itself (found by sending every element each of
+# null, a number, a string, an array, an object): each is a 4xx OperationOutcome, and nothing is stored.
+HOSTILE: list[tuple[tuple[Any, ...], Any]] = [
+    (("entry",), 1),
+    (("entry", 0, "resource", "code", "coding"), 1e308),
+    (("entry", 0, "resource", "entry", 0, "item"), "urn:uuid:x"),
+    (("entry", 0, "resource", "entry", 0, "item"), [1]),
+    (("entry", 1, "resource", "type", "coding"), True),
+    (("entry", 1, "resource", "category"), 1),
+    (("entry", 1, "resource", "contained"), True),
+    (("entry", 1, "resource", "contained", 0, "identifier"), -1),
+    (("entry", 1, "resource", "contained", 1, "id"), [None]),
+    (("entry", 1, "resource", "content", 0, "attachment", "contentType"), {"a": 1}),
+    (("entry", 1, "resource", "relatesTo"), [{"code": ["replaces"]}]),
+    (("entry", 1, "resource", "context", "period"), {"start": 7}),
+    (("entry", 2, "resource", "contentType"), ["application/fhir+json"]),
+]
+
+
+@pytest.mark.parametrize(("path", "value"), HOSTILE, ids=[f"{'.'.join(map(str, p))}={v!r}" for p, v in HOSTILE])
+def test_a_hostile_transaction_is_an_operation_outcome(server: Server, path: tuple[Any, ...], value: Any) -> None:
+    tx = provide_bundle(note(new_patient()))
+    target: Any = tx
+    for step in path[:-1]:
+        target = target[step]
+    target[path[-1]] = value
+    before = server.rows()
+    r = post(server, tx)
+    assert 400 <= r.status_code < 500, r.text
+    assert is_outcome(r)
+    assert server.rows()["documents"] == before["documents"]
