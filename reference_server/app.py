@@ -224,7 +224,11 @@ def _handler(spec: RouteSpec, ctx: Context) -> Callable[[Request], Awaitable[Res
         if fhir_route:  # until the query is read (and its _format), refusals answer as Accept asks
             call.wanted = formats.negotiate(request, None)
         response = await answer(call)
-        return formats.render(response, call.wanted)
+        try:
+            return formats.render(response, call.wanted)
+        except Exception:  # never a stack trace to the caller; the log keeps it
+            log.exception("could not write the answer to %s %s as XML", request.method, request.url.path)
+            return outcome(500, "internal", call.lang, code="exception")
 
     async def answer(call: Call) -> Response:
         request = call.request

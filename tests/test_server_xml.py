@@ -547,3 +547,55 @@ def test_xml_on_postgresql_too(pg_server: Server) -> None:
         CASES[key](pg_server, w, "accept")
     with pg_server.engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM documents")).scalar_one() >= 2
+
+
+# -- the writer on what the routes above may not show ------------------------------------------------------------
+
+def round_trip(resource: dict[str, Any]) -> dict[str, Any]:
+    text = to_xml(resource)
+    root = etree.fromstring(text.encode("utf-8"), SAFE)
+    assert etree.QName(root).namespace == FHIR_NS
+    parsed = parse_xml("<written>", text.encode("utf-8"), Limits())
+    assert parsed.findings == [], [f.message() for f in parsed.findings]
+    return parsed.data
+
+
+def test_primitive_extensions_and_ids_go_where_fhirs_xml_puts_them() -> None:
+    # xml.html: a primitive's id is an attribute, its extensions child elements; a null in a repeating
+    # primitive's array with an extension in `_name` is an element with no value attribute.
+    ext = {"url": "http://example.org/why", "valueString": "anslået"}
+    patient = {"resourceType": "Patient", "id": "p1", "birthDate": "1974-12-25",
+               "_birthDate": {"id": "bd", "extension": [ext]},
+               "name": [{"family": "Hansen", "given": ["Bente", None], "_given": [None, {"extension": [ext]}]}]}
+    text = to_xml(patient)
+    assert '<birthDate id="bd" value="1974-12-25">' in text
+    assert '<extension url="http://example.org/why">' in text
+    assert round_trip(patient) == patient
+
+
+def test_contained_and_bundled_resources_are_wrapped_in_their_type() -> None:
+    org = {"resourceType": "Organization", "id": "o1", "name": "Klinikken"}
+    docref = {"resourceType": "DocumentReference", "id": "d1", "contained": [org], "status": "current",
+              "author": [{"reference": "#o1"}], "content": [{"attachment": {"contentType": FHIR_JSON}}]}
+    bundle = {"resourceType": "Bundle", "type": "searchset", "total": 1,
+              "entry": [{"resource": docref, "search": {"mode": "match"}}]}
+    root = etree.fromstring(to_xml(bundle).encode(), SAFE)
+    ns = {"f": FHIR_NS}
+    assert root.xpath("f:entry/f:resource/f:DocumentReference/f:contained/f:Organization/f:name/@value",
+                      namespaces=ns) == ["Klinikken"]
+    assert round_trip(bundle) == bundle
+
+
+def test_a_narrative_is_xhtml_in_xhtmls_namespace_even_when_the_json_left_it_out() -> None:
+    obs = {"resourceType": "Observation", "text": {"status": "generated", "div": "<div><p>NRS 3/10</p></div>"},
+           "status": "final", "code": {"text": "smerte"}}
+    root = etree.fromstring(to_xml(obs).encode(), SAFE)
+    [div] = root.findall(f"{{{FHIR_NS}}}text/{{{XHTML_NS}}}div")
+    assert div.findtext(f"{{{XHTML_NS}}}p") == "NRS 3/10"
+
+
+def test_characters_xml_cannot_hold_are_written_as_their_json_escape() -> None:
+    oo = {"resourceType": "OperationOutcome", "issue": [
+        {"severity": "error", "code": "invalid", "diagnostics": "felt 'a\x01b' og \ud800"}]}
+    data = round_trip(oo)
+    assert data["issue"][0]["diagnostics"] == "felt 'a\\u0001b' og \\ud800"

@@ -32,6 +32,8 @@ XHTML_NS = "http://www.w3.org/1999/xhtml"
 # Characters outside XML 1.0's Char production: no escape makes them XML, so they are written as JSON escapes.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 _DIV_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
+# What can be an element's name: a JSON key that cannot (no FHIR element is named so) is left out.
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 # The XML attribute each element of these types has instead of a child element (besides Element.id).
 _ATTRIBUTES = {"Extension": ("url",)}
 
@@ -99,7 +101,8 @@ def _place(defs: dict[str, Elem], key: str) -> tuple[int, Elem, str] | None:
 # -- writing ---------------------------------------------------------------------------------------------------
 
 def _resource(res: dict[str, Any], out: list[str], depth: int, xmlns: str = "") -> None:
-    rtype = str(res.get("resourceType", "Resource"))
+    rtype = res.get("resourceType")
+    rtype = rtype if isinstance(rtype, str) and _NAME.fullmatch(rtype) else "Resource"
     out.append(f"{'  ' * depth}<{rtype}{xmlns}>")
     defs = _type_children(rtype) if rtype in base.resource_types() else None
     body = {k: v for k, v in res.items() if k != "resourceType"}
@@ -110,7 +113,7 @@ def _resource(res: dict[str, Any], out: list[str], depth: int, xmlns: str = "") 
 def _fill(out: list[str], depth: int, defs: dict[str, Elem] | None, obj: dict[str, Any],
           attributes: tuple[str, ...] = ("id",)) -> None:
     keys = list(dict.fromkeys(k[1:] if k.startswith("_") else k for k in obj))
-    keys = [k for k in keys if k not in attributes]
+    keys = [k for k in keys if k not in attributes and _NAME.fullmatch(k)]
     placed: list[tuple[int, int, str, Elem | None, str | None]] = []
     for i, key in enumerate(keys):
         where = _place(defs, key) if defs is not None else None
