@@ -648,6 +648,11 @@ async def search(call: Call) -> Response:
         items = inputs.check_parameters(
             items + inputs.form(call.body, call.request.headers.get("content-type"), call.ctx.settings),
             call.ctx.settings)
+        if any(k == "_format" for k, _ in items):  # FHIR lets the form carry _format too
+            call.params = items
+            call.wanted = formats.negotiate(call.request, call.one("_format"))
+            if call.wanted.refused is not None:
+                raise ApiError(406, "not-acceptable", code="not-supported", found=call.wanted.refused)
     call.params = items
     return await run_in_threadpool(_search, call)
 

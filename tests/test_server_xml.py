@@ -325,6 +325,10 @@ def search_post_case(server: Server, w: World, way: str) -> None:
     answer = from_xml(got)
     if way == "format":
         answer = json.loads(json.dumps(answer).replace("_format=xml&", ""))
+        # FHIR lets the form carry _format as well
+        in_form = server.request("POST", "/fhir/DocumentReference/_search", citizen(w.p),
+                                 data={**form, "_format": "xml"}, headers={"Accept": FHIR_JSON})
+        assert without(from_xml(in_form), "id", "link") == without(answer, "id", "link")
     assert without(answer, "id") == without(from_json(plain), "id")
 
 
