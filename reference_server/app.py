@@ -225,7 +225,9 @@ def _handler(spec: RouteSpec, ctx: Context) -> Callable[[Request], Awaitable[Res
             call.wanted = formats.negotiate(request, None)
         response = await answer(call)
         try:
-            return formats.render(response, call.wanted)
+            if call.wanted.xml:  # written in a worker thread, as a large JSON answer is built in one
+                return await run_in_threadpool(formats.render, response, call.wanted)
+            return response
         except Exception:  # never a stack trace to the caller; the log keeps it
             log.exception("could not write the answer to %s %s as XML", request.method, request.url.path)
             return outcome(500, "internal", call.lang, code="exception")
@@ -411,7 +413,7 @@ async def system_post(call: Call) -> Response:
         except (ValueError, RecursionError):
             data = None  # not JSON: the submission says what is wrong with it
     elif formats.is_xml(content_type) and formats.root_bundle_type(call.body) == "transaction":
-        data = formats.read_xml(call.body, call.ctx.validator.limits, call.lang)
+        data = await run_in_threadpool(formats.read_xml, call.body, call.ctx.validator.limits, call.lang)
     if not (isinstance(data, dict) and data.get("resourceType") == "Bundle" and data.get("type") == "transaction"):
         return await submit(call)
     entries = data.get("entry")

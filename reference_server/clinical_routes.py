@@ -100,7 +100,7 @@ def _row(resource: dict[str, Any], kind: str, patient: str, submitter: str, ques
 
 
 async def submit_response(call: Call) -> Response:
-    data, patient = _response_body(call)
+    data, patient = await run_in_threadpool(_response_body, call)  # XML is read there
 
     def work() -> Response:
         ctx, principal = call.ctx, call.who
@@ -230,7 +230,7 @@ async def read_impression(call: Call) -> Response:
 async def triage_route(call: Call) -> Response:
     """$triage: the body is the GP's assessment (a QuestionnaireResponse); the server takes the patient's latest
     stored own response, stores the assessment and the suggestion, and answers the suggestion."""
-    assessment, patient = _response_body(call)
+    assessment, patient = await run_in_threadpool(_response_body, call)
 
     def work() -> Response:
         ctx, principal = call.ctx, call.who
@@ -262,7 +262,7 @@ async def triage_route(call: Call) -> Response:
 async def decide_route(call: Call) -> Response:
     """$decide: {"suggestion": id, "colour": red|yellow|green, "reason": text (required when changed)}, or the
     same as a FHIR Parameters resource (JSON or XML)."""
-    body = _decision_body(call)
+    body = await run_in_threadpool(_decision_body, call)
     sid, colour, reason = body.get("suggestion"), body.get("colour"), body.get("reason")
     if not isinstance(sid, str) or not isinstance(colour, str) or not (reason is None or isinstance(reason, str)):
         raise ApiError(400, "decision-body", code="invalid")
