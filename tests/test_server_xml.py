@@ -603,3 +603,12 @@ def test_characters_xml_cannot_hold_are_written_as_their_json_escape() -> None:
         {"severity": "error", "code": "invalid", "diagnostics": "felt 'a\x01b' og \ud800"}]}
     data = round_trip(oo)
     assert data["issue"][0]["diagnostics"] == "felt 'a\\u0001b' og \\ud800"
+
+
+@pytest.mark.parametrize(("lang", "words"), [("da", "XML-indholdet kan ikke læses"), ("en", "XML body cannot be read")])
+def test_an_unreadable_xml_body_is_told_in_the_callers_language_and_format(server: Server, world: World, lang: str,
+                                                                           words: str) -> None:
+    r = server.request("POST", "/fhir/QuestionnaireResponse", citizen(world.p), content=HOSTILE["external entity"],
+                       headers={"Content-Type": FHIR_XML, "Accept": FHIR_XML, "Accept-Language": lang})
+    outcome_in_xml(r, 400)
+    assert words in from_xml(r)["issue"][0]["diagnostics"]
