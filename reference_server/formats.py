@@ -173,18 +173,18 @@ def root_bundle_type(body: bytes) -> str | None:
 
 
 def document(content: bytes, content_type: str, wanted: Wanted, limits: Limits,
-             headers: dict[str, str]) -> Response:
+             headers: dict[str, str], status: int = 200) -> Response:
     """A stored document (GET /fhir/Bundle/{id}): as submitted — the canonical form, whose size and hash the
     DocumentReference gives — unless the client asked for the other format; then converted."""
     stored_xml = inputs.media_type(content_type) in XML_TYPES
     if wanted.format is None or wanted.xml == stored_xml:
         media = XML_CONTENT_TYPE if stored_xml else FHIR_JSON
-        return Response(content, media_type=media, headers=headers)
+        return Response(content, status, media_type=media, headers=headers)
     if wanted.xml:
         data = json.loads(content)
-        return Response(to_xml(data).encode("utf-8"), media_type=XML_CONTENT_TYPE, headers=headers)
+        return Response(to_xml(data).encode("utf-8"), status, media_type=XML_CONTENT_TYPE, headers=headers)
     from kroniker.validators.xmlreader import parse_xml
 
     data = parse_xml("<stored>", content, limits).data
     body = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "backslashreplace")
-    return Response(body, media_type=FHIR_JSON, headers=headers)
+    return Response(body, status, media_type=FHIR_JSON, headers=headers)

@@ -32,6 +32,7 @@ from kroniker.validators.packages import PackageCache
 from kroniker.validators.source import Limits
 from kroniker.validators.xmlreader import parse_xml
 from tests.clinical_support import assessment, install_packages, patient_response
+from tests.mhd_support import provide_bundle
 from tests.server_support import (
     ADMIN,
     CPR_SYSTEM,
@@ -94,6 +95,7 @@ class World:
     response: str
     observation: str
     suggestion: str
+    submission_set: str  # the List of an ITI-65 submission
 
     @property
     def ident(self) -> str:
@@ -112,7 +114,14 @@ def make_world(server: Server) -> World:
     observation = observations.json()["entry"][0]["resource"]["id"]
     r = server.request("POST", "/fhir/ClinicalImpression/$triage", source(), json=about(assessment(cpr=p.cpr), p))
     assert r.status_code == 201, r.text
-    return World(p, doc_json, doc_xml, response, observation, r.json()["id"])
+    suggestion = r.json()["id"]
+    r = server.request("POST", "/fhir", source(), content=encode(provide_bundle(note(p))),
+                       headers={"Content-Type": FHIR_JSON, "Accept": FHIR_JSON})
+    assert r.status_code == 200, r.text
+    list_at = r.json()["entry"][0]["response"]["location"]  # [base]/List/{id}/_history/1: the SubmissionSet's
+    assert "/fhir/List/" in list_at, list_at
+    return World(p, doc_json, doc_xml, response, observation, suggestion,
+                 list_at.split("/fhir/List/")[1].split("/")[0])
 
 
 @pytest.fixture(scope="module")
@@ -269,6 +278,39 @@ def document_case(path: str) -> Case:
     return case
 
 
+def docref_apart(answer: dict[str, Any], expected: dict[str, Any]) -> None:
+    """Two documents' DocumentReferences, one sent as XML, one as JSON: the same but for the new document's own
+    identifiers, its bytes' size and hash, and the attachment's content type (which says how it came)."""
+    attachment, expected_attachment = answer["content"][0]["attachment"], expected["content"][0]["attachment"]
+    assert attachment["contentType"] == FHIR_XML and expected_attachment["contentType"] == FHIR_JSON
+    for a in (attachment, expected_attachment):
+        for k in ("contentType", "size", "hash"):
+            a.pop(k)
+    for d in (answer, expected):
+        d.pop("masterIdentifier")
+    assert ids_out(answer) == ids_out(expected)
+
+
+def put_case(server: Server, w: World, way: str) -> None:
+    """PUT [base]/Bundle/{id} answers with the document as stored: a document PUT as XML comes back as that
+    XML; one PUT as JSON comes back converted when XML is asked; both hold the document that was sent."""
+    doc_json, doc_xml = note(w.p), note(w.p)
+    plain = server.request("PUT", f"/fhir/Bundle/{doc_json['id']}", source(), content=encode(doc_json),
+                           headers={"Content-Type": FHIR_JSON, "Accept": FHIR_JSON})
+    assert plain.status_code == 201, plain.text
+    assert from_json(plain) == canonical(doc_json)
+    query, headers = as_xml(way, headers={"Content-Type": FHIR_XML})
+    sent = to_xml(doc_xml).encode("utf-8")
+    got = server.request("PUT", f"/fhir/Bundle/{doc_xml['id']}", source(), content=sent, params=query,
+                         headers=headers)
+    same_headers(plain, got)
+    assert got.content == sent and from_xml(got) == canonical(doc_xml)
+    again = server.request("PUT", f"/fhir/Bundle/{doc_json['id']}", source(), content=encode(doc_json),
+                           params=query, headers={**headers, "Content-Type": FHIR_JSON})
+    assert again.status_code == 200, again.text  # the same bytes again: stored already, answered converted
+    assert from_xml(again) == canonical(doc_json)
+
+
 def transaction(document: dict[str, Any]) -> dict[str, Any]:
     return {"resourceType": "Bundle", "type": "transaction", "entry": [
         {"fullUrl": "urn:uuid:5b1b0d1e-0000-4000-8000-000000000001", "resource": document,
@@ -390,6 +432,8 @@ CASES: dict[tuple[str, str], Case] = {
                                                    by_patient),
     ("GET", "/fhir/ClinicalImpression/{id}"): read_case(lambda w: f"/fhir/ClinicalImpression/{w.suggestion}",
                                                         lambda w: source()),
+    ("PUT", "/fhir/Bundle/{id}"): put_case,
+    ("GET", "/fhir/List/{id}"): read_case(lambda w: f"/fhir/List/{w.submission_set}", lambda w: citizen(w.p)),
 }
 
 FHIR_ROUTES = [(r.method, r.path) for r in ROUTES if is_fhir_path(r.path)]
@@ -612,3 +656,36 @@ def test_an_unreadable_xml_body_is_told_in_the_callers_language_and_format(serve
                        headers={"Content-Type": FHIR_XML, "Accept": FHIR_XML, "Accept-Language": lang})
     outcome_in_xml(r, 400)
     assert words in from_xml(r)["issue"][0]["diagnostics"]
+
+
+@pytest.mark.parametrize("binary", [True, False], ids=["binary", "bundle"])
+def test_an_iti65_provide_bundle_in_xml_is_answered_as_the_same_in_json(server: Server, world: World,
+                                                                        binary: bool) -> None:
+    """MHD ITI-65 as FHIR XML (MHD allows either format): the same transaction-response and the same stored
+    DocumentReferences as the JSON transaction of another document for the same patient gets."""
+    plain = server.request("POST", "/fhir", source(), content=encode(provide_bundle(note(world.p), binary=binary)),
+                           headers={"Content-Type": FHIR_JSON, "Accept": FHIR_JSON})
+    assert plain.status_code == 200, plain.text
+    got = server.request("POST", "/fhir", source(),
+                         content=to_xml(provide_bundle(note(world.p), binary=binary)).encode("utf-8"),
+                         headers={"Content-Type": FHIR_XML, "Accept": FHIR_XML})
+    assert got.status_code == 200, got.text
+    answer, expected = from_xml(got), from_json(plain)
+    assert answer["type"] == expected["type"] == "transaction-response"
+    assert [e["response"]["status"] for e in answer["entry"]] == [e["response"]["status"] for e in expected["entry"]]
+    kinds = [e["response"]["location"].split("/fhir/")[1].split("/")[0] for e in answer["entry"]]
+    assert kinds == [e["response"]["location"].split("/fhir/")[1].split("/")[0] for e in expected["entry"]]
+    assert "DocumentReference" in kinds
+    i = kinds.index("DocumentReference")
+    stored = server.get(answer["entry"][i]["response"]["location"].split("/_history")[0], citizen(world.p),
+                        headers={"Accept": FHIR_JSON})
+    expected_stored = server.get(expected["entry"][i]["response"]["location"].split("/_history")[0],
+                                 citizen(world.p), headers={"Accept": FHIR_JSON})
+    a, b = from_json(stored), from_json(expected_stored)
+    # Either way the document is stored as JSON: a Binary's bytes are JSON in both transactions, and a document
+    # Bundle inside the transaction is stored as the JSON form of the transaction's entry (docs/server.md, Formats)
+    for d in (a, b):
+        assert d["content"][0]["attachment"]["contentType"] == FHIR_JSON
+        d["content"][0]["attachment"].pop("size"), d["content"][0]["attachment"].pop("hash")
+        d.pop("masterIdentifier")
+    assert ids_out(a) == ids_out(b)
