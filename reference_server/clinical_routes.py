@@ -123,8 +123,7 @@ async def submit_response(call: Call) -> Response:
                           detail={"id": data["id"], "questionnaire": scored.questionnaire,
                                   "scores": len(scored.observations)})
         ctx.store.put_clinical(rows, rec)
-        url = base_url(call.request, ctx.settings)
-        return fhir(data, 201, {"Location": f"{url}/fhir/QuestionnaireResponse/{data['id']}"})
+        return _created(call, "QuestionnaireResponse", data["id"])
 
     return await run_in_threadpool(work)
 
@@ -198,7 +197,7 @@ def _read(call: Call, resource_type: str) -> Response:
                              purpose="PATRQT" if principal.role == "citizen" else "TREAT",
                              override=decision.override, minlog=decision.minlog, detail={"id": rid},
                              on_behalf=decision.acting_for))
-    return fhir(row["resource"])
+    return fhir(row["resource"], headers={"ETag": 'W/"1"'})  # stored once, never changed: version 1
 
 
 async def search_responses(call: Call) -> Response:
@@ -253,10 +252,17 @@ async def triage_route(call: Call) -> Response:
                           detail={"suggestion": impression["id"], "response": stored[0]["id"],
                                   "assessment": assessment["id"], "colour": suggestion.colour})
         ctx.store.put_clinical(rows, rec)
-        url = base_url(call.request, ctx.settings)
-        return fhir(impression, 201, {"Location": f"{url}/fhir/ClinicalImpression/{impression['id']}"})
+        return _created(call, "ClinicalImpression", impression["id"])
 
     return await run_in_threadpool(work)
+
+
+def _created(call: Call, resource_type: str, rid: str) -> Response:
+    """201 with the resource as a read gives it (meta.versionId, lastUpdated), its Location and ETag."""
+    row = call.ctx.store.clinical_one(resource_type, rid)
+    assert row is not None  # stored in this request's transaction
+    url = base_url(call.request, call.ctx.settings)
+    return fhir(row["resource"], 201, {"Location": f"{url}/fhir/{resource_type}/{rid}", "ETag": 'W/"1"'})
 
 
 async def decide_route(call: Call) -> Response:
@@ -284,8 +290,7 @@ async def decide_route(call: Call) -> Response:
                           detail={"suggestion": sid, "decision": resource["id"], "colour": colour,
                                   "suggested": overall_colour(row["resource"])})
         ctx.store.put_clinical([_row(resource, "decision", patient, principal.actor, None, sid)], rec)
-        url = base_url(call.request, ctx.settings)
-        return fhir(resource, 201, {"Location": f"{url}/fhir/ClinicalImpression/{resource['id']}"})
+        return _created(call, "ClinicalImpression", resource["id"])
 
     return await run_in_threadpool(work)
 
