@@ -31,9 +31,9 @@ from kroniker.conformance.documents import (
     package_note,
     run_patient,
 )
-from kroniker.conformance.fhir_xml import to_xml
 from kroniker.conformance.steps import Context, Registry, check
 from kroniker.reference_server.tokens import Principal
+from kroniker.validators.fhir_xml import to_xml
 
 steps = Registry()
 

@@ -28,9 +28,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from kroniker import __version__
-from kroniker.reference_server import audit, inputs, policy
+from kroniker.reference_server import audit, formats, inputs, policy
 from kroniker.reference_server.audit import AuditRecord
 from kroniker.reference_server.db import make_engine, migrate
+from kroniker.reference_server.formats import Wanted
 from kroniker.reference_server.inputs import BadInput
 from kroniker.reference_server.metadata import DocumentMeta, MetadataError, derive, instant
 from kroniker.reference_server.settings import Settings
@@ -99,6 +100,7 @@ class Call:
     principal: Principal | None = None
     params: list[tuple[str, str]] = field(default_factory=list)
     body: bytes = b""
+    wanted: Wanted = field(default_factory=Wanted)  # the format asked for (formats.negotiate), on FHIR routes
 
     @property
     def who(self) -> Principal:
@@ -156,6 +158,7 @@ class FhirJSON(JSONResponse):
     media_type = FHIR_JSON
 
     def render(self, content: Any) -> bytes:
+        self.fhir_content = content  # for formats.render: the same content as XML, when XML is asked for
         return json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode(
             "utf-8", "backslashreplace")
 
@@ -216,14 +219,33 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True,
 def _handler(spec: RouteSpec, ctx: Context) -> Callable[[Request], Awaitable[Response]]:
     """The route's handler wrapped: the caller authenticated, parameters and body read within their bounds,
     the rule asked, and every refusal an OperationOutcome in the audit log."""
+    fhir_route = formats.is_fhir_path(spec.path)
+
     async def endpoint(request: Request) -> Response:
         call = Call(request, ctx, Rule(spec.rule))
+        if fhir_route:  # until the query is read (and its _format), refusals answer as Accept asks
+            call.wanted = formats.negotiate(request, None)
+        response = await answer(call)
+        try:
+            if call.wanted.xml:  # written in a worker thread, as a large JSON answer is built in one
+                return await run_in_threadpool(formats.render, response, call.wanted)
+            return response
+        except Exception:  # never a stack trace to the caller; the log keeps it
+            log.exception("could not write the answer to %s %s as XML", request.method, request.url.path)
+            return outcome(500, "internal", call.lang, code="exception")
+
+    async def answer(call: Call) -> Response:
+        request = call.request
         try:
             if spec.public:
                 call.rule(None)  # public: nothing to refuse, but asked all the same
             else:
                 call.principal = authenticate(request, ctx, cookie=spec.page)
             call.params = inputs.parameters(request.scope.get("query_string", b""), ctx.settings)
+            if fhir_route:
+                call.wanted = formats.negotiate(request, call.one("_format"))
+                if call.wanted.refused is not None:
+                    raise ApiError(406, "not-acceptable", code="not-supported", found=call.wanted.refused)
             call.body = await inputs.read_body(request.stream(), request.headers.get("content-length"),
                                                spec.body_limit(ctx.settings))
             response = await spec.endpoint(call)
@@ -257,12 +279,25 @@ def _refusal(spec: RouteSpec, status: int, key: str, lang: str, **kwargs: Any) -
 
 async def _not_found(request: Request, exc: Exception) -> Response:
     await run_in_threadpool(_audit_unrouted, request, 404, "no-route")
-    return outcome(404, "no-route", lang_of(request), code="not-found", path=request.url.path)
+    return formats.render(outcome(404, "no-route", lang_of(request), code="not-found", path=request.url.path),
+                          _unrouted_format(request))
 
 
 async def _not_allowed(request: Request, exc: Exception) -> Response:
     await run_in_threadpool(_audit_unrouted, request, 405, "method")
-    return outcome(405, "method", lang_of(request), code="not-supported", method=request.method)
+    return formats.render(outcome(405, "method", lang_of(request), code="not-supported", method=request.method),
+                          _unrouted_format(request))
+
+
+def _unrouted_format(request: Request) -> Wanted:
+    """A path nothing answers is answered as FHIR, in the format asked (JSON if that cannot be told)."""
+    try:
+        asked = [v for k, v in inputs.parameters(request.scope.get("query_string", b""), request.app.state.ctx.settings)
+                 if k == "_format"]
+    except BadInput:
+        asked = []
+    wanted = formats.negotiate(request, asked[0] if len(asked) == 1 else None)
+    return wanted if wanted.refused is None else Wanted()
 
 
 def _audit_unrouted(request: Request, status: int, key: str) -> None:
@@ -350,7 +385,7 @@ def capability_statement(specs: Sequence[RouteSpec]) -> dict[str, Any]:
     return {
         "resourceType": "CapabilityStatement", "status": "active", "kind": "instance",
         "date": dt.date.today().isoformat(), "fhirVersion": "4.0.1",
-        "format": ["application/fhir+json", "json"],
+        "format": ["json", "xml", formats.FHIR_JSON, formats.FHIR_XML],  # formats.py: what every FHIR route answers
         "software": {"name": "kroniker reference server", "version": __version__},
         "implementation": {"description": "MedCom Shared Notes and ConditionList shared as through DDS"},
         "instantiates": ["https://profiles.ihe.net/ITI/MHD/CapabilityStatement/IHE.MHD.DocumentResponder"],
@@ -392,11 +427,14 @@ async def system_post(call: Call) -> Response:
     """POST [base]: a document Bundle (as POST [base]/Bundle), or a transaction whose one entry is a POST of a
     document Bundle, answered as a transaction-response. One document, stored in one transaction: all or nothing."""
     data: Any = None
-    if "json" in (inputs.media_type(call.request.headers.get("content-type")) or FHIR_JSON):
+    content_type = call.request.headers.get("content-type")
+    if "json" in (inputs.media_type(content_type) or FHIR_JSON):
         try:
             data = json.loads(call.body)
         except (ValueError, RecursionError):
             data = None  # not JSON: the submission says what is wrong with it
+    elif formats.is_xml(content_type) and formats.root_bundle_type(call.body) == "transaction":
+        data = await run_in_threadpool(formats.read_xml, call.body, call.ctx.validator.limits, call.lang)
     if not (isinstance(data, dict) and data.get("resourceType") == "Bundle" and data.get("type") == "transaction"):
         return await submit(call)
     if mhd.is_provide_bundle(data):
@@ -411,10 +449,13 @@ async def system_post(call: Call) -> Response:
         if not decision.allowed:
             raise ApiError(decision.status, decision.reason, code="forbidden")
         raise ApiError(400, "transaction-shape", code="not-supported")
-    try:
-        call.body = json.dumps(document, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate: escaped, and refused as such by the submission
-        call.body = json.dumps(document).encode("ascii")
+    if formats.is_xml(content_type):  # an XML transaction's document is stored as XML, as it came
+        call.body = formats.to_xml(document).encode("utf-8")
+    else:
+        try:
+            call.body = json.dumps(document, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: escaped, and refused as such by the submission
+            call.body = json.dumps(document).encode("ascii")
     answer = await submit(call)
     if answer.status_code >= 300:
         return answer
@@ -656,6 +697,11 @@ async def search(call: Call) -> Response:
         items = inputs.check_parameters(
             items + inputs.form(call.body, call.request.headers.get("content-type"), call.ctx.settings),
             call.ctx.settings)
+        if any(k == "_format" for k, _ in items):  # FHIR lets the form carry _format too
+            call.params = items
+            call.wanted = formats.negotiate(call.request, call.one("_format"))
+            if call.wanted.refused is not None:
+                raise ApiError(406, "not-acceptable", code="not-supported", found=call.wanted.refused)
     call.params = items
     return await run_in_threadpool(_search, call)
 
@@ -774,11 +820,6 @@ def _read_one(call: Call, content: bool, versions: str | None = None) -> Respons
         _record(ctx, AuditRecord("retrieve", principal, outcome="4", patient_cpr=patient, documents=[doc_id],
                                  reason="entered-in-error", detail={"id": doc_id}))
         return outcome(410, "gone", call.lang, code="deleted", id=doc_id)
-    if content and not _acceptable(request.headers.get("accept", ""), stored.row["content_type"]):
-        # Nothing of the document left the server: recorded as a refusal, not as a look-up (not in MinLog).
-        _record(ctx, AuditRecord(action, principal, outcome="4", patient_cpr=patient, reason="not-acceptable",
-                                 detail={"id": doc_id}))
-        return outcome(406, "not-acceptable", call.lang, code="not-supported", found=stored.row["content_type"])
     url = base_url(request, ctx.settings)
     detail: dict[str, Any] = {"id": doc_id}
     served = [stored]
@@ -797,7 +838,8 @@ def _read_one(call: Call, content: bool, versions: str | None = None) -> Respons
                              override=decision.override, minlog=decision.minlog, detail=detail,
                              on_behalf=decision.acting_for))
     if content:
-        return Response(stored.row["content"], media_type=stored.row["content_type"], headers=_etag(stored))
+        return formats.document(stored.row["content"], stored.row["content_type"], call.wanted,
+                                ctx.validator.limits, _etag(stored))
     if versions == "history":
         return fhir({"resourceType": "Bundle", "id": str(uuid.uuid4()), "type": "history", "total": len(served),
                      "link": [{"relation": "self", "url": f"{url}/fhir/DocumentReference/{doc_id}/_history"}],
@@ -820,6 +862,8 @@ async def patch_docref(call: Call) -> Response:
     decision = call.rule(principal)
     if not decision.allowed:
         raise ApiError(403, decision.reason, code="forbidden")
+    if formats.is_xml(call.request.headers.get("content-type")):  # a JSON body of kroniker's own: no XML form
+        raise ApiError(415, "json-body-only", code="not-supported")
     body = inputs.json_object(call.body, ctx.settings)
     status, reason = body.get("status"), body.get("reason")
     if status != "entered-in-error" or not isinstance(reason, str) or not reason.strip():
@@ -837,20 +881,6 @@ async def patch_docref(call: Call) -> Response:
         return fhir(updated.docref(base_url(call.request, ctx.settings)), headers=_etag(updated))
 
     return await run_in_threadpool(work)
-
-
-def _acceptable(accept: str, content_type: str) -> bool:
-    """ITI-68 answers the document as submitted; a client that accepts none of that gets 406."""
-    if not accept.strip():
-        return True
-    content_type = content_type.lower()
-    main = content_type.split("/")[0]
-    for part in accept.split(","):
-        media = inputs.media_type(part)
-        if media in ("*/*", f"{main}/*", content_type, "application/json" if "json" in content_type else "",
-                     "application/xml" if "xml" in content_type else ""):
-            return True
-    return False
 
 
 async def audit_log(call: Call) -> Response:

@@ -23,7 +23,7 @@ from starlette.responses import Response
 from kroniker.clinical import Content, decide, score, triage
 from kroniker.clinical import messages as clinical_messages
 from kroniker.clinical.triage import overall_colour
-from kroniker.reference_server import inputs, policy
+from kroniker.reference_server import formats, inputs, policy
 from kroniker.reference_server.app import (
     PAGING,
     ApiError,
@@ -64,9 +64,11 @@ def _outcome(findings: list[Finding], lang: str) -> dict[str, Any]:
 
 
 def _response_body(call: Call) -> tuple[dict[str, Any], str]:
-    """The posted QuestionnaireResponse and the CPR number its subject names."""
+    """The posted QuestionnaireResponse (FHIR JSON or XML) and the CPR number its subject names."""
+    body = formats.body_json(call.body, call.request.headers.get("content-type"), call.ctx.validator.limits,
+                             call.lang)
     try:
-        data = json.loads(call.body)
+        data = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise ApiError(400, "not-a-response", code="structure") from None
     if not isinstance(data, dict) or data.get("resourceType") != "QuestionnaireResponse":
@@ -98,7 +100,7 @@ def _row(resource: dict[str, Any], kind: str, patient: str, submitter: str, ques
 
 
 async def submit_response(call: Call) -> Response:
-    data, patient = _response_body(call)
+    data, patient = await run_in_threadpool(_response_body, call)  # XML is read there
 
     def work() -> Response:
         ctx, principal = call.ctx, call.who
@@ -121,8 +123,7 @@ async def submit_response(call: Call) -> Response:
                           detail={"id": data["id"], "questionnaire": scored.questionnaire,
                                   "scores": len(scored.observations)})
         ctx.store.put_clinical(rows, rec)
-        url = base_url(call.request, ctx.settings)
-        return fhir(data, 201, {"Location": f"{url}/fhir/QuestionnaireResponse/{data['id']}"})
+        return _created(call, "QuestionnaireResponse", data["id"])
 
     return await run_in_threadpool(work)
 
@@ -196,7 +197,7 @@ def _read(call: Call, resource_type: str) -> Response:
                              purpose="PATRQT" if principal.role == "citizen" else "TREAT",
                              override=decision.override, minlog=decision.minlog, detail={"id": rid},
                              on_behalf=decision.acting_for))
-    return fhir(row["resource"])
+    return fhir(row["resource"], headers={"ETag": 'W/"1"'})  # stored once, never changed: version 1
 
 
 async def search_responses(call: Call) -> Response:
@@ -228,7 +229,7 @@ async def read_impression(call: Call) -> Response:
 async def triage_route(call: Call) -> Response:
     """$triage: the body is the GP's assessment (a QuestionnaireResponse); the server takes the patient's latest
     stored own response, stores the assessment and the suggestion, and answers the suggestion."""
-    assessment, patient = _response_body(call)
+    assessment, patient = await run_in_threadpool(_response_body, call)
 
     def work() -> Response:
         ctx, principal = call.ctx, call.who
@@ -251,15 +252,23 @@ async def triage_route(call: Call) -> Response:
                           detail={"suggestion": impression["id"], "response": stored[0]["id"],
                                   "assessment": assessment["id"], "colour": suggestion.colour})
         ctx.store.put_clinical(rows, rec)
-        url = base_url(call.request, ctx.settings)
-        return fhir(impression, 201, {"Location": f"{url}/fhir/ClinicalImpression/{impression['id']}"})
+        return _created(call, "ClinicalImpression", impression["id"])
 
     return await run_in_threadpool(work)
 
 
+def _created(call: Call, resource_type: str, rid: str) -> Response:
+    """201 with the resource as a read gives it (meta.versionId, lastUpdated), its Location and ETag."""
+    row = call.ctx.store.clinical_one(resource_type, rid)
+    assert row is not None  # stored in this request's transaction
+    url = base_url(call.request, call.ctx.settings)
+    return fhir(row["resource"], 201, {"Location": f"{url}/fhir/{resource_type}/{rid}", "ETag": 'W/"1"'})
+
+
 async def decide_route(call: Call) -> Response:
-    """$decide: {"suggestion": id, "colour": red|yellow|green, "reason": text (required when changed)}."""
-    body = inputs.json_object(call.body, call.ctx.settings)
+    """$decide: {"suggestion": id, "colour": red|yellow|green, "reason": text (required when changed)}, or the
+    same as a FHIR Parameters resource (JSON or XML)."""
+    body = await run_in_threadpool(_decision_body, call)
     sid, colour, reason = body.get("suggestion"), body.get("colour"), body.get("reason")
     if not isinstance(sid, str) or not isinstance(colour, str) or not (reason is None or isinstance(reason, str)):
         raise ApiError(400, "decision-body", code="invalid")
@@ -281,10 +290,28 @@ async def decide_route(call: Call) -> Response:
                           detail={"suggestion": sid, "decision": resource["id"], "colour": colour,
                                   "suggested": overall_colour(row["resource"])})
         ctx.store.put_clinical([_row(resource, "decision", patient, principal.actor, None, sid)], rec)
-        url = base_url(call.request, ctx.settings)
-        return fhir(resource, 201, {"Location": f"{url}/fhir/ClinicalImpression/{resource['id']}"})
+        return _created(call, "ClinicalImpression", resource["id"])
 
     return await run_in_threadpool(work)
+
+
+def _decision_body(call: Call) -> dict[str, Any]:
+    """$decide's body as {"suggestion", "colour", "reason"}: from the plain JSON object, or from Parameters (a
+    parameter per name, its value as valueString, valueId or valueCode)."""
+    body = inputs.json_object(formats.body_json(call.body, call.request.headers.get("content-type"),
+                                                call.ctx.validator.limits, call.lang), call.ctx.settings)
+    if body.get("resourceType") != "Parameters":
+        return body
+    out: dict[str, Any] = {}
+    parameters = body.get("parameter")
+    for p in parameters if isinstance(parameters, list) else [parameters]:
+        if not isinstance(p, dict) or p.get("name") not in ("suggestion", "colour", "reason"):
+            raise ApiError(400, "decision-body", code="invalid")
+        values = [p[k] for k in ("valueString", "valueId", "valueCode") if k in p]
+        if len(values) != 1 or p["name"] in out:
+            raise ApiError(400, "decision-body", code="invalid")
+        out[p["name"]] = values[0]
+    return out
 
 
 # The clinical searches' parameters (paging as on every search route: app.Paging).

@@ -28,7 +28,7 @@ import anyio
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from kroniker.reference_server import inputs
+from kroniker.reference_server import formats, inputs
 from kroniker.reference_server.app import (
     FHIR_JSON,
     ApiError,
@@ -496,5 +496,6 @@ def _put(call: Call) -> Response:
         raise ApiError(409, "document-immutable", code="conflict", id=doc_id)
     url = base_url(call.request, ctx.settings)
     headers = {"Location": f"{url}/fhir/Bundle/{doc_id}", **_etag(stored)}
-    return Response(stored.row["content"], 201 if created else 200, headers, media_type=stored.row["content_type"])
+    return formats.document(stored.row["content"], stored.row["content_type"], call.wanted, ctx.validator.limits,
+                            headers, 201 if created else 200)  # the document as stored, in the asked format
 

@@ -232,7 +232,19 @@ def finding_codes(outcome: dict[str, Any]) -> set[str]:
 
 
 def is_outcome(r: httpx.Response) -> bool:
-    """An OperationOutcome with at least one issue, served as FHIR JSON, and no trace of Python."""
+    """An OperationOutcome with at least one issue, served as FHIR JSON (or FHIR XML, when that was asked for:
+    read by the validator's XML reader), and no trace of Python."""
+    if r.headers.get("content-type", "").startswith(FHIR_XML):
+        from kroniker.validators.source import Limits, Unreadable
+        from kroniker.validators.xmlreader import parse_xml
+
+        try:
+            parsed = parse_xml("<answer>", r.content, Limits())
+        except Unreadable:
+            return False
+        body: Any = parsed.data if not parsed.findings else None
+        return (isinstance(body, dict) and body.get("resourceType") == "OperationOutcome"
+                and bool(body.get("issue")) and "Traceback" not in r.text and 'File "' not in r.text)
     try:
         body = r.json()
     except ValueError:

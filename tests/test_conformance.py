@@ -172,8 +172,9 @@ def test_a_live_rerun_gives_the_same_results(cache: Path, good_run: dict[str, An
 
 def _ignores_blocks(settings: Settings) -> Any:
     """A server whose read rule never sees the citizen's blocks."""
-    def may_read(p: Any, cpr: str, relations: Any, blocks: Any, override: Any, now: Any) -> policy.Decision:
-        return policy.may_read(p, cpr, relations, (), override, now)
+    def may_read(p: Any, cpr: str, relations: Any, blocks: Any, override: Any, now: Any,
+                 *rest: Any) -> policy.Decision:
+        return policy.may_read(p, cpr, relations, (), override, now, *rest)
 
     routes = [dataclasses.replace(r, rule=may_read) if r.rule is policy.may_read else r for r in ROUTES]
     return create_app(settings, routes=routes)

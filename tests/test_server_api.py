@@ -9,6 +9,7 @@ import datetime as dt
 import hashlib
 import json
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -340,7 +341,7 @@ def test_the_next_link_repeats_the_whole_query(server: Server) -> None:
     patient = new_patient("Pil", "Pind")
     for _ in range(2):
         server.shared(source(), note(patient))
-    today = dt.datetime.now(dt.UTC).date()
+    today = dt.datetime.now(ZoneInfo("Europe/Copenhagen")).date()  # date searches count Danish days
     dates = [f"ge{today - dt.timedelta(days=1)}", f"lt{today + dt.timedelta(days=1)}"]
     query = [("patient.identifier", patient.identifier), ("status", "current"), ("_count", "1"),
              *[("date", d) for d in dates]]

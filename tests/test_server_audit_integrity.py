@@ -208,9 +208,11 @@ def test_a_406_on_retrieve_is_a_refusal_and_not_a_look_up_in_minlog(server: Serv
     seen = len(list(audit.iter_all(server.engine)))
     r = server.client.get(d["content"][0]["attachment"]["url"], headers=server.auth(doctor, Accept="text/html"))
     assert r.status_code == 406 and s.is_outcome(r)
+    # Refused at content negotiation, before the document is looked up: nothing of it was read, so the refusal
+    # names no patient (and is no look-up in anyone's MinLog).
     [record] = _refusals_after(server, seen)
     assert (record["action"], record["outcome"], record["reason"], record["minlog"], record["patient_cpr"]) == (
-        "retrieve", "4", "not-acceptable", False, p.cpr)
+        "refused", "4", "not-acceptable", False, None)
     assert server.minlog(p) == []
     ok = server.client.get(d["content"][0]["attachment"]["url"], headers=server.auth(doctor, Accept="*/*"))
     assert ok.status_code == 200

@@ -106,6 +106,26 @@ def test_a_citizen_answers_from_home_and_the_scores_are_stored(server: Server) -
     assert server.get(f"/fhir/QuestionnaireResponse/{qr['id']}", citizen(p)).json()["id"] == qr["id"]
 
 
+def test_a_create_answers_the_resource_as_a_read_gives_it(server: Server) -> None:
+    # FHIR's create (http.html#create): the answer's resource is the stored one, with meta.versionId and
+    # meta.lastUpdated; ETag W/"<versionId>" on the create and on every read of it.
+    p = new_patient("Mette", "Meta")
+    listed_with(server, p)
+    r = post(server, "/fhir/QuestionnaireResponse", citizen(p), about(patient_response(), p))
+    t = post(server, "/fhir/ClinicalImpression/$triage", source(), about(assessment(cpr=p.cpr), p))
+    assert r.status_code == t.status_code == 201, (r.text, t.text)
+    d = server.request("POST", "/fhir/ClinicalImpression/$decide", source(),
+                       json={"suggestion": t.json()["id"], "colour": "green", "reason": "Kendt forløb"})
+    assert d.status_code == 201, d.text
+    for made in (r, t, d):
+        resource = made.json()
+        assert resource["meta"]["versionId"] == "1" and resource["meta"]["lastUpdated"]
+        assert made.headers["etag"] == 'W/"1"'
+        read = server.get(made.headers["location"], source())
+        assert read.status_code == 200 and read.headers["etag"] == 'W/"1"'
+        assert read.json() == resource
+
+
 def test_an_invalid_response_is_refused_with_its_findings_and_nothing_stored(server: Server) -> None:
     p = new_patient()
     before = rows(server)

@@ -83,8 +83,8 @@ def test_the_capability_statement_says_how_to_authenticate_and_which_roles_there
 
 def test_the_capability_statement_names_the_formats_answered(server: Server) -> None:
     cs = server.get("/fhir/metadata").json()
-    # Every answer is JSON today: XML is not advertised until it is served.
-    assert all("xml" not in f for f in cs["format"])
+    # Both of FHIR's formats are served on every FHIR route (tests/test_server_xml.py), nothing else.
+    assert set(cs["format"]) == {"json", "xml", "application/fhir+json", "application/fhir+xml"}
     assert server.get("/fhir/metadata").headers["content-type"].startswith("application/fhir+json")
 
 

@@ -4,21 +4,44 @@ and history, the audit log."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 import pytest
 from fhirpy import SyncFHIRClient
 from fhirpy.base.exceptions import OperationOutcome
 
-from kroniker.reference_server.tokens import Principal, issue
+from kroniker.reference_server.tokens import Principal, issue, load_or_create_key
+from kroniker.validators.packages import PackageCache
+from tests.server_process import ServerProcess
 from tests.server_support import ADMIN, CPR_SYSTEM, Server, citizen, new_patient, note, source
 
 pytestmark = pytest.mark.network
 
 
-def client(server: Server, who: Principal) -> SyncFHIRClient:
+@dataclass
+class Target:
+    url: str
+    key: bytes
+
+
+def client(server: Server | Target, who: Principal) -> SyncFHIRClient:
     return SyncFHIRClient(f"{server.url}/fhir", authorization=f"Bearer {issue(server.key, who)}")
 
 
 def test_a_vendor_walks_through_the_server_with_fhirpy(server: Server) -> None:
+    walk_through(server)
+
+
+def test_a_vendor_walks_through_a_fresh_kroniker_serve_with_fhirpy(tmp_path: Path,
+                                                                   package_cache: PackageCache) -> None:
+    """The same walk-through against `kroniker serve` started as a user starts it (its own process)."""
+    with ServerProcess(f"sqlite:///{tmp_path / 'k.db'}", package_cache.root, tmp_path / "home") as process:
+        process.start()
+        walk_through(Target(process.url, load_or_create_key(process.home / "token.key")))
+
+
+def walk_through(server: Server | Target) -> None:
     patient = new_patient("Ole", "Odde")
     gp = client(server, source())
     cs = gp.execute("metadata", method="get")
