@@ -418,6 +418,12 @@ def test_the_clinicians_page_in_chromium(server: Server, seeded: Seeded, chromiu
     screenshot(page, f"notat-{kind}")
     assert check_accessibility(page, axe, "notat") == []
 
+    # A refusal is a page too, and as accessible: the citizen's page for a clinician.
+    answer = page.goto(f"{server.url}/min-side")
+    assert answer.status == 403 and page.get_by_role("heading", level=1).inner_text() == "Ingen adgang"
+    screenshot(page, f"afvist-{kind}")
+    assert check_accessibility(page, axe, "afvist") == []
+
 
 def test_the_clinicians_page_follows_blocks_and_vaerdispring_as_the_api(server: Server, seeded: Seeded) -> None:
     p = seeded.patient
