@@ -26,7 +26,7 @@ from tests.server_support import ADMIN, citizen, new_patient, note, source
 pytestmark = pytest.mark.network
 
 SCRIPT = Path(__file__).parent / "js" / "fhirkit_walkthrough.mjs"
-NPM_PREFIX = Path.home() / ".cache" / "kroniker-test-npm"
+NPM_PREFIX = Path.home() / ".cache" / "kroniker-test-npm" / "fhir-kit-client-2"  # its own: --no-save prunes others
 
 
 def _unavailable(why: str) -> None:
