@@ -437,13 +437,19 @@ def _own_block_rule(call: Call) -> None:
         raise ApiError(403, decision.reason, code="forbidden")
 
 
-async def add_block_page(call: Call) -> Response:
+def _block_form(call: Call) -> dict[str, str]:
+    """A block form's fields, once the caller may manage their own blocks and the CSRF token holds."""
     _own_block_rule(call)
     try:
         form = _form(call)
     except BadInput as exc:
         raise ApiError.of(exc) from None
     _check_csrf(call, form)
+    return form
+
+
+async def add_block_page(call: Call) -> Response:
+    form = _block_form(call)
     body: dict[str, Any] = {k: form[k].strip() for k in ("kind", "clinician", "organisation", "start", "end")
                             if form.get(k, "").strip()}
     if body.get("kind") != "professional":
@@ -457,12 +463,7 @@ async def add_block_page(call: Call) -> Response:
 
 
 async def lift_block_page(call: Call) -> Response:
-    _own_block_rule(call)
-    try:
-        form = _form(call)
-    except BadInput as exc:
-        raise ApiError.of(exc) from None
-    _check_csrf(call, form)
+    _block_form(call)
     answer = await lift_block(call)
     return _from_api(answer) or RedirectResponse(f"{CITIZEN}#spaerringer", status_code=303, headers=HEADERS)
 
