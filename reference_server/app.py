@@ -28,7 +28,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from kroniker import __version__
-from kroniker.reference_server import audit, formats, inputs, policy
+from kroniker.reference_server import audit, formats, inputs, json_xml, policy
 from kroniker.reference_server.audit import AuditRecord
 from kroniker.reference_server.db import make_engine, migrate
 from kroniker.reference_server.formats import Wanted
@@ -220,11 +220,14 @@ def _handler(spec: RouteSpec, ctx: Context) -> Callable[[Request], Awaitable[Res
     """The route's handler wrapped: the caller authenticated, parameters and body read within their bounds,
     the rule asked, and every refusal an OperationOutcome in the audit log."""
     fhir_route = formats.is_fhir_path(spec.path)
+    # Every route but the pages answers JSON or XML: FHIR's XML on the FHIR routes, W3C's JSON in XML
+    # (json_xml.py) for the plain JSON of the others (their refusals are OperationOutcomes, in FHIR's XML).
+    negotiated = not spec.page
 
     async def endpoint(request: Request) -> Response:
         call = Call(request, ctx, Rule(spec.rule))
-        if fhir_route:  # until the query is read (and its _format), refusals answer as Accept asks
-            call.wanted = formats.negotiate(request, None)
+        if negotiated:  # until the query is read (and its _format), refusals answer as Accept asks
+            call.wanted = _wanted(request, None)
         response = await answer(call)
         try:
             if call.wanted.xml:  # written in a worker thread, as a large JSON answer is built in one
@@ -234,6 +237,14 @@ def _handler(spec: RouteSpec, ctx: Context) -> Callable[[Request], Awaitable[Res
             log.exception("could not write the answer to %s %s as XML", request.method, request.url.path)
             return outcome(500, "internal", call.lang, code="exception")
 
+    def _wanted(request: Request, format_param: str | None) -> Wanted:
+        wanted = formats.negotiate(request, format_param)
+        if not fhir_route and format_param is None and wanted.refused is not None:
+            # Outside FHIR an Accept nothing here can meet is disregarded (RFC 9110 §12.5.1), so that a
+            # monitor's /health with `Accept: text/plain` still gets its JSON; an unknown _format is refused.
+            return Wanted()
+        return wanted
+
     async def answer(call: Call) -> Response:
         request = call.request
         try:
@@ -242,12 +253,16 @@ def _handler(spec: RouteSpec, ctx: Context) -> Callable[[Request], Awaitable[Res
             else:
                 call.principal = authenticate(request, ctx, cookie=spec.page)
             call.params = inputs.parameters(request.scope.get("query_string", b""), ctx.settings)
-            if fhir_route:
-                call.wanted = formats.negotiate(request, call.one("_format"))
+            if negotiated:
+                call.wanted = _wanted(request, call.one("_format"))
                 if call.wanted.refused is not None:
                     raise ApiError(406, "not-acceptable", code="not-supported", found=call.wanted.refused)
             call.body = await inputs.read_body(request.stream(), request.headers.get("content-length"),
                                                spec.body_limit(ctx.settings))
+            if spec.body == "json" and not fhir_route and formats.is_xml(request.headers.get("content-type")):
+                # W3C's JSON in XML, read into the JSON the handler takes (its checks then apply as to JSON)
+                value = json_xml.loads(call.body, max_depth=ctx.settings.max_json_depth)
+                call.body = json.dumps(value).encode("ascii")
             response = await spec.endpoint(call)
         except (ApiError, BadInput) as raised:
             exc = raised if isinstance(raised, ApiError) else ApiError.of(raised)

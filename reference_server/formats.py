@@ -5,8 +5,9 @@ type) overrides `Accept`; `Accept` is read with its q-values (`*/*` and `applica
 server); with neither, JSON. An `Accept` that allows no format FHIR answers in is refused with 406 (the
 OperationOutcome in JSON). The answer is the same resource, status and headers in either format: the handlers
 build FHIR JSON (app.fhir, app.outcome) and `render` writes it as XML when XML was asked for
-(validators/fhir_xml.py). Non-FHIR routes (/health, /blocks, /admin/*, pages) are outside the FHIR base and answer
-as they always do.
+(validators/fhir_xml.py). The routes outside the FHIR base that answer plain JSON (/health, /blocks, /admin/*) are
+negotiated the same way and answer XML in W3C's JSON-in-XML form (json_xml.py), their refusals in FHIR's XML; an
+Accept they cannot meet is disregarded there (JSON), an unknown `_format` refused. The pages answer HTML.
 
 XML bodies are read by the validator's XML reader (validators/xmlreader.py: entities, DTDs and network off, size
 and depth bounded) into the JSON shape the handlers take; what it cannot read, or reads with XML structure errors
@@ -102,18 +103,26 @@ def _q(part: str) -> float:
 
 def render(response: Response, wanted: Wanted) -> Response:
     """A FHIR JSON answer (app.FhirJSON) in the asked format: the same status, headers and content."""
-    content = getattr(response, "fhir_content", None)
-    if not wanted.xml or content is None:
+    if not wanted.xml:
         return response
+    content = getattr(response, "fhir_content", None)
+    if content is None:
+        if inputs.media_type(response.headers.get("content-type")) != "application/json":
+            return response  # a document as stored (formats.document chose already), a page
+        # Plain JSON of a route outside FHIR (/health, /blocks, /admin/*): W3C's JSON in XML.
+        from kroniker.reference_server import json_xml
+
+        return xml_response(json_xml.dumps(json.loads(bytes(response.body))), response,
+                            json_xml.CONTENT_TYPE)
     return xml_response(to_xml(content).encode("utf-8"), response)
 
 
-def xml_response(body: bytes, like: Response) -> Response:
-    """Body as FHIR XML, with the status and headers (ETag, Location, Last-Modified, ...) of `like`."""
+def xml_response(body: bytes, like: Response, content_type: str = XML_CONTENT_TYPE) -> Response:
+    """Body as FHIR XML (or another XML), with the status and headers (ETag, Location, ...) of `like`."""
     out = Response(body, status_code=like.status_code, media_type=FHIR_XML)
     drop = {b"content-type", b"content-length"}
     out.raw_headers = [h for h in like.raw_headers if h[0] not in drop] + [
-        (b"content-type", XML_CONTENT_TYPE.encode("latin-1")),
+        (b"content-type", content_type.encode("latin-1")),
         (b"content-length", str(len(body)).encode("latin-1"))]
     return out
 
