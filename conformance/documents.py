@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kroniker.validators.identifiers import cpr_birth_date
+
 NOTES = "http://medcomfhir.dk/ig/notes/StructureDefinition"
 CL = "http://medcomfhir.dk/ig/conditionlist/StructureDefinition"
 DOCUMENT = "http://medcomfhir.dk/ig/document/StructureDefinition"
@@ -288,9 +290,10 @@ EMERGENCY_SOR = "3334441000016005"
 
 
 def numbered_patient(n: int, given: str = "Test", family: str = "Patient") -> Patient:
-    """Patient number n: a CPR with a valid date (DDMMYY) and a serial number, the same for the same n."""
+    """Patient number n: a CPR with a valid date (DDMMYY) and a serial number, the same for the same n. The
+    serial's first digit is 9, which with years 40-89 is the 1900s by the century rule (born 1940-1989)."""
     day, month, year = 1 + n % 28, 1 + (n // 28) % 12, 40 + (n // 336) % 50
-    return Patient(f"{day:02d}{month:02d}{year:02d}{7000 + n % 3000:04d}", (given,), family)
+    return Patient(f"{day:02d}{month:02d}{year:02d}{9000 + n % 1000:04d}", (given,), family)
 
 
 def run_patient(n: int, given: str = "Test", family: str = "Patient") -> Patient:
@@ -321,7 +324,10 @@ def _for(doc: dict[str, Any], patient: Patient, clinic: Clinic) -> dict[str, Any
 
 
 def _birth_date(cpr: str) -> str:
-    return f"19{cpr[4:6]}-{cpr[2:4]}-{cpr[0:2]}"
+    """The birth date the CPR number names (its century by the seventh digit)."""
+    born = cpr_birth_date(cpr)
+    assert born is not None, "test patients have CPR numbers that name a date"
+    return born.isoformat()
 
 
 def note(patient: Patient = BENTE, clinic: Clinic = GP_CLINIC, *, name: str | None = None,
