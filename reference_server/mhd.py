@@ -52,6 +52,7 @@ from kroniker.validators.source import Unreadable, parse
 
 # IHE MHD's List types (https://profiles.ihe.net/ITI/MHD/CodeSystem/MHDlistTypes): submissionset, folder.
 LIST_TYPES = "https://profiles.ihe.net/ITI/MHD/CodeSystem/MHDlistTypes"
+BASE_LIST = "http://hl7.org/fhir/StructureDefinition/List"
 # relatesTo codes the server does not act on, and the warning IHE gives for each (ITI-65 Table 2:3.65.4.1.3-1;
 # IHE names none for signs: kroniker's own code).
 NOT_PROCESSED = {"transforms": "PartialTransformContentNotProcessed", "appends": "PartialAppendContentNotProcessed",
@@ -426,7 +427,7 @@ def _provide_checked(call: Call, data: dict[str, Any], patient: list[str]) -> Re
     if len(set(identifiers)) != len(identifiers):
         raise ApiError(422, "mhd-unique-id-twice", code="duplicate", finding="XDSDocumentUniqueIdError")
     cpr = patient[0]
-    check_lists(tx, cpr)
+    check_lists(call, tx, cpr, next(iter(prepared.values())))
     again = _resubmitted(call, tx, prepared)
     if again is not None:
         return again
@@ -455,10 +456,19 @@ def _provide_checked(call: Call, data: dict[str, Any], patient: list[str]) -> Re
                    created=True)
 
 
-def check_lists(tx: Transaction, cpr: str) -> None:
+def check_lists(call: Call, tx: Transaction, cpr: str, p: Prepared) -> None:
     """The Folders and the Patient of the transaction are about the documents' patient (ITI-65 2:3.65.4.1.2.2:
-    every List.subject is the patient; a Patient in the Bundle is matched to the patient, here by CPR number)."""
+    every List.subject is the patient; a Patient in the Bundle is matched to the patient, here by CPR number);
+    each Folder is a FHIR List (what is kept is served again, in JSON and XML)."""
+    standard = p.report.standard
+    assert standard is not None, "a prepared document's standard is known"
     for f in tx.folders:
+        report = call.ctx.validator.validate_resource(tx.entries[f], BASE_LIST, standard)
+        call.ctx.validator.save_plans()
+        if not report.valid:
+            oo = operation_outcome(report, call.lang)
+            raise ApiError(422, "mhd-folder", code="invalid", finding="XDSRegistryMetadataError", index=f,
+                           detail="; ".join(i["diagnostics"] for i in oo["issue"] if i["severity"] == "error")[:2000])
         listed = _subject_cpr(tx.entries[f].get("subject"), tx.entries[f], tx, f)
         if listed is None:
             raise ApiError(422, "mhd-list-unknown-patient", code="business-rule", finding="XDSUnknownPatientId",

@@ -279,6 +279,10 @@ def _folder_unique_id_twice(tx: dict[str, Any]) -> None:
     add_folder(tx)["identifier"] = submission_set(tx)["identifier"]
 
 
+def _folder_not_fhir(tx: dict[str, Any]) -> None:
+    add_folder(tx)["title"] = {"text": "Forløb"}  # List.title is a string
+
+
 def _neither_list(tx: dict[str, Any]) -> None:
     add_folder(tx)["code"]["coding"][0]["code"] = "worklist"
 
@@ -319,6 +323,7 @@ ERRORS: list[tuple[Callable[[dict[str, Any]], None], int, str]] = [
     (_folder_update, 422, "XDSRegistryMetadataError"),  # adding to a kept Folder: not supported here
     (_folder_unique_id_twice, 422, "XDSDuplicateUniqueIdInRegistry"),
     (_neither_list, 422, "XDSRegistryMetadataError"),
+    (_folder_not_fhir, 422, "XDSRegistryMetadataError"),
 ]
 
 
@@ -663,3 +668,11 @@ def test_the_same_documents_under_a_new_submission_set_unique_id_are_refused(ser
     submission_set(tx)["identifier"][0]["value"] = urn()
     r = post(server, tx)
     assert r.status_code == 409 and "XDSDuplicateUniqueIdInRegistry" in finding_codes(r.json())
+
+
+def test_a_folder_that_is_not_a_fhir_list_says_why(server: Server) -> None:
+    tx = provide_bundle(note(new_patient()))
+    _folder_not_fhir(tx)
+    r = post(server, tx)
+    assert r.status_code == 422, r.text
+    assert "entry 1" in r.json()["issue"][0]["diagnostics"] and "title" in r.json()["issue"][0]["diagnostics"]
