@@ -676,3 +676,34 @@ def test_a_folder_that_is_not_a_fhir_list_says_why(server: Server) -> None:
     r = post(server, tx)
     assert r.status_code == 422, r.text
     assert "entry 1" in r.json()["issue"][0]["diagnostics"] and "title" in r.json()["issue"][0]["diagnostics"]
+
+
+def test_two_copies_sent_at_once_store_one_submission_and_answer_both_alike(server: Server) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    p = new_patient("Tvilling", "Samtidig")
+    tx = provide_bundle(note(p), note(p))
+    add_folder(tx)
+    before = server.rows()
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda _: post(server, tx), range(2)))
+    assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
+    assert locations(answers[0]) == locations(answers[1])
+    statuses = sorted("/".join(sorted({e["response"]["status"] for e in a.json()["entry"]})) for a in answers)
+    assert statuses == ["200 OK", "201 Created"]  # one created it, the other was answered as its resend
+    after = server.rows()
+    assert after["documents"] == before["documents"] + 2
+    assert after["clinical_resources"] == before["clinical_resources"] + 2  # the SubmissionSet and the Folder
+
+
+def test_a_kept_folder_is_not_changed_by_put_or_patch(server: Server) -> None:
+    p = new_patient("Frede", "Fast")
+    tx = provide_bundle(note(p))
+    add_folder(tx)
+    r = post(server, tx)
+    folder = path_of(locations(r)[1], server).removesuffix("/_history/1")
+    for method in ("PUT", "PATCH"):
+        refused = server.request(method, folder, source(), json={"resourceType": "List"})
+        assert refused.status_code == 405 and is_outcome(refused), method
+    assert server.get(folder, citizen(p)).json()["entry"] == [
+        {"item": {"reference": f"DocumentReference/{r.json()['entry'][2]['resource']['id']}"}}]
