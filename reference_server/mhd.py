@@ -566,7 +566,7 @@ def _resubmitted(call: Call, tx: Transaction, prepared: dict[int, Prepared]) -> 
             if s is not None}
     sent = {p.meta.master_identifier: hashlib.sha256(p.body).hexdigest() for p in prepared.values()}
     if {m: s.row["content_sha256"] for m, s in docs.items()} != sent \
-            or any(s.row["submitter_sor"] != principal.sor for s in docs.values()):
+            or any(s.row["submitter_sor"] != (principal.sor or "") for s in docs.values()):
         raise duplicate
     # The Folders, in the order the SubmissionSet names them: the same uniqueIds, holding the same documents.
     by_id = {s.id: m for m, s in docs.items()}
