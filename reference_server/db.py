@@ -96,7 +96,8 @@ treatment_relations = sa.Table(
 )
 
 # Questionnaire responses, their score Observations and triage ClinicalImpressions (issue 12), as the FHIR JSON the
-# server answers; `kind` says which: patient-response, assessment, score, suggestion, decision.
+# server answers; `kind` says which: patient-response, assessment, score, suggestion, decision; and the MHD Lists
+# of ITI-65, submissionset and folder.
 clinical_resources = sa.Table(
     "clinical_resources", metadata,
     sa.Column("id", sa.String(64), primary_key=True),
@@ -108,7 +109,10 @@ clinical_resources = sa.Table(
     sa.Column("submitter", sa.String(200), nullable=False),
     sa.Column("created", sa.DateTime, nullable=False),
     sa.Column("resource", sa.Text, nullable=False),
+    # An MHD SubmissionSet's or Folder's XDS uniqueId (migration 0008): unique, so a second one is refused.
+    sa.Column("unique_id", sa.String(300)),
     sa.Index("ix_clinical_resources_patient_type_created", "patient_cpr", "resource_type", "created"),
+    sa.Index("ix_clinical_resources_unique_id", "unique_id", unique=True),
 )
 
 blocks = sa.Table(

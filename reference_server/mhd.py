@@ -44,13 +44,15 @@ from kroniker.reference_server.app import (
 )
 from kroniker.reference_server.audit import AuditRecord
 from kroniker.reference_server.metadata import instant
-from kroniker.reference_server.store import SYSTEM_ALIASES, Conflict, StaleReplacement, Submission
+from kroniker.reference_server.store import SYSTEM_ALIASES, Conflict, StaleReplacement, Stored, Submission
+from kroniker.validators import messages
 from kroniker.validators.identifiers import CPR_SYSTEM, SOR_SYSTEM
 from kroniker.validators.render import operation_outcome
 from kroniker.validators.source import Unreadable, parse
 
 # IHE MHD's List types (https://profiles.ihe.net/ITI/MHD/CodeSystem/MHDlistTypes): submissionset, folder.
 LIST_TYPES = "https://profiles.ihe.net/ITI/MHD/CodeSystem/MHDlistTypes"
+BASE_LIST = "http://hl7.org/fhir/StructureDefinition/List"
 # relatesTo codes the server does not act on, and the warning IHE gives for each (ITI-65 Table 2:3.65.4.1.3-1;
 # IHE names none for signs: kroniker's own code).
 NOT_PROCESSED = {"transforms": "PartialTransformContentNotProcessed", "appends": "PartialAppendContentNotProcessed",
@@ -90,6 +92,21 @@ def _same_system(a: str | None, b: str | None) -> bool:
     return a is None or b is None or a == b or SYSTEM_ALIASES.get(a) == b
 
 
+def _list_type(resource: dict[str, Any]) -> str | None:
+    """Which MHD List a List entry is (List.code from MHDlistTypes): submissionset, folder, or neither."""
+    codes = [c for s, c in _codes(resource.get("code")) if s in (None, LIST_TYPES)]
+    return next((t for t in ("submissionset", "folder") if t in codes), None)
+
+
+def unique_id(resource: dict[str, Any]) -> str | None:
+    """A SubmissionSet's or Folder's XDS uniqueId: the identifier typed uniqueId (MHD 4.x, MHDIdentifierType), or
+    the one with use `usual` (how MHD 3 and 4.0 told it from the entryUUID, `official`)."""
+    idents = [i for i in _l(resource.get("identifier")) if isinstance(i, dict) and isinstance(i.get("value"), str)]
+    typed = [i for i in idents if "uniqueId" in [c for _, c in _codes(i.get("type"))]]
+    found = typed or [i for i in idents if i.get("use") == "usual" and not _codes(i.get("type"))]
+    return found[0]["value"] if found else None
+
+
 class Transaction:
     """The entries of an ITI-65 transaction, by kind, and its references resolved by fullUrl."""
 
@@ -103,11 +120,20 @@ class Transaction:
             resource = e.get("resource") if isinstance(e, dict) else None
             request = e.get("request") if isinstance(e, dict) else None
             full_url = e.get("fullUrl") if isinstance(e, dict) else None
-            if not (isinstance(resource, dict) and isinstance(request, dict) and isinstance(full_url, str)
-                    and request.get("method") == "POST" and request.get("url") == resource.get("resourceType")):
+            method = request.get("method") if isinstance(request, dict) else None
+            kind = resource.get("resourceType") if isinstance(resource, dict) else None
+            if kind == "List" and method == "PUT" and isinstance(full_url, str):
+                # ITI-65 lets a source add to an existing Folder (PUT List); kept folders do not change here
+                raise ApiError(422, "mhd-folder-update", code="not-supported", finding="XDSRegistryMetadataError",
+                               index=i)
+            url = request.get("url") if isinstance(request, dict) else None
+            # a Patient may come as POST Patient or PUT Patient/{id} (MHDprovidePatientActions); it is matched
+            patient_put = kind == "Patient" and method == "PUT" and isinstance(url, str) \
+                and re.fullmatch(r"Patient/[A-Za-z0-9\-.]{1,64}", url) is not None
+            if not (isinstance(resource, dict) and isinstance(full_url, str)
+                    and ((method == "POST" and url == kind) or patient_put)):
                 raise ApiError(400, "mhd-entry", code="structure", finding="XDSRegistryMetadataError", index=i)
-            kind = resource.get("resourceType")
-            if kind not in ("List", "DocumentReference", "Binary", "Bundle"):
+            if kind not in ("List", "DocumentReference", "Binary", "Bundle", "Patient"):
                 raise ApiError(422, "mhd-unsupported", code="not-supported", finding="XDSRegistryMetadataError",
                                index=i, type=str(kind)[:40])
             if full_url in self.by_url:
@@ -116,25 +142,42 @@ class Transaction:
             self.entries.append(resource)
         lists = [i for i, r in enumerate(self.entries) if r["resourceType"] == "List"]
         self.docrefs = [i for i, r in enumerate(self.entries) if r["resourceType"] == "DocumentReference"]
-        if len(lists) != 1:
+        self.patients = [i for i, r in enumerate(self.entries) if r["resourceType"] == "Patient"]
+        for i in lists:
+            if _list_type(self.entries[i]) is None:
+                raise ApiError(422, "mhd-folder", code="business-rule", finding="XDSRegistryMetadataError", index=i,
+                               detail="List.code is neither submissionset nor folder (MHDlistTypes)")
+        sets = [i for i in lists if _list_type(self.entries[i]) == "submissionset"]
+        self.folders = [i for i in lists if _list_type(self.entries[i]) == "folder"]
+        if len(sets) != 1:
             raise ApiError(422, "mhd-submissionset", code="business-rule", finding="XDSRegistryMetadataError",
-                           detail=f"{len(lists)} List entries, one SubmissionSet expected")
-        self.list_index = lists[0]
+                           detail=f"{len(sets)} SubmissionSet Lists, one expected")
+        self.list_index = sets[0]
         self.submission_set = self.entries[self.list_index]
-        if ("submissionset" not in [c for s, c in _codes(self.submission_set.get("code"))
-                                    if s in (None, LIST_TYPES)]):
-            raise ApiError(422, "mhd-submissionset", code="business-rule", finding="XDSRegistryMetadataError",
-                           detail="List.code is not submissionset (folders are not kept here)")
+        if len(self.patients) > 1:  # the Provide Bundle's Patient slice is 0..1
+            raise ApiError(422, "mhd-patients", code="business-rule", finding="XDSRegistryMetadataError",
+                           index=self.patients[1])
         if not self.docrefs:
             raise ApiError(422, "mhd-submissionset", code="business-rule", finding="XDSMissingDocumentMetadata",
                            detail="no DocumentReference")
-        listed = []
+        # The SubmissionSet names each DocumentReference and each new Folder once (XDS: its HasMember
+        # associations); in the order it names them.
+        self.listed = []
         for item in _l(self.submission_set.get("entry")):
             ref = _d(_d(item).get("item")).get("reference")
-            listed.append(self.resolve(ref, self.list_index))
-        if sorted(listed) != sorted(self.docrefs):
+            self.listed.append(self.resolve(ref, self.list_index))
+        if sorted(self.listed) != sorted(self.docrefs + self.folders):
             raise ApiError(422, "mhd-submissionset", code="business-rule", finding="XDSRegistryMetadataError",
-                           detail="List.entry does not name each DocumentReference of the transaction once")
+                           detail="List.entry does not name each DocumentReference and each Folder of the "
+                                  "transaction once")
+        self.members: dict[int, list[int]] = {f: self._folder_members(f) for f in self.folders}
+        ids = [u for u in (unique_id(self.entries[i]) for i in [self.list_index, *self.folders]) if u is not None]
+        if len(set(ids)) != len(ids):
+            raise ApiError(422, "mhd-folder", code="duplicate", finding="XDSDuplicateUniqueIdInRegistry",
+                           index=self.folders[0], detail="two Lists of the transaction have the same uniqueId")
+        if any(len(u) > 300 for u in ids):
+            raise ApiError(422, "mhd-submissionset", code="business-rule", finding="XDSRegistryMetadataError",
+                           detail="a uniqueId longer than 300 characters")
         # Each DocumentReference names its document; each document has its one DocumentReference.
         self.document_of: dict[int, int] = {}
         for i in self.docrefs:
@@ -154,6 +197,27 @@ class Transaction:
             if r["resourceType"] in ("Binary", "Bundle") and i not in self.document_of.values():
                 raise ApiError(422, "mhd-missing-metadata", code="business-rule",
                                finding="XDSMissingDocumentMetadata", index=i)
+
+    def _folder_members(self, index: int) -> list[int]:
+        """A new Folder's documents: DocumentReferences of this transaction, each once (MHD's Folder profile:
+        mode working, entry.item a DocumentReference); a new Folder is current."""
+        folder = self.entries[index]
+        if folder.get("mode") != "working" or folder.get("status") != "current":
+            raise ApiError(422, "mhd-folder", code="business-rule", finding="XDSRegistryMetadataError", index=index,
+                           detail=f"mode {str(folder.get('mode'))[:20]}, status {str(folder.get('status'))[:20]}; "
+                                  "a new Folder is mode working, status current")
+        members = []
+        for item in _l(folder.get("entry")):
+            ref = _d(_d(item).get("item")).get("reference")
+            target = self.resolve(ref, index)  # documents of this submission only: UnresolvedReferenceException
+            if self.entries[target]["resourceType"] != "DocumentReference":
+                raise ApiError(422, "mhd-folder", code="business-rule", finding="XDSRegistryMetadataError",
+                               index=index, detail=f"List.entry {str(ref)[:200]} is not a DocumentReference")
+            if target in members:
+                raise ApiError(422, "mhd-folder", code="business-rule", finding="XDSRegistryMetadataError",
+                               index=index, detail=f"List.entry names {str(ref)[:200]} twice")
+            members.append(target)
+        return members
 
     def resolve(self, ref: Any, index: int) -> int:
         """The entry a reference within the transaction names (by fullUrl), or UnresolvedReferenceException."""
@@ -203,8 +267,7 @@ def _subject_cpr(subject: Any, holder: dict[str, Any], tx: Transaction, index: i
         return found.group(1) if found else None
     if not isinstance(patient, dict) or patient.get("resourceType") != "Patient":
         return None
-    return next((i["value"] for i in _l(patient.get("identifier")) if isinstance(i, dict)
-                 and i.get("system") == CPR_SYSTEM and isinstance(i.get("value"), str)), None)
+    return _patient_cpr(patient)
 
 
 def _author_sors(docref: dict[str, Any]) -> list[str]:
@@ -363,63 +426,178 @@ def _provide_checked(call: Call, data: dict[str, Any], patient: list[str]) -> Re
     identifiers = [p.meta.master_identifier for p in prepared.values()]
     if len(set(identifiers)) != len(identifiers):
         raise ApiError(422, "mhd-unique-id-twice", code="duplicate", finding="XDSDocumentUniqueIdError")
+    cpr = patient[0]
+    check_lists(call, tx, cpr, next(iter(prepared.values())))
+    again = _resubmitted(call, tx, prepared)
+    if again is not None:
+        return again
     set_id = str(uuid.uuid4())
+    folder_ids = {f: str(uuid.uuid4()) for f in tx.folders}
     items = [Submission(p.meta, p.body, p.content_type, p.standard, AuditRecord(
         "replace" if p.replaces else "submit", principal, patient_cpr=p.meta.patient_cpr, purpose="TREAT",
         detail={"master_identifier": p.meta.master_identifier, "standard": p.standard, "transaction": "ITI-65",
                 "submission_set": set_id}), p.replaces) for p in prepared.values()]
-    submission_set = _stored_list(tx, set_id, prepared)
-    row = {"id": set_id, "resource_type": "List", "kind": "submissionset", "patient_cpr": items[0].meta.patient_cpr,
-           "questionnaire": None, "derived_from": None, "submitter": principal.actor, "resource": submission_set}
+    refs = {i: f"DocumentReference/{p.meta.id}" for i, p in prepared.items()} | {
+        f: f"List/{folder_id}" for f, folder_id in folder_ids.items()}
+    rows = [_list_row(tx, tx.list_index, set_id, cpr, principal.actor, [refs[i] for i in tx.listed])] + [
+        _list_row(tx, f, folder_ids[f], cpr, principal.actor, [refs[i] for i in tx.members[f]]) for f in tx.folders]
     try:
-        stored = ctx.store.submit_many(items, principal.sor or "", [row])
+        stored = ctx.store.submit_many(items, principal.sor or "", rows)
     except Conflict as exc:
+        again = _resubmitted(call, tx, prepared)  # the same transaction at once, twice: the other one won
+        if again is not None:
+            return again
         raise ApiError(409, "duplicate-identifier", code="duplicate", finding="XDSDuplicateUniqueIdInRegistry",
                        identifier=str(exc)) from None
     except StaleReplacement as exc:
         raise ApiError(422, "replace-not-current", code="business-rule", id=str(exc)) from None
-    url = base_url(call.request, ctx.settings)
-    by_index = dict(zip(prepared, stored, strict=True))
+    when = stored[0].docref(base_url(call.request, ctx.settings))["meta"]["lastUpdated"]
+    return _answer(call, tx, dict(zip(prepared, stored, strict=True)), set_id, folder_ids, warnings, cpr, when,
+                   created=True)
+
+
+def check_lists(call: Call, tx: Transaction, cpr: str, p: Prepared) -> None:
+    """The Folders and the Patient of the transaction are about the documents' patient (ITI-65 2:3.65.4.1.2.2:
+    every List.subject is the patient; a Patient in the Bundle is matched to the patient, here by CPR number);
+    each Folder is a FHIR List (what is kept is served again, in JSON and XML)."""
+    standard = p.report.standard
+    assert standard is not None, "a prepared document's standard is known"
+    for f in tx.folders:
+        report = call.ctx.validator.validate_resource(tx.entries[f], BASE_LIST, standard)
+        call.ctx.validator.save_plans()
+        if not report.valid:
+            oo = operation_outcome(report, call.lang)
+            raise ApiError(422, "mhd-folder", code="invalid", finding="XDSRegistryMetadataError", index=f,
+                           detail="; ".join(i["diagnostics"] for i in oo["issue"] if i["severity"] == "error")[:2000])
+        listed = _subject_cpr(tx.entries[f].get("subject"), tx.entries[f], tx, f)
+        if listed is None:
+            raise ApiError(422, "mhd-list-unknown-patient", code="business-rule", finding="XDSUnknownPatientId",
+                           index=f)
+        if listed != cpr:
+            raise _mismatch(f, "List.subject", listed, cpr, "XDSPatientIdDoesNotMatch", "mhd-patient")
+    for i in tx.patients:
+        found = _patient_cpr(tx.entries[i])
+        if found is None:
+            raise ApiError(422, "mhd-patient-entry", code="business-rule", finding="XDSUnknownPatientId", index=i)
+        if found != cpr:
+            raise _mismatch(i, "Patient.identifier", found, cpr, "XDSPatientIdDoesNotMatch", "mhd-patient")
+
+
+def _list_row(tx: Transaction, index: int, rid: str, cpr: str, submitter: str, refs: list[str]) -> dict[str, Any]:
+    """A SubmissionSet or Folder as the server keeps it: its own id, the entries pointing at the stored
+    DocumentReferences (and a SubmissionSet's at the stored Folders), the subject as the patient's CPR."""
+    lst = json.loads(json.dumps(tx.entries[index]))
+    lst["id"] = rid
+    lst["meta"] = {"versionId": "1"}
+    lst["subject"] = {"identifier": {"system": CPR_SYSTEM, "value": cpr}}
+    lst["entry"] = [{"item": {"reference": r}} for r in refs]
+    lst.pop("contained", None)
+    return {"id": rid, "resource_type": "List", "kind": _list_type(lst), "patient_cpr": cpr, "questionnaire": None,
+            "derived_from": None, "submitter": submitter, "resource": lst, "unique_id": unique_id(lst)}
+
+
+def _answer(call: Call, tx: Transaction, by_index: dict[int, Stored], set_id: str, folder_ids: dict[int, str],
+            warnings: dict[int, list[str]], cpr: str, when: str, *, created: bool) -> Response:
+    """The transaction-response: one entry per request entry, in order (ITI-65 2:3.65.4.2.2); a resubmission is
+    answered with the same locations, each 200 OK (nothing new was stored)."""
+    url = base_url(call.request, call.ctx.settings)
+    status = "201 Created" if created else "200 OK"
     doc_by_entry = {tx.document_of[i]: s for i, s in by_index.items()}
-    answer = []
-    for i in range(len(tx.entries)):
-        if i == tx.list_index:
-            when = stored[0].docref(url)["meta"]["lastUpdated"]
-            answer.append({"response": {"status": "201 Created", "location": f"{url}/fhir/List/{set_id}/_history/1",
+    answer: list[dict[str, Any]] = []
+    for i, resource in enumerate(tx.entries):
+        if i == tx.list_index or i in folder_ids:
+            rid = set_id if i == tx.list_index else folder_ids[i]
+            answer.append({"response": {"status": status, "location": f"{url}/fhir/List/{rid}/_history/1",
                                         "etag": 'W/"1"', "lastModified": when}})
         elif i in by_index:
             s = by_index[i]
             docref = s.docref(url)
             entry: dict[str, Any] = {"fullUrl": f"{url}/fhir/DocumentReference/{s.id}", "resource": docref,
-                                     "response": {"status": "201 Created",
+                                     "response": {"status": status,
                                                   "location": f"{url}/fhir/DocumentReference/{s.id}/_history/1",
                                                   "etag": _etag(s)["ETag"],
                                                   "lastModified": docref["meta"]["lastUpdated"]}}
-            if warnings[i]:
+            if warnings.get(i):
                 entry["response"]["outcome"] = {"resourceType": "OperationOutcome", "issue": [{
                     "severity": "warning", "code": "not-supported",
                     "details": {"coding": [{"system": "urn:kroniker:finding", "code": w}]},
                     "diagnostics": w} for w in warnings[i]]}
             answer.append(entry)
+        elif resource["resourceType"] == "Patient":
+            # matched, not kept: the server knows patients by CPR number, and Patient/<CPR> is how it names them
+            matched = {"severity": "information", "code": "informational",
+                       "details": {"coding": [{"system": "urn:kroniker:finding", "code": "patient-matched"}]},
+                       "diagnostics": messages.render("srv-mhd-patient-matched", {}, call.lang)}
+            answer.append({"response": {"status": "200 OK", "location": f"{url}/fhir/Patient/{cpr}",
+                                        "outcome": {"resourceType": "OperationOutcome", "issue": [matched]}}})
         else:
             s = doc_by_entry[i]
-            answer.append({"response": {"status": "201 Created", "location": f"{url}/fhir/Bundle/{s.id}",
+            answer.append({"response": {"status": status, "location": f"{url}/fhir/Bundle/{s.id}",
                                         "etag": 'W/"1"'}})
     return fhir({"resourceType": "Bundle", "id": str(uuid.uuid4()), "type": "transaction-response",
                  "entry": answer})
 
 
-def _stored_list(tx: Transaction, set_id: str, prepared: dict[int, Prepared]) -> dict[str, Any]:
-    """The SubmissionSet List as the server keeps it: its own id, the entries pointing at the stored
-    DocumentReferences, the subject as the patient's CPR."""
-    lst = json.loads(json.dumps(tx.submission_set))
-    lst["id"] = set_id
-    lst["meta"] = {"versionId": "1"}
-    first = next(iter(prepared.values())).meta
-    lst["subject"] = {"identifier": {"system": CPR_SYSTEM, "value": first.patient_cpr}}
-    lst["entry"] = [{"item": {"reference": f"DocumentReference/{p.meta.id}"}} for p in prepared.values()]
-    lst.pop("contained", None)
-    return lst
+def _resubmitted(call: Call, tx: Transaction, prepared: dict[int, Prepared]) -> Response | None:
+    """A transaction stored already, sent again (its answer lost): answered as the first time, with the same
+    locations, nothing stored anew, the resubmission audited. The stored one is found by the SubmissionSet's
+    uniqueId, or (without one) as the SubmissionSet holding the same documents. The same uniqueId for other
+    content, or from another organisation, is XDSDuplicateUniqueIdInRegistry (409); None: not sent before."""
+    ctx, principal = call.ctx, call.who
+    sent_id = unique_id(tx.submission_set)
+    first = next(iter(prepared.values()))
+    if sent_id is not None:
+        row = ctx.store.list_by_unique_id(sent_id)
+    else:
+        same = ctx.store.find_identical(first.meta.master_identifier, first.body)
+        row = ctx.store.submission_set_holding(first.meta.patient_cpr, same.id) if same is not None else None
+        if row is not None and row["unique_id"] is not None:
+            row = None  # a SubmissionSet with a uniqueId: this one, without, is another submission
+    if row is None:
+        return None
+    duplicate = ApiError(409, "duplicate-submission-set", code="duplicate", finding="XDSDuplicateUniqueIdInRegistry",
+                         identifier=str(sent_id or first.meta.master_identifier)[:300])
+    stored_set = row["resource"]
+    if row["kind"] != "submissionset":
+        raise duplicate  # a Folder's uniqueId
+    refs = [_d(_d(e).get("item")).get("reference") for e in _l(stored_set.get("entry"))]
+    docs = {s.row["master_identifier"]: s for s in (ctx.store.get(r.split("/", 1)[1]) for r in refs
+                                                    if isinstance(r, str) and r.startswith("DocumentReference/"))
+            if s is not None}
+    sent = {p.meta.master_identifier: hashlib.sha256(p.body).hexdigest() for p in prepared.values()}
+    if {m: s.row["content_sha256"] for m, s in docs.items()} != sent \
+            or any(s.row["submitter_sor"] != (principal.sor or "") for s in docs.values()):
+        raise duplicate
+    # The Folders, in the order the SubmissionSet names them: the same uniqueIds, holding the same documents.
+    by_id = {s.id: m for m, s in docs.items()}
+    stored_folders = [r.split("/", 1)[1] for r in refs if isinstance(r, str) and r.startswith("List/")]
+    sent_folders = [i for i in tx.listed if i in tx.members]
+    if len(stored_folders) != len(sent_folders):
+        raise duplicate
+    for folder_id, f in zip(stored_folders, sent_folders, strict=True):
+        kept = ctx.store.clinical_one("List", folder_id)
+        held = [_d(_d(e).get("item")).get("reference") for e in _l(_d(kept)["resource"].get("entry"))] \
+            if kept else []
+        if kept is None or kept["unique_id"] != unique_id(tx.entries[f]) or sorted(
+                by_id.get(str(r).rsplit("/", 1)[-1], "") for r in held) != sorted(
+                prepared[i].meta.master_identifier for i in tx.members[f]):
+            raise duplicate
+    folder_ids = dict(zip(sent_folders, stored_folders, strict=True))
+    by_index = {i: docs[p.meta.master_identifier] for i, p in prepared.items()}
+    ctx.store.record_all([AuditRecord(
+        "submit", principal, patient_cpr=row["patient_cpr"], purpose="TREAT", documents=[s.id],
+        content_sha256=s.row["content_sha256"],
+        detail={"master_identifier": s.row["master_identifier"], "standard": s.row["standard"],
+                "transaction": "ITI-65", "submission_set": row["id"], "idempotent": True})
+        for s in by_index.values()])
+    warnings = {i: _replaces(tx.entries[i], i)[1] for i in tx.docrefs}
+    return _answer(call, tx, by_index, row["id"], folder_ids, warnings, row["patient_cpr"],
+                   row["resource"]["meta"]["lastUpdated"], created=False)
+
+
+def _patient_cpr(patient: dict[str, Any]) -> str | None:
+    return next((i["value"] for i in _l(patient.get("identifier")) if isinstance(i, dict)
+                 and i.get("system") == CPR_SYSTEM and isinstance(i.get("value"), str)), None)
 
 
 async def read_list(call: Call) -> Response:
@@ -427,7 +605,8 @@ async def read_list(call: Call) -> Response:
 
 
 def _read_list(call: Call) -> Response:
-    """GET [base]/List/{id}: a SubmissionSet, for whoever may read all of its documents (may_read)."""
+    """GET [base]/List/{id}: a SubmissionSet or a Folder, for whoever may read all of its documents (may_read);
+    a Folder is the patient's, as its documents are."""
     ctx, principal = call.ctx, call.who
     rid = inputs.resource_id(call.request.path_params["id"], "unknown-resource")
     row = ctx.store.clinical_one("List", rid)
@@ -442,7 +621,8 @@ def _read_list(call: Call) -> Response:
             raise not_here from None
         raise
     resource = row["resource"]
-    ids = [e["item"]["reference"].split("/", 1)[1] for e in resource.get("entry", [])]
+    ids = [e["item"]["reference"].split("/", 1)[1] for e in resource.get("entry", [])
+           if e["item"]["reference"].startswith("DocumentReference/")]  # a SubmissionSet names its Folders too
     docs = [ctx.store.get(i) for i in ids]
     if decision.nothing or not all(d is not None and decision.visible(d.info) for d in docs):
         _record(ctx, AuditRecord("read-List", principal, outcome="4", patient_cpr=patient, reason="blocked",

@@ -239,12 +239,36 @@ class Store:
                         {**r, "created": now, "resource": json.dumps(r["resource"], ensure_ascii=False,
                                                                      separators=(",", ":"))} for r in resources])
         except IntegrityError:
+            unique_ids = [r["unique_id"] for r in resources if r.get("unique_id")]
             with reading(self.engine) as conn:
                 taken = conn.execute(sa.select(documents.c.master_identifier).where(
                     documents.c.master_identifier.in_([i.meta.master_identifier for i in items])
                     | documents.c.id.in_([i.meta.id for i in items]))).scalars().first()
+                if taken is None and unique_ids:  # a SubmissionSet's or Folder's uniqueId (XDS: the same error)
+                    taken = conn.execute(sa.select(clinical_resources.c.unique_id).where(
+                        clinical_resources.c.unique_id.in_(unique_ids))).scalars().first()
             raise Conflict(taken or "") from None
         return [Stored(row, i.meta.docref) for row, i in zip(rows, items, strict=True)]
+
+    def record_all(self, recs: Sequence[audit.AuditRecord]) -> None:
+        """Append audit records in one transaction (a resubmitted transaction's, one per document)."""
+        with self.writer.transaction() as conn:
+            for rec in recs:
+                audit.append(conn, rec, self.audit_key)
+
+    def list_by_unique_id(self, unique_id: str) -> dict[str, Any] | None:
+        """The stored MHD List (SubmissionSet or Folder) with this XDS uniqueId, if any."""
+        c = clinical_resources.c
+        with reading(self.engine) as conn:
+            row = conn.execute(sa.select(clinical_resources).where(
+                (c.unique_id == unique_id) & (c.resource_type == "List"))).mappings().first()
+        return {**row, "resource": _served(row)} if row else None
+
+    def submission_set_holding(self, patient_cpr: str, doc_id: str) -> dict[str, Any] | None:
+        """The stored SubmissionSet whose entries name the document (the patient's own, newest first)."""
+        wanted = {"item": {"reference": f"DocumentReference/{doc_id}"}}
+        return next((r for r in self.clinical(patient_cpr, "List", "submissionset")
+                     if wanted in r["resource"].get("entry", [])), None)
 
     def find_identical(self, master_identifier: str, content: bytes) -> Stored | None:
         """The stored document with this identifier and exactly these bytes (a retried submission), if any."""

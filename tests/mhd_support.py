@@ -148,3 +148,34 @@ def provide_bundle(*docs: dict[str, Any], binary: bool = True, replaces: str | N
 
 def docrefs(tx: dict[str, Any]) -> list[dict[str, Any]]:
     return [e["resource"] for e in tx["entry"] if e["resource"]["resourceType"] == "DocumentReference"]
+
+
+def submission_set(tx: dict[str, Any]) -> dict[str, Any]:
+    return tx["entry"][0]["resource"]
+
+
+def add_folder(tx: dict[str, Any], *, listed: bool = True) -> dict[str, Any]:
+    """A new Folder (MHD's Folder List: code folder, mode working) holding every DocumentReference of the
+    transaction, posted after the SubmissionSet and named by it (its HasMember, in XDS's words); the Folder."""
+    cpr = submission_set(tx)["subject"]["identifier"]["value"]
+    refs = [e["fullUrl"] for e in tx["entry"] if e["resource"]["resourceType"] == "DocumentReference"]
+    folder = {"resourceType": "List", "status": "current", "mode": "working", "title": "Forløb",
+              "identifier": [{"use": "usual", "system": "urn:ietf:rfc:3986", "value": urn()}],
+              "code": {"coding": [{"system": LIST_TYPES, "code": "folder"}]},
+              "subject": {"identifier": {"system": CPR_SYSTEM, "value": cpr}},
+              "entry": [{"item": {"reference": r}} for r in refs]}
+    url = urn()
+    tx["entry"].insert(1, {"fullUrl": url, "resource": folder, "request": {"method": "POST", "url": "List"}})
+    if listed:
+        submission_set(tx)["entry"].append({"item": {"reference": url}})
+    return folder
+
+
+def add_patient(tx: dict[str, Any], cpr: str, *, method: str = "POST") -> str:
+    """The patient as a Patient entry of the transaction (ITI-65's Patient slice), named by CPR number; its fullUrl."""
+    url = urn()
+    patient = {"resourceType": "Patient", "identifier": [{"system": CPR_SYSTEM, "value": cpr}],
+               "name": [{"family": "Patient"}]}
+    request = {"method": method, "url": "Patient" if method == "POST" else f"Patient/{uuid.uuid4()}"}
+    tx["entry"].append({"fullUrl": url, "resource": patient, "request": request})
+    return url

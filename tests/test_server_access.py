@@ -243,8 +243,12 @@ def refusals(server: Server) -> list[tuple[str, str, str, Principal, int, dict[s
         blocks = route.startswith(("/blocks", "/min-side"))
         return route.replace("{id}", block_id if blocks else clinical_ids.get(kind, doc_id)).replace("{vid}", "1")
 
+    # A Folder (MHD's other List) is the patient's as a SubmissionSet is: the same readers refused.
+    folder = stored_submission_set(server, p.cpr, kind="folder")
+    folder_cases = [("GET", "/fhir/List/{id}", f"/fhir/List/{folder}", who, status, {})
+                    for who, status in [*doc_readers, (citizen(stranger), 404)]]
     return [(m, route, path_of(route), who, status, kwargs)
-            for m, route, refused, kwargs in table for who, status in refused]
+            for m, route, refused, kwargs in table for who, status in refused] + folder_cases
 
 
 def stored_clinical(server: Server, cpr: str) -> dict[str, str]:
@@ -261,12 +265,12 @@ def stored_clinical(server: Server, cpr: str) -> dict[str, str]:
     return out
 
 
-def stored_submission_set(server: Server, cpr: str) -> str:
-    """An MHD SubmissionSet about the patient (no documents), as the server stores one."""
+def stored_submission_set(server: Server, cpr: str, kind: str = "submissionset") -> str:
+    """An MHD SubmissionSet (or Folder) about the patient (no documents), as the server stores one."""
     rid = str(uuid.uuid4())
     with server.engine.begin() as conn:
         conn.execute(sa.insert(clinical_resources).values(
-            id=rid, resource_type="List", kind="submissionset", patient_cpr=cpr, submitter="test",
+            id=rid, resource_type="List", kind=kind, patient_cpr=cpr, submitter="test",
             created=dt.datetime(2026, 11, 3), resource=json.dumps({"resourceType": "List", "id": rid, "entry": []})))
     return rid
 

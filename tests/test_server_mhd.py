@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from tests.mhd_support import docrefs, provide_bundle, urn
+from tests.mhd_support import add_folder, add_patient, docrefs, provide_bundle, submission_set, urn
 from tests.server_support import (
     ADMIN,
+    CPR_SYSTEM,
     FHIR_JSON,
     OTHER_CLINIC,
     Server,
@@ -228,6 +229,64 @@ def _bad_binary(tx: dict[str, Any]) -> None:
     tx["entry"][2]["resource"]["data"] = "not base64!"
 
 
+def _patient_other_cpr(tx: dict[str, Any]) -> None:
+    add_patient(tx, new_patient().cpr)
+
+
+def _two_patients(tx: dict[str, Any]) -> None:
+    cpr = submission_set(tx)["subject"]["identifier"]["value"]
+    add_patient(tx, cpr)
+    add_patient(tx, cpr)
+
+
+def _folder_other_patient(tx: dict[str, Any]) -> None:
+    add_folder(tx)["subject"]["identifier"]["value"] = new_patient().cpr
+
+
+def _folder_no_subject(tx: dict[str, Any]) -> None:
+    del add_folder(tx)["subject"]
+
+
+def _folder_outside(tx: dict[str, Any]) -> None:
+    # a document kept already: a Folder here holds documents of its own submission only
+    add_folder(tx)["entry"].append({"item": {"reference": "DocumentReference/kept-before"}})
+
+
+def _folder_of_a_binary(tx: dict[str, Any]) -> None:
+    binary = tx["entry"][2]["fullUrl"]
+    add_folder(tx)["entry"] = [{"item": {"reference": binary}}]
+
+
+def _folder_twice(tx: dict[str, Any]) -> None:
+    folder = add_folder(tx)
+    folder["entry"] *= 2
+
+
+def _folder_not_listed(tx: dict[str, Any]) -> None:
+    add_folder(tx, listed=False)
+
+
+def _folder_retired(tx: dict[str, Any]) -> None:
+    add_folder(tx)["status"] = "retired"
+
+
+def _folder_update(tx: dict[str, Any]) -> None:
+    add_folder(tx)
+    tx["entry"][1]["request"] = {"method": "PUT", "url": "List/kept-before"}
+
+
+def _folder_unique_id_twice(tx: dict[str, Any]) -> None:
+    add_folder(tx)["identifier"] = submission_set(tx)["identifier"]
+
+
+def _folder_not_fhir(tx: dict[str, Any]) -> None:
+    add_folder(tx)["title"] = {"text": "Forløb"}  # List.title is a string
+
+
+def _neither_list(tx: dict[str, Any]) -> None:
+    add_folder(tx)["code"]["coding"][0]["code"] = "worklist"
+
+
 # (mutation of a valid transaction, HTTP status, the code in issue.details.coding)
 ERRORS: list[tuple[Callable[[dict[str, Any]], None], int, str]] = [
     (_other_cpr, 422, "XDSPatientIdDoesNotMatch"),
@@ -247,8 +306,24 @@ ERRORS: list[tuple[Callable[[dict[str, Any]], None], int, str]] = [
     (_size, 422, "XDSNonIdenticalSize"),
     (_content_type, 422, "XDSRepositoryMetadataError"),
     (_no_narrative, 422, "XDSRegistryMetadataError"),
-    (_folder, 422, "XDSRegistryMetadataError"),
-    (_patient_entry, 422, "XDSRegistryMetadataError"),
+    (_folder, 422, "XDSRegistryMetadataError"),  # a Folder, but no SubmissionSet
+    # ITI-65 2:3.65.4.1.2.2: a Patient in the Bundle is matched to the patient (here by CPR number); the Provide
+    # Bundle's Patient slice is 0..1
+    (_patient_entry, 422, "XDSUnknownPatientId"),
+    (_patient_other_cpr, 422, "XDSPatientIdDoesNotMatch"),
+    (_two_patients, 422, "XDSRegistryMetadataError"),
+    # a Folder's subject is the documents' patient (2:3.65.4.1.2.1: all List.subject values are the patient)
+    (_folder_other_patient, 422, "XDSPatientIdDoesNotMatch"),
+    (_folder_no_subject, 422, "XDSUnknownPatientId"),
+    (_folder_outside, 422, "UnresolvedReferenceException"),
+    (_folder_of_a_binary, 422, "XDSRegistryMetadataError"),  # Folder entry.item is Reference(DocumentReference)
+    (_folder_twice, 422, "XDSRegistryMetadataError"),
+    (_folder_not_listed, 422, "XDSRegistryMetadataError"),  # the SubmissionSet names its new Folders
+    (_folder_retired, 422, "XDSRegistryMetadataError"),
+    (_folder_update, 422, "XDSRegistryMetadataError"),  # adding to a kept Folder: not supported here
+    (_folder_unique_id_twice, 422, "XDSDuplicateUniqueIdInRegistry"),
+    (_neither_list, 422, "XDSRegistryMetadataError"),
+    (_folder_not_fhir, 422, "XDSRegistryMetadataError"),
 ]
 
 
@@ -431,3 +506,204 @@ def test_a_hostile_transaction_is_an_operation_outcome(server: Server, path: tup
     assert 400 <= r.status_code < 500, r.text
     assert is_outcome(r)
     assert server.rows()["documents"] == before["documents"]
+
+
+# -- Folders, the Patient entry, a transaction sent again -----------------------------------------------------
+
+def locations(answer: Any) -> list[str]:
+    return [e["response"]["location"] for e in answer.json()["entry"]]
+
+
+def test_a_new_folder_is_stored_with_its_documents_and_read_as_the_patients(server: Server) -> None:
+    p, stranger = new_patient("Frida", "Mappe"), new_patient("Sten", "Fremmed")
+    tx = provide_bundle(note(p), note(p))
+    folder = add_folder(tx)
+    r = post(server, tx)
+    assert r.status_code == 200, r.text
+    answer = r.json()["entry"]
+    # one entry per request entry, in order: the SubmissionSet, the Folder, then each DocumentReference, document
+    assert [e["response"]["status"] for e in answer] == ["201 Created"] * 6
+    set_loc, folder_loc = (path_of(loc, server).removesuffix("/_history/1") for loc in locations(r)[:2])
+    assert folder_loc.startswith("/fhir/List/") and folder_loc != set_loc
+    stored_refs = [{"item": {"reference": f"DocumentReference/{answer[i]['resource']['id']}"}} for i in (2, 4)]
+    me = citizen(p)
+    kept = server.get(folder_loc, me)
+    assert kept.status_code == 200, kept.text
+    assert kept.json()["code"] == folder["code"] and kept.json()["title"] == "Forløb"
+    assert kept.json()["entry"] == stored_refs  # the stored documents, in the Folder's order
+    assert kept.json()["subject"] == {"identifier": {"system": CPR_SYSTEM, "value": p.cpr}}
+    # the SubmissionSet names the DocumentReferences and the Folder, in the order the source named them
+    assert server.get(set_loc, me).json()["entry"] == [
+        *stored_refs, {"item": {"reference": folder_loc.removeprefix("/fhir/")}}]
+    # a Folder is the patient's: read by who may read its documents, and no one else learns it exists
+    assert server.get(folder_loc, citizen(stranger)).status_code == 404
+    assert server.get(folder_loc, source()).status_code == 403
+    assert server.get(folder_loc, clinician("NOREL2")).status_code == 403
+    rows = audit_rows(server, p.cpr)
+    assert [a["action"] for a in rows[:2]] == ["submit", "submit"]
+    assert [(a["action"], a["outcome"]) for a in rows].count(("read-List", "0")) == 2  # the citizen's two reads
+
+
+def test_a_patient_in_the_bundle_is_matched_by_cpr_and_not_kept(server: Server) -> None:
+    p = new_patient("Palle", "Patient")
+    for method in ("POST", "PUT"):  # MHDprovidePatientActions
+        tx = provide_bundle(note(p))
+        patient_url = add_patient(tx, p.cpr, method=method)
+        submission_set(tx)["subject"] = {"reference": patient_url}  # the SubmissionSet names it by fullUrl
+        before = server.rows()
+        r = post(server, tx)
+        assert r.status_code == 200, r.text
+        last = r.json()["entry"][-1]["response"]
+        assert last["status"] == "200 OK"  # matched, nothing created
+        assert last["location"] == f"{server.url}/fhir/Patient/{p.cpr}"
+        assert finding_codes(last["outcome"]) == {"patient-matched"}
+        after = server.rows()
+        assert after["documents"] == before["documents"] + 1
+        assert after["clinical_resources"] == before["clinical_resources"] + 1  # the SubmissionSet only
+
+
+def test_a_transaction_sent_again_is_answered_as_the_first_time(server: Server) -> None:
+    p = new_patient("Ib", "Igen")
+    tx = provide_bundle(note(p), note(p))
+    add_folder(tx)
+    first = post(server, tx)
+    assert first.status_code == 200, first.text
+    before = server.rows()
+    again = post(server, tx)  # the same bytes: the first answer was lost
+    assert again.status_code == 200, again.text
+    assert again.json()["type"] == "transaction-response"
+    assert locations(again) == locations(first)
+    assert [e["response"]["status"] for e in again.json()["entry"]] == ["200 OK"] * 6
+    assert [e.get("resource") for e in again.json()["entry"]] == [e.get("resource") for e in first.json()["entry"]]
+    after = server.rows()
+    assert {t: n for t, n in after.items() if t != "audit_events"} == \
+        {t: n for t, n in before.items() if t != "audit_events"}  # nothing stored anew
+    assert after["audit_events"] == before["audit_events"] + 2  # one record per document
+    with server.engine.connect() as conn:
+        details = conn.execute(sa.text("SELECT action, detail FROM audit_events WHERE patient_cpr = :cpr "
+                                       "ORDER BY seq DESC LIMIT 2"), {"cpr": p.cpr}).all()
+    assert {a for a, _ in details} == {"submit"}
+    assert all(json.loads(d)["idempotent"] is True for _, d in details)
+
+
+def test_the_same_submission_set_written_anew_is_answered_as_the_first(server: Server) -> None:
+    """The source builds the transaction again (new fullUrls, new resource ids) with the same SubmissionSet
+    uniqueId and the same documents: the same submission."""
+    p = new_patient("Ida", "Igen")
+    doc = note(p)
+    tx = provide_bundle(doc)
+    first = post(server, tx)
+    assert first.status_code == 200, first.text
+    rebuilt = provide_bundle(doc)
+    submission_set(rebuilt)["identifier"] = submission_set(tx)["identifier"]
+    assert rebuilt["entry"][0]["fullUrl"] != tx["entry"][0]["fullUrl"]
+    again = post(server, rebuilt)
+    assert again.status_code == 200, again.text
+    assert locations(again) == locations(first)
+
+
+def test_a_transaction_without_a_submission_set_unique_id_sent_again(server: Server) -> None:
+    p = new_patient("Ulla", "Uden")
+    tx = provide_bundle(note(p))
+    del submission_set(tx)["identifier"]
+    first = post(server, tx)
+    assert first.status_code == 200, first.text
+    again = post(server, tx)
+    assert again.status_code == 200, again.text
+    assert locations(again) == locations(first)
+    # the same document in a SubmissionSet with a uniqueId is another submission: its document is taken
+    other = provide_bundle(note(p))
+    other["entry"][1:] = tx["entry"][1:]
+    other["entry"][0]["resource"]["entry"] = tx["entry"][0]["resource"]["entry"]
+    refused = post(server, other)
+    assert refused.status_code == 409 and "XDSDuplicateUniqueIdInRegistry" in finding_codes(refused.json())
+
+
+def test_a_replacement_sent_again_is_answered_as_the_first(server: Server) -> None:
+    p = new_patient("Rene", "Retry")
+    old = server.shared(source(), note(p))
+    tx = provide_bundle(note(p), replaces=old["id"])
+    first = post(server, tx)
+    assert first.status_code == 200, first.text
+    again = post(server, tx)  # the replaced document is superseded now; this is still the same submission
+    assert again.status_code == 200, again.text
+    assert locations(again) == locations(first)
+
+
+def test_the_same_submission_set_unique_id_for_other_content_is_refused(server: Server) -> None:
+    p = new_patient("Dan", "Dublet")
+    tx = provide_bundle(note(p))
+    folder = add_folder(tx)
+    assert post(server, tx).status_code == 200
+    cases = {}
+    other_doc = provide_bundle(note(p))  # another document under the same SubmissionSet uniqueId
+    submission_set(other_doc)["identifier"] = submission_set(tx)["identifier"]
+    cases["other document"] = other_doc
+    more = provide_bundle(note(p))  # the same document and one more
+    more["entry"] += tx["entry"][2:]
+    submission_set(more)["entry"] += submission_set(tx)["entry"][:1]
+    submission_set(more)["identifier"] = submission_set(tx)["identifier"]
+    cases["one more document"] = more
+    no_folder = json.loads(json.dumps(tx))  # the same document without its Folder
+    del no_folder["entry"][1]
+    submission_set(no_folder)["entry"] = submission_set(no_folder)["entry"][:1]
+    cases["without the folder"] = no_folder
+    folder_id = provide_bundle(note(p))  # the Folder's uniqueId as a new SubmissionSet's
+    submission_set(folder_id)["identifier"] = folder["identifier"]
+    cases["a folder's unique id"] = folder_id
+    before = server.rows()
+    for name, case in cases.items():
+        r = post(server, case)
+        assert r.status_code == 409, (name, r.text)
+        assert "XDSDuplicateUniqueIdInRegistry" in finding_codes(r.json()), name
+    after = server.rows()
+    assert {t: n for t, n in after.items() if t != "audit_events"} == \
+        {t: n for t, n in before.items() if t != "audit_events"}
+
+
+def test_the_same_documents_under_a_new_submission_set_unique_id_are_refused(server: Server) -> None:
+    p = new_patient("Nina", "Ny")
+    tx = provide_bundle(note(p))
+    assert post(server, tx).status_code == 200
+    submission_set(tx)["identifier"][0]["value"] = urn()
+    r = post(server, tx)
+    assert r.status_code == 409 and "XDSDuplicateUniqueIdInRegistry" in finding_codes(r.json())
+
+
+def test_a_folder_that_is_not_a_fhir_list_says_why(server: Server) -> None:
+    tx = provide_bundle(note(new_patient()))
+    _folder_not_fhir(tx)
+    r = post(server, tx)
+    assert r.status_code == 422, r.text
+    assert "entry 1" in r.json()["issue"][0]["diagnostics"] and "title" in r.json()["issue"][0]["diagnostics"]
+
+
+def test_two_copies_sent_at_once_store_one_submission_and_answer_both_alike(server: Server) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    p = new_patient("Tvilling", "Samtidig")
+    tx = provide_bundle(note(p), note(p))
+    add_folder(tx)
+    before = server.rows()
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda _: post(server, tx), range(2)))
+    assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
+    assert locations(answers[0]) == locations(answers[1])
+    statuses = sorted("/".join(sorted({e["response"]["status"] for e in a.json()["entry"]})) for a in answers)
+    assert statuses == ["200 OK", "201 Created"]  # one created it, the other was answered as its resend
+    after = server.rows()
+    assert after["documents"] == before["documents"] + 2
+    assert after["clinical_resources"] == before["clinical_resources"] + 2  # the SubmissionSet and the Folder
+
+
+def test_a_kept_folder_is_not_changed_by_put_or_patch(server: Server) -> None:
+    p = new_patient("Frede", "Fast")
+    tx = provide_bundle(note(p))
+    add_folder(tx)
+    r = post(server, tx)
+    folder = path_of(locations(r)[1], server).removesuffix("/_history/1")
+    for method in ("PUT", "PATCH"):
+        refused = server.request(method, folder, source(), json={"resourceType": "List"})
+        assert refused.status_code == 405 and is_outcome(refused), method
+    assert server.get(folder, citizen(p)).json()["entry"] == [
+        {"item": {"reference": f"DocumentReference/{r.json()['entry'][2]['resource']['id']}"}}]

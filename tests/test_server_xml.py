@@ -32,7 +32,7 @@ from kroniker.validators.packages import PackageCache
 from kroniker.validators.source import Limits
 from kroniker.validators.xmlreader import parse_xml
 from tests.clinical_support import assessment, install_packages, patient_response
-from tests.mhd_support import provide_bundle
+from tests.mhd_support import add_folder, add_patient, provide_bundle
 from tests.server_support import (
     ADMIN,
     CPR_SYSTEM,
@@ -96,6 +96,7 @@ class World:
     observation: str
     suggestion: str
     submission_set: str  # the List of an ITI-65 submission
+    folder: str  # ... and the Folder List it made
 
     @property
     def ident(self) -> str:
@@ -115,13 +116,16 @@ def make_world(server: Server) -> World:
     r = server.request("POST", "/fhir/ClinicalImpression/$triage", source(), json=about(assessment(cpr=p.cpr), p))
     assert r.status_code == 201, r.text
     suggestion = r.json()["id"]
-    r = server.request("POST", "/fhir", source(), content=encode(provide_bundle(note(p))),
+    tx = provide_bundle(note(p))
+    add_folder(tx)
+    r = server.request("POST", "/fhir", source(), content=encode(tx),
                        headers={"Content-Type": FHIR_JSON, "Accept": FHIR_JSON})
     assert r.status_code == 200, r.text
-    list_at = r.json()["entry"][0]["response"]["location"]  # [base]/List/{id}/_history/1: the SubmissionSet's
-    assert "/fhir/List/" in list_at, list_at
+    # [base]/List/{id}/_history/1: the SubmissionSet's, then the Folder's
+    set_at, folder_at = (e["response"]["location"] for e in r.json()["entry"][:2])
+    assert "/fhir/List/" in set_at and "/fhir/List/" in folder_at, (set_at, folder_at)
     return World(p, doc_json, doc_xml, response, observation, suggestion,
-                 list_at.split("/fhir/List/")[1].split("/")[0])
+                 set_at.split("/fhir/List/")[1].split("/")[0], folder_at.split("/fhir/List/")[1].split("/")[0])
 
 
 @pytest.fixture(scope="module")
@@ -386,6 +390,12 @@ def by_patient(w: World) -> dict[str, str]:
     return {"patient.identifier": w.ident}
 
 
+def list_case(server: Server, w: World, way: str) -> None:
+    """Both MHD Lists alike: the SubmissionSet and the Folder."""
+    read_case(lambda w: f"/fhir/List/{w.submission_set}", lambda w: citizen(w.p))(server, w, way)
+    read_case(lambda w: f"/fhir/List/{w.folder}", lambda w: citizen(w.p))(server, w, way)
+
+
 CASES: dict[tuple[str, str], Case] = {
     ("GET", "/fhir/metadata"): read_case(lambda w: "/fhir/metadata", lambda w: None),
     ("GET", "/metadata"): read_case(lambda w: "/metadata", lambda w: None),
@@ -424,7 +434,7 @@ CASES: dict[tuple[str, str], Case] = {
     ("GET", "/fhir/ClinicalImpression/{id}"): read_case(lambda w: f"/fhir/ClinicalImpression/{w.suggestion}",
                                                         lambda w: source()),
     ("PUT", "/fhir/Bundle/{id}"): put_case,
-    ("GET", "/fhir/List/{id}"): read_case(lambda w: f"/fhir/List/{w.submission_set}", lambda w: citizen(w.p)),
+    ("GET", "/fhir/List/{id}"): list_case,
 }
 
 FHIR_ROUTES = [(r.method, r.path) for r in ROUTES if is_fhir_path(r.path)]
@@ -654,11 +664,16 @@ def test_an_iti65_provide_bundle_in_xml_is_answered_as_the_same_in_json(server: 
                                                                         binary: bool) -> None:
     """MHD ITI-65 as FHIR XML (MHD allows either format): the same transaction-response and the same stored
     DocumentReferences as the JSON transaction of another document for the same patient gets."""
-    plain = server.request("POST", "/fhir", source(), content=encode(provide_bundle(note(world.p), binary=binary)),
+    def transaction() -> dict[str, Any]:  # with a Folder and the Patient (ITI-65's Folders and Patient slices)
+        tx = provide_bundle(note(world.p), binary=binary)
+        add_folder(tx)
+        add_patient(tx, world.p.cpr)
+        return tx
+
+    plain = server.request("POST", "/fhir", source(), content=encode(transaction()),
                            headers={"Content-Type": FHIR_JSON, "Accept": FHIR_JSON})
     assert plain.status_code == 200, plain.text
-    got = server.request("POST", "/fhir", source(),
-                         content=to_xml(provide_bundle(note(world.p), binary=binary)).encode("utf-8"),
+    got = server.request("POST", "/fhir", source(), content=to_xml(transaction()).encode("utf-8"),
                          headers={"Content-Type": FHIR_XML, "Accept": FHIR_XML})
     assert got.status_code == 200, got.text
     answer, expected = from_xml(got), from_json(plain)
@@ -666,7 +681,9 @@ def test_an_iti65_provide_bundle_in_xml_is_answered_as_the_same_in_json(server: 
     assert [e["response"]["status"] for e in answer["entry"]] == [e["response"]["status"] for e in expected["entry"]]
     kinds = [e["response"]["location"].split("/fhir/")[1].split("/")[0] for e in answer["entry"]]
     assert kinds == [e["response"]["location"].split("/fhir/")[1].split("/")[0] for e in expected["entry"]]
-    assert "DocumentReference" in kinds
+    assert kinds == ["List", "List", "DocumentReference", "Bundle", "Patient"]  # SubmissionSet, Folder, ...
+    assert [e["response"].get("outcome") for e in answer["entry"]] == \
+        [e["response"].get("outcome") for e in expected["entry"]]  # the Patient matched, said alike
     i = kinds.index("DocumentReference")
     stored = server.get(answer["entry"][i]["response"]["location"].split("/_history")[0], citizen(world.p),
                         headers={"Accept": FHIR_JSON})
