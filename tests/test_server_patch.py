@@ -101,7 +101,8 @@ def assert_unchanged(server: Server, p: Any, d: dict[str, Any]) -> None:
     assert history["total"] == 1
 
 
-def assert_withdrawn(r: httpx.Response, d: dict[str, Any], server: Server, answer: dict[str, Any] | None = None) -> None:
+def assert_withdrawn(r: httpx.Response, d: dict[str, Any], server: Server,
+                     answer: dict[str, Any] | None = None) -> None:
     assert r.status_code == 200, r.text
     answer = answer if answer is not None else r.json()
     assert answer["resourceType"] == "DocumentReference" and answer["id"] == d["id"]
@@ -401,7 +402,7 @@ def test_the_capability_statement_lists_exactly_the_patch_formats_taken(server: 
 
 
 def test_kroniker_own_json_still_takes_its_reason_in_the_body(server: Server) -> None:
-    p, d = shared(server)
+    _, d = shared(server)
     r = server.request("PATCH", f"/fhir/DocumentReference/{d['id']}", ADMIN,
                        json={"status": "entered-in-error", "reason": REASON})
     assert_withdrawn(r, d, server)
