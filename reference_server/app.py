@@ -28,7 +28,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from kroniker import __version__
-from kroniker.reference_server import audit, formats, inputs, json_xml, policy
+from kroniker.reference_server import audit, formats, inputs, json_xml, patching, policy
 from kroniker.reference_server.audit import AuditRecord
 from kroniker.reference_server.db import make_engine, migrate
 from kroniker.reference_server.formats import Wanted
@@ -401,6 +401,8 @@ def capability_statement(specs: Sequence[RouteSpec]) -> dict[str, Any]:
         "resourceType": "CapabilityStatement", "status": "active", "kind": "instance",
         "date": dt.date.today().isoformat(), "fhirVersion": "4.0.1",
         "format": ["json", "xml", formats.FHIR_JSON, formats.FHIR_XML],  # formats.py: what every FHIR route answers
+        # patching.py: the patch documents PATCH takes (FHIRPath Patch in FHIR JSON and XML, JSON Patch)
+        **({"patchFormat": list(patching.PATCH_FORMATS)} if any(s.interaction == "patch" for s in specs) else {}),
         "software": {"name": "kroniker reference server", "version": __version__},
         "implementation": {"description": "MedCom Shared Notes and ConditionList shared as through DDS"},
         "instantiates": ["https://profiles.ihe.net/ITI/MHD/CapabilityStatement/IHE.MHD.DocumentResponder"],
@@ -873,29 +875,74 @@ def _history_entry(stored: Any, url: str) -> dict[str, Any]:
 
 
 async def patch_docref(call: Call) -> Response:
+    """FHIR's patch interaction, for what the server does with a DocumentReference: mark it entered-in-error,
+    with a reason (patching.py: FHIRPath Patch in JSON or XML, JSON Patch, kroniker's own JSON). If-Match
+    (W/"n", the ETag a read gives) makes it version-aware: a stale version is 412 and nothing changes."""
     principal, ctx = call.who, call.ctx
     decision = call.rule(principal)
     if not decision.allowed:
         raise ApiError(403, decision.reason, code="forbidden")
-    if formats.is_xml(call.request.headers.get("content-type")):  # a JSON body of kroniker's own: no XML form
-        raise ApiError(415, "json-body-only", code="not-supported")
-    body = inputs.json_object(call.body, ctx.settings)
-    status, reason = body.get("status"), body.get("reason")
-    if status != "entered-in-error" or not isinstance(reason, str) or not reason.strip():
-        raise ApiError(400, "patch-body", code="invalid")
+    change = await run_in_threadpool(patching.read, call.body, call.request.headers.get("content-type"),
+                                     ctx.settings, ctx.validator.limits, call.lang)
+    reason = change.reason
+    if reason is None:  # a standard patch says what, not why: the reason comes in the query
+        reason = call.one("reason")
+        if reason is None or not reason.strip():
+            raise ApiError(400, "patch-reason", code="required")
+    if_match = _if_match(call.request)
     doc_id = inputs.resource_id(call.request.path_params["id"], "unknown-document")
 
     def work() -> Response:
         stored = ctx.store.get(doc_id)
         if stored is None:
             raise ApiError(404, "unknown-document", code="not-found", id=doc_id)
-        rec = AuditRecord("status", principal, patient_cpr=stored.row["patient_cpr"], documents=[doc_id],
-                          reason=reason, detail={"status": status})
-        updated = ctx.store.set_status(doc_id, status, reason, rec)
-        assert updated is not None
-        return fhir(updated.docref(base_url(call.request, ctx.settings)), headers=_etag(updated))
+        patient, version = stored.row["patient_cpr"], int(stored.row.get("version") or 1)
+        if if_match is not None and str(version) not in if_match:
+            raise ApiError(412, "patch-stale", code="conflict", id=doc_id, current=version, patient=patient,
+                           given=", ".join(if_match)[:60])
+        url = base_url(call.request, ctx.settings)
+        failed = patching.failed_test(change, stored.docref(url))
+        if failed is not None:
+            raise ApiError(409, "patch-test-failed", code="conflict", id=doc_id, path=failed, patient=patient)
+        rec = AuditRecord("status", principal, patient_cpr=patient, documents=[doc_id], reason=reason,
+                          detail={"status": change.status, "patch": change.form})
+        # What was checked (If-Match, the tests) was checked against this version: the change is made only while
+        # the document is still at it.
+        guarded = if_match is not None or change.json_patch is not None
+        updated = ctx.store.set_status(doc_id, change.status, reason, rec,
+                                       expected_version=version if guarded else None)
+        if updated is None:
+            now = ctx.store.get(doc_id)
+            if now is None:
+                raise ApiError(404, "unknown-document", code="not-found", id=doc_id)
+            if if_match is not None:
+                raise ApiError(412, "patch-stale", code="conflict", id=doc_id, patient=patient,
+                               current=now.row.get("version") or 1, given=", ".join(if_match)[:60])
+            raise ApiError(409, "patch-changed", code="conflict", id=doc_id, patient=patient)
+        return fhir(updated.docref(url), headers=_etag(updated))
 
     return await run_in_threadpool(work)
+
+
+ETAG = re.compile(r'\s*(?:W/)?"([^"]*)"\s*')
+
+
+def _if_match(request: Request) -> set[str] | None:
+    """The versions an If-Match header allows (the values of its ETags, weak or strong: FHIR's ETags are weak,
+    W/"n"); None without the header or with `*` (any version of a document that exists)."""
+    values = request.headers.getlist("if-match")
+    if not values:
+        return None
+    header = ",".join(values)
+    if header.strip() == "*":
+        return None
+    out = set()
+    for part in header.split(","):
+        m = ETAG.fullmatch(part)
+        if m is None:
+            raise ApiError(400, "patch-if-match", code="invalid", found=header[:60])
+        out.add(m.group(1))
+    return out
 
 
 async def audit_log(call: Call) -> Response:

@@ -66,6 +66,15 @@ def _too_large(limit: int) -> BadInput:
 
 def json_object(body: bytes, settings: Settings) -> dict[str, Any]:
     """A JSON object of bounded nesting whose every key and string is text a database can keep."""
+    data = json_value(body, settings)
+    if not isinstance(data, dict):
+        raise BadInput(400, "not-json")
+    return data
+
+
+def json_value(body: bytes, settings: Settings) -> Any:
+    """Any JSON value (an object, an array, ...) of bounded nesting whose every key and string is text a
+    database can keep."""
     depth = json_depth(body)
     if depth > settings.max_json_depth:
         raise BadInput(400, "too-deep", limit=settings.max_json_depth)
@@ -75,8 +84,6 @@ def json_object(body: bytes, settings: Settings) -> dict[str, Any]:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError):  # ValueError: bad JSON, or an integer of more than 4,300 digits
         raise BadInput(400, "not-json") from None
-    if not isinstance(data, dict):
-        raise BadInput(400, "not-json")
     where = bad_text_in(data)
     if where is not None:
         raise BadInput(400, "bad-text", field=where)

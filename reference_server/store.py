@@ -325,9 +325,16 @@ class Store:
         with reading(self.engine) as conn:
             return [Stored(dict(r)) for r in conn.execute(stmt).mappings()]
 
-    def set_status(self, doc_id: str, status: str, reason: str, rec: audit.AuditRecord) -> Stored | None:
+    def set_status(self, doc_id: str, status: str, reason: str, rec: audit.AuditRecord,
+                   expected_version: int | None = None) -> Stored | None:
+        """Set a document's status (a new version) with its audit record, in one transaction. With
+        expected_version, only while the document is at that version (FHIR's version-aware update): None when
+        there is no such document, or it is at another version."""
+        where = documents.c.id == doc_id
+        if expected_version is not None:
+            where = where & (documents.c.version == expected_version)
         with self.writer.transaction() as conn:
-            done = conn.execute(documents.update().where(documents.c.id == doc_id)
+            done = conn.execute(documents.update().where(where)
                                 .values(status=status, status_reason=reason, version=documents.c.version + 1,
                                         updated=utcnow()))
             if done.rowcount != 1:

@@ -328,22 +328,32 @@ def retrieve_case(server: Server, w: World, way: str) -> None:
         assert from_xml(in_xml) == from_json(in_json) == stored
 
 
+def fhirpath_patch(path: str = "DocumentReference.status") -> dict[str, Any]:
+    """A FHIRPath Patch (http://hl7.org/fhir/R4/fhirpatch.html) replacing the status by entered-in-error."""
+    return {"resourceType": "Parameters", "parameter": [{"name": "operation", "part": [
+        {"name": "type", "valueCode": "replace"}, {"name": "path", "valueString": path},
+        {"name": "value", "valueCode": "entered-in-error"}]}]}
+
+
 def patch_case(server: Server, w: World, way: str) -> None:
-    """PATCH takes kroniker's own JSON body (not JSON Patch, not FHIRPath Patch): an XML body is refused (415);
-    the answer comes in XML when asked, the same as for the same change to another document in JSON."""
+    """A FHIRPath Patch in XML (its reason in the query) does what the same patch in JSON does to another
+    document, and the answer comes in XML when asked; a patch the server cannot do is refused in XML too."""
     first, second = server.shared(source(), note(w.p)), server.shared(source(), note(w.p))
-    change = json.dumps({"status": "entered-in-error", "reason": "forkert patient"}).encode()
+    reason = {"reason": "forkert patient"}
     path = f"/fhir/DocumentReference/{second['id']}"
-    refused = server.request("PATCH", path, ADMIN, content=b'<Parameters xmlns="http://hl7.org/fhir"/>',
-                             headers={"Content-Type": FHIR_XML, "Accept": FHIR_XML})
-    assert refused.status_code == 415 and from_xml(refused)["resourceType"] == "OperationOutcome"
-    plain = server.request("PATCH", f"/fhir/DocumentReference/{first['id']}", ADMIN, content=change,
-                           headers={"Content-Type": "application/json", "Accept": FHIR_JSON})
-    query, headers = as_xml(way, headers={"Content-Type": "application/json"})
-    got = server.request("PATCH", path, ADMIN, content=change, params=query, headers=headers)
+    query, headers = as_xml(way, {**reason}, headers={"Content-Type": FHIR_XML})
+    refused = server.request("PATCH", path, ADMIN, content=to_xml(fhirpath_patch("DocumentReference.description"))
+                             .encode(), params=query, headers=headers)
+    assert refused.status_code == 422 and from_xml(refused)["resourceType"] == "OperationOutcome"
+    plain = server.request("PATCH", f"/fhir/DocumentReference/{first['id']}", ADMIN, params=reason,
+                           content=json.dumps(fhirpath_patch()).encode(),
+                           headers={"Content-Type": FHIR_JSON, "Accept": FHIR_JSON})
+    got = server.request("PATCH", path, ADMIN, content=to_xml(fhirpath_patch()).encode(), params=query,
+                         headers=headers)
     same_headers(plain, got)
     answer = from_xml(got)
     assert answer["status"] == "entered-in-error" and answer["id"] == second["id"]
+    assert answer["meta"]["versionId"] == "2"  # the refusal changed nothing: this is the first change
     expected = from_json(plain)
     for d in (answer, expected):  # two documents: their bytes' size and hash differ
         for k in ("size", "hash"):
