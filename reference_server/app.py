@@ -17,7 +17,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import unquote, urlencode
 
 import anyio
 import anyio.to_thread
@@ -874,6 +874,24 @@ def _history_entry(stored: Any, url: str) -> dict[str, Any]:
                          "lastModified": resource["meta"]["lastUpdated"]}}
 
 
+def _reason_header(request: Request, settings: Settings) -> str | None:
+    """`X-Reason`: the reason as a header, for clients that cannot add a query parameter to a patch
+    (fhir-kit-client's patch() among them). Percent-encoded UTF-8 (RFC 3986), since a header is Latin-1 text:
+    'Forkert%20patient' or 'forkert patient' alike; bounded as a query is."""
+    raw = request.headers.get("x-reason")
+    if raw is None:
+        return None
+    if len(raw) > settings.max_query_bytes:
+        raise ApiError(400, "bad-reason-header", code="invalid")
+    try:
+        text = unquote(raw, encoding="utf-8", errors="strict")
+    except UnicodeDecodeError:
+        raise ApiError(400, "bad-reason-header", code="invalid") from None
+    if inputs.bad_text_in(text) is not None:
+        raise ApiError(400, "bad-reason-header", code="invalid")
+    return text
+
+
 async def patch_docref(call: Call) -> Response:
     """FHIR's patch interaction, for what the server does with a DocumentReference: mark it entered-in-error,
     with a reason (patching.py: FHIRPath Patch in JSON or XML, JSON Patch, kroniker's own JSON). If-Match
@@ -885,8 +903,10 @@ async def patch_docref(call: Call) -> Response:
     change = await run_in_threadpool(patching.read, call.body, call.request.headers.get("content-type"),
                                      ctx.settings, ctx.validator.limits, call.lang)
     reason = change.reason
-    if reason is None:  # a standard patch says what, not why: the reason comes in the query
+    if reason is None:  # a standard patch says what, not why: the reason comes in the query (or a header)
         reason = call.one("reason")
+        if reason is None:
+            reason = _reason_header(call.request, ctx.settings)
         if reason is None or not reason.strip():
             raise ApiError(400, "patch-reason", code="required")
     if_match = _if_match(call.request)

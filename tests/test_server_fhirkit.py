@@ -1,9 +1,9 @@
 """A vendor's walk-through with fhir-kit-client (npm, 2.x) against a real `kroniker serve`: the Node script
-tests/js/fhirkit_walkthrough.mjs does what a vendor's integration does (capabilities, create, update, an MHD
-ITI-65 transaction, search with paging, read, read back, vread, the audit log) and prints what it got; this test
-checks that against what it sent. fhir-kit-client is installed with the machine's npm into a cache directory
-(no workarounds in the script: what the client trips on is fixed in the server). Without Node.js or npm the test
-is skipped, saying why; in CI (CI=true) it fails instead."""
+tests/js/fhirkit_walkthrough.mjs does what a vendor's integration does (capabilities, create, update, an MHD ITI-65
+transaction, search with paging, read, read back, vread, a JSON Patch withdrawal, the audit log) and prints what it
+got; this test checks that against what it sent. fhir-kit-client is installed with the machine's npm into a cache
+directory (no workarounds in the script: what the client trips on is fixed in the server). Without Node.js or npm
+the test is skipped, saying why; in CI (CI=true) it fails instead."""
 
 from __future__ import annotations
 
@@ -99,6 +99,12 @@ def test_a_vendor_walks_through_a_fresh_server_with_fhir_kit_client(
                                "identifier": to_update["identifier"]["value"]}
     assert got["vread"] == {"id": got["created"]["id"], "versionId": "1"}
     assert got["readByOther"]["status"] == 404  # another citizen: not even whether it exists
+    # withdrawn by JSON Patch (RFC 6902: the test holds, the replace applies): version 2, the reason on it
+    assert got["patched"] == {"id": to_update["id"], "status": "entered-in-error", "versionId": "2",
+                              "description": "Forkert patient – notatet hører til en anden"}
+    assert got["readWithdrawn"]["status"] == 410  # entered in error: gone for its readers
+    assert got["patchedAgain"]["status"] == 412  # If-Match names version 1, which is no longer the document's
+    assert got["patchedAgain"]["resourceType"] == "OperationOutcome"
     assert got["audit"]["resourceType"] == "Bundle" and got["audit"]["total"] > 0
     assert got["audit"]["actions"].count("ITI-65") == 3  # the three documents shared
     # MinLog shows professionals' look-ups (DDS); the citizen's own reads and the GP system's sharing are not

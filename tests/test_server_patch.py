@@ -409,3 +409,35 @@ def test_kroniker_own_json_still_takes_its_reason_in_the_body(server: Server) ->
     (rec,) = last_records(server, 1)
     assert (rec["reason"], json.loads(rec["detail"])) == (REASON, {"status": "entered-in-error",
                                                                     "patch": "kroniker"})
+
+
+# -- the reason as a header (X-Reason), for clients that cannot add a query parameter to a patch -----------------
+
+def test_the_reason_may_come_as_a_percent_encoded_header(server: Server) -> None:
+    """fhir-kit-client's patch() sets headers but no query: X-Reason, percent-encoded UTF-8 (RFC 3986 §2.1)."""
+    _, d = shared(server)
+    danish = "Forkert patient — notatet hører til en anden (æøå)"
+    encoded = "".join(c if c.isascii() and c.isalnum() else "".join(f"%{b:02X}" for b in c.encode("utf-8"))
+                      for c in danish)  # every byte of a non-alphanumeric character escaped, by hand
+    r = patch(server, d["id"], json_patch(WITHDRAW), reason=None, **{"X-Reason": encoded})
+    assert_withdrawn(r, d, server)
+    (rec,) = last_records(server, 1)
+    assert (rec["action"], rec["reason"]) == ("status", danish)
+
+
+def test_the_query_reason_goes_before_the_header(server: Server) -> None:
+    _, d = shared(server)
+    r = patch(server, d["id"], json_patch(WITHDRAW), reason=REASON, **{"X-Reason": "andet"})
+    assert_withdrawn(r, d, server)
+    (rec,) = last_records(server, 1)
+    assert rec["reason"] == REASON
+
+
+@pytest.mark.parametrize("value", ["%FF%FE", "%C3", "x" * 9000, "a%00b", "%20%20"],
+                         ids=["not-utf8", "cut-utf8", "too-long", "nul", "blank"])
+def test_a_reason_header_that_is_no_text_is_refused_and_changes_nothing(server: Server, value: str) -> None:
+    p, d = shared(server)
+    r = patch(server, d["id"], json_patch(WITHDRAW), reason=None, **{"X-Reason": value})
+    assert r.status_code == 400 and is_outcome(r), r.text
+    assert finding_codes(r.json()) == ({"patch-reason"} if value == "%20%20" else {"bad-reason-header"})
+    assert_unchanged(server, p, d)

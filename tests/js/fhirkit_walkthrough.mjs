@@ -1,8 +1,8 @@
 // A vendor's walk-through with fhir-kit-client (npm, 2.x) against a running `kroniker serve`, as a vendor's
 // integration would do it: capabilities, submit (create, update, an MHD ITI-65 transaction), search with paging,
-// read, read back the document, vread, the audit log. Run by tests/test_server_fhirkit.py, which checks what this
-// prints (one JSON object) against what it sent. Input: the environment (FHIR_BASE, tokens, the patient's CPR,
-// the files of the documents and the transaction).
+// read, read back the document, vread, withdraw by JSON Patch, the audit log. Run by tests/test_server_fhirkit.py,
+// which checks what this prints (one JSON object) against what it sent. Input: the environment (FHIR_BASE, tokens,
+// the patient's CPR, the files of the documents and the transaction).
 import { readFileSync } from 'node:fs';
 import { Client } from 'fhir-kit-client';
 
@@ -70,6 +70,20 @@ out.readBack = { resourceType: back.resourceType, id: back.id, identifier: back.
 const v1 = await me.vread({ resourceType: 'DocumentReference', id: created.id, version: '1' });
 out.vread = { id: v1.id, versionId: v1.meta.versionId };
 out.readByOther = await refused(as(env.STRANGER_TOKEN).read({ resourceType: 'DocumentReference', id: created.id }));
+
+// withdraw the document updated above (entered-in-error) with a JSON Patch, version-aware (If-Match), the reason
+// as a header; then the citizen's read of it (gone), and the same patch again with its stale If-Match (412)
+const current = await me.read({ resourceType: 'DocumentReference', id: doc.id });
+const withdraw = [{ op: 'test', path: '/status', value: 'current' },
+  { op: 'replace', path: '/status', value: 'entered-in-error' }];
+const reason = 'Forkert patient – notatet hører til en anden';
+const patched = await admin.patch({ resourceType: 'DocumentReference', id: doc.id, jsonPatch: withdraw,
+  options: { headers: { 'X-Reason': encodeURIComponent(reason), 'If-Match': `W/"${current.meta.versionId}"` } } });
+out.patched = { id: patched.id, status: patched.status, versionId: patched.meta.versionId,
+  description: patched.description };
+out.readWithdrawn = await refused(me.read({ resourceType: 'DocumentReference', id: doc.id }));
+out.patchedAgain = await refused(admin.patch({ resourceType: 'DocumentReference', id: doc.id, jsonPatch: withdraw,
+  options: { headers: { 'X-Reason': encodeURIComponent(reason), 'If-Match': `W/"${current.meta.versionId}"` } } }));
 
 // the audit log: the admin's view of the patient, and the citizen's own (MinLog)
 const log = await admin.search({ resourceType: 'AuditEvent', searchParams: { 'patient.identifier': `${cprSystem}|${env.CPR}` } });
