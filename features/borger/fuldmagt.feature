@@ -27,8 +27,18 @@ Egenskab: Jeg ser notaterne om mit barn og om den, der har givet mig fuldmagt
     Når Oskar åbner sine journalnotater
     Så ser Oskar notatet fra årskontrollen og diagnosekortet
 
-  @krav:BORGER-FULDMAGT @krav:SPAER-PAA-VEGNE-AF
-  Scenarie: Sønnen med fuldmagt ser fars notater, men fars spærring gælder stadig for lægerne
+  @krav:BORGER-FULDMAGT @krav:MINLOG-PAA-VEGNE-AF
+  Scenarie: Sønnen med fuldmagt ser fars notater, og fars log viser, at det var sønnen
+    Givet at Ole Lund på 71 år er patient hos Lægerne i Kronikergården
+    Og at lægen har delt et notat fra årskontrollen og et diagnosekort om Ole
+    Og at Ole har givet sin søn, Jonas Lund, fuldmagt
+    Når Jonas åbner Oles journalnotater
+    Så ser Jonas notatet fra årskontrollen og diagnosekortet
+    Og Jonas kan hente notatet fra årskontrollen om Ole
+    Og Oles log viser, at Jonas har søgt i og læst hans notater med fuldmagt
+
+  @krav:SPAER-PAA-VEGNE-AF
+  Scenarie: Fars spærring gælder stadig for lægerne, selv om sønnen med fuldmagt ser notaterne
     Givet at Ole Lund på 71 år er patient hos Lægerne i Kronikergården
     Og at lægen har delt et notat fra årskontrollen og et diagnosekort om Ole
     Og at overlæge Sofie Krag på Rygcentret har fået en henvisning på Ole
