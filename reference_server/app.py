@@ -519,8 +519,9 @@ def _prepare(call: Call, body: bytes, replaces: str | None, doc_id: str | None =
         ctx.validator.save_plans()  # writes only when this document made it compile something new
     if not report.valid or report.standard is None:
         oo = operation_outcome(report, call.lang)
+        # The route it came by (POST /fhir/Bundle, ITI-65's POST /fhir, PUT /fhir/Bundle/{id}), as every refusal's.
         _record(ctx, AuditRecord("refused", principal, outcome="4", reason="invalid-document",
-                                 detail={"path": "/fhir/Bundle", "status": 422,
+                                 detail={"method": request.method, "path": request.url.path, "status": 422,
                                          "errors": sorted(report.rules(Severity.ERROR))}))
         return fhir(oo, 422)
     data = parsed.data

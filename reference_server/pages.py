@@ -74,7 +74,8 @@ OVERRIDES = {"consent": "patientens samtykke", "not-contactable": "patienten kan
              "vital-interest": "hensyn til patientens vitale interesser"}
 BLOCK_KINDS = {"professional": "En bestemt sundhedsperson", "organisation": "En organisation (SOR-nummer)",
                "period": "En periode", "general": "Alle sundhedspersoner (generel spærring)"}
-ACTIONS = {"ITI-67": "Søgte i dine dokumenter", "ITI-68": "Læste et dokument"}
+ACTIONS = {"ITI-67": "Søgte i dine dokumenter", "ITI-68": "Læste et dokument",
+           "ITI-66": "Læste en liste over delte dokumenter"}
 STATUSES = {"active": "aktiv", "inactive": "inaktiv", "resolved": "afsluttet", "remission": "i bero",
             "recurrence": "tilbagefald", "relapse": "tilbagefald"}
 TITLES = {400: "Forespørgslen kan ikke bruges", 401: "Log ind", 403: "Ingen adgang", 404: "Findes ikke",
