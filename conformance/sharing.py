@@ -1176,11 +1176,12 @@ def embargo_set_up(world: World, hours: str) -> None:
     check(float(hours) == EMBARGO[NOTE_TYPE], "check-embargo-set-up", hours=hours, expected=EMBARGO[NOTE_TYPE])
 
 
-@steps.given(r"at hendes læge for en time siden har delt et notat fra dagens konsultation")
-def fresh_note_shared(world: World) -> None:
+@steps.given(r"at (?:hendes læge|lægen) for en time siden har delt et notat fra dagens konsultation"
+             r"(?: om (?P<first>\w+))?")
+def fresh_note_shared(world: World, first: str | None = None) -> None:
     now = dt.datetime.fromisoformat(world.ctx.observe("now", lambda: dt.datetime.now(DANISH).isoformat()))
     created, updated = (now - dt.timedelta(minutes=70)), (now - dt.timedelta(minutes=60))
-    doc = note(world.bente, name=world.name("today"), created=created.isoformat(timespec="seconds"),
+    doc = note(world.patient(first) if first else world.bente, name=world.name("today"), created=created.isoformat(timespec="seconds"),
                updated=updated.isoformat(timespec="seconds"))
     body = encode(doc)
     r = world.submit(source(), body)
