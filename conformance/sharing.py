@@ -1181,8 +1181,8 @@ def embargo_set_up(world: World, hours: str) -> None:
 def fresh_note_shared(world: World, first: str | None = None) -> None:
     now = dt.datetime.fromisoformat(world.ctx.observe("now", lambda: dt.datetime.now(DANISH).isoformat()))
     created, updated = (now - dt.timedelta(minutes=70)), (now - dt.timedelta(minutes=60))
-    doc = note(world.patient(first) if first else world.bente, name=world.name("today"), created=created.isoformat(timespec="seconds"),
-               updated=updated.isoformat(timespec="seconds"))
+    doc = note(world.patient(first) if first else world.bente, name=world.name("today"),
+               created=created.isoformat(timespec="seconds"), updated=updated.isoformat(timespec="seconds"))
     body = encode(doc)
     r = world.submit(source(), body)
     expect_status(r, 201)
