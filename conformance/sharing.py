@@ -990,19 +990,19 @@ def _years_before(day: dt.date, years: int) -> dt.date:
         return dt.date(day.year - years, 2, 28)
 
 
-def _person(world: World, given: str, family: str, born: dt.date) -> Patient:
-    n = world.ctx.serial()
-    p = world.patients[f"{given} {family}"] = world.patients[given] = born_patient(n, born, given, family)
+def _person(world: World, given: str, family: str, born: dt.date, n: int | None = None) -> Patient:
+    """A person of the scenario born that day (the CPR number by the century rule), known by both names."""
+    p = born_patient(world.ctx.serial() if n is None else n, born, given, family)
+    world.patients[f"{given} {family}"] = world.patients[given] = p
     return p
 
 
 def _aged(world: World, given: str, family: str, years: int) -> Patient:
-    """Someone who is `years` old today: born between a half year and a day short of a year after their birthday
-    `years` years ago, the day picked by the run's numbering so that scenarios sharing a server meet no one."""
+    """Someone who is `years` old today: they turned it 1 to 180 days ago, the day picked by the run's numbering
+    (a thousand numbers a scenario in the project's tests), so that scenarios sharing a server meet no one."""
     n = world.ctx.serial()
-    born = _years_before(_today(world), years) - dt.timedelta(days=1 + (n // 1000) % 180)
-    p = world.patients[f"{given} {family}"] = world.patients[given] = born_patient(n, born, given, family)
-    return p
+    return _person(world, given, family, _years_before(_today(world), years) - dt.timedelta(days=1 + (n // 1000) % 180),
+                   n)
 
 
 def _proxy(world: World, kind: str, holder: Patient, subject: Patient, start: str | None = None) -> None:
