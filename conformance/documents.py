@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import datetime as dt
 import html
 import json
 import uuid
@@ -302,6 +303,20 @@ def run_patient(n: int, given: str = "Test", family: str = "Patient") -> Patient
     i = n % 33600
     day, month, year = 1 + i % 28, 1 + (i // 28) % 12, (i // 336) % 100
     return Patient(f"{day:02d}{month:02d}{year:02d}{1000 + (n // 33600) % 9000:04d}", (given,), family)
+
+
+def born_patient(n: int, born: dt.date, given: str = "Test", family: str = "Patient") -> Patient:
+    """Patient number n of a run, born on `born`: the CPR number names that date by the CPR office's century rule
+    (CPR-kontoret, "Personnummeret i CPR-systemet"; validators.identifiers.cpr_birth_date): the seventh digit 0-3
+    for a birth in the 1900s, 4 for one in 2000-2036. The last three digits are n's, so that two people of a
+    scenario born the same day differ."""
+    if 1900 <= born.year <= 1999:
+        seventh = (n // 1000) % 4
+    elif 2000 <= born.year <= 2036:
+        seventh = 4
+    else:
+        raise ValueError("a run's people are born 1900-2036")
+    return Patient(f"{born:%d%m%y}{seventh}{n % 1000:03d}", (given,), family)
 
 
 def _for(doc: dict[str, Any], patient: Patient, clinic: Clinic) -> dict[str, Any]:

@@ -150,6 +150,7 @@ class LocalServer:
         import sqlalchemy as sa
         import uvicorn
 
+        from kroniker.conformance.sharing import EMBARGO
         from kroniker.reference_server.app import create_app
         from kroniker.reference_server.db import make_engine
         from kroniker.reference_server.settings import Settings
@@ -158,8 +159,9 @@ class LocalServer:
         if self.home_arg is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="kroniker-conformance-")
         home = self.home_arg or Path(self._tmp.name)  # type: ignore[union-attr]
+        # Set up as the server suite expects a target to be (docs/conformance.md): the Shared Notes' embargo.
         settings = Settings(home=home, database_url=f"sqlite:///{home / 'kroniker.db'}",
-                            package_cache=self.package_cache)
+                            package_cache=self.package_cache, embargo=dict(EMBARGO))
         app = (self.app_factory or create_app)(settings)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.bind(("127.0.0.1", 0))

@@ -267,29 +267,30 @@ def _handler(spec: RouteSpec, ctx: Context) -> Callable[[Request], Awaitable[Res
         except (ApiError, BadInput) as raised:
             exc = raised if isinstance(raised, ApiError) else ApiError.of(raised)
             await run_in_threadpool(_audit_refusal, ctx, request, call.principal, exc)
-            return _refusal(spec, exc.status, exc.key, call.lang, code=exc.code, severity=exc.severity,
+            return _refusal(spec, call, exc.status, exc.key, code=exc.code, severity=exc.severity,
                             finding=exc.finding, **exc.params)
         except Exception:  # never a stack trace to the caller; the log keeps it
             log.exception("unexpected error in %s %s", request.method, request.url.path)
             await run_in_threadpool(_audit_refusal, ctx, request, call.principal, ApiError(500, "internal"))
-            return _refusal(spec, 500, "internal", call.lang, code="exception")
+            return _refusal(spec, call, 500, "internal", code="exception")
         if response.status_code < 400 and not call.rule.asked:
             # A handler that stopped asking its rule must not answer as if it had been allowed.
             log.error("%s %s answered without asking its access rule %s", spec.method, spec.path,
                       spec.rule.__name__)
             await run_in_threadpool(_audit_refusal, ctx, request, call.principal, ApiError(500, "internal"))
-            return _refusal(spec, 500, "internal", call.lang, code="exception")
+            return _refusal(spec, call, 500, "internal", code="exception")
         if call.rule.decision is not None and call.rule.decision.acting_for:
             request.scope.setdefault("state", {})["kroniker.acting_for"] = call.rule.decision.acting_for
         return response
     return endpoint
 
 
-def _refusal(spec: RouteSpec, status: int, key: str, lang: str, **kwargs: Any) -> Response:
-    """A refusal as the route answers: an OperationOutcome, or for a page a readable HTML page."""
+def _refusal(spec: RouteSpec, call: Call, status: int, key: str, **kwargs: Any) -> Response:
+    """A refusal as the route answers: an OperationOutcome, or for a page a readable HTML page (with "Log ud" for
+    a caller the session named, "Log ind" for one it did not)."""
     if spec.page:
-        return pages.error_page(status, key, kwargs)
-    return outcome(status, key, lang, **kwargs)
+        return pages.error_page(status, key, kwargs, call)
+    return outcome(status, key, call.lang, **kwargs)
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:
@@ -535,8 +536,9 @@ def _prepare(call: Call, body: bytes, replaces: str | None, doc_id: str | None =
         ctx.validator.save_plans()  # writes only when this document made it compile something new
     if not report.valid or report.standard is None:
         oo = operation_outcome(report, call.lang)
+        # The route it came by (POST /fhir/Bundle, ITI-65's POST /fhir, PUT /fhir/Bundle/{id}), as every refusal's.
         _record(ctx, AuditRecord("refused", principal, outcome="4", reason="invalid-document",
-                                 detail={"path": "/fhir/Bundle", "status": 422,
+                                 detail={"method": request.method, "path": request.url.path, "status": 422,
                                          "errors": sorted(report.rules(Severity.ERROR))}))
         return fhir(oo, 422)
     data = parsed.data

@@ -41,6 +41,9 @@ ACTIONS: dict[str, tuple[str, str, str]] = {  # action → (IHE code, display, F
     "replace": ("ITI-65", "Provide Document Bundle (replace)", "C"),
     "search": ("ITI-67", "Find Document References", "E"),
     "read-metadata": ("ITI-67", "Find Document References (read)", "R"),
+    # A SubmissionSet read by id (GET /fhir/List/{id}): MHD's List transaction is ITI-66, Find Document Lists, as
+    # a DocumentReference read is ITI-67's.
+    "read-List": ("ITI-66", "Find Document Lists (read)", "R"),
     "retrieve": ("ITI-68", "Retrieve Document", "R"),
     "status": ("ITI-57", "Update Document Set", "U"),
     "audit": ("ITI-81", "Retrieve ATNA Audit Event", "E"),

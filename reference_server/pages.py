@@ -64,6 +64,8 @@ HEADERS = {
     "X-Content-Type-Options": "nosniff",
 }
 CITIZEN, CLINICIAN = "/min-side", "/kliniker/patient"
+# Where a signed-in user's refusal page leads back to: their own page (the header's menu names it too).
+HOMES = {"citizen": (CITIZEN, "Til Min side"), "clinician": (CLINICIAN, "Til Find patient")}
 # Document types a clinician can filter by (the DocumentReference type code, any system).
 DOC_TYPES = {"notat": ("Notat (MedCom Shared Notes)", "866144008"),
              "diagnosekort": ("Diagnosekort (MedCom ConditionList)", "11450-4")}
@@ -72,7 +74,8 @@ OVERRIDES = {"consent": "patientens samtykke", "not-contactable": "patienten kan
              "vital-interest": "hensyn til patientens vitale interesser"}
 BLOCK_KINDS = {"professional": "En bestemt sundhedsperson", "organisation": "En organisation (SOR-nummer)",
                "period": "En periode", "general": "Alle sundhedspersoner (generel spærring)"}
-ACTIONS = {"ITI-67": "Søgte i dine dokumenter", "ITI-68": "Læste et dokument"}
+ACTIONS = {"ITI-67": "Søgte i dine dokumenter", "ITI-68": "Læste et dokument",
+           "ITI-66": "Læste en liste over delte dokumenter"}
 STATUSES = {"active": "aktiv", "inactive": "inaktiv", "resolved": "afsluttet", "remission": "i bero",
             "recurrence": "tilbagefald", "relapse": "tilbagefald"}
 TITLES = {400: "Forespørgslen kan ikke bruges", 401: "Log ind", 403: "Ingen adgang", 404: "Findes ikke",
@@ -100,16 +103,25 @@ def render(template: str, status: int = 200, **values: Any) -> HTMLResponse:
     return HTMLResponse(_ENV.get_template(template).render(**values), status_code=status, headers=HEADERS)
 
 
-def error_page(status: int, key: str, params: dict[str, Any]) -> Response:
+def error_page(status: int, key: str, params: dict[str, Any], call: Call | None = None) -> Response:
     """A refusal as a readable page (the app's handler calls this for page routes)."""
     shown = {k: v for k, v in params.items() if k not in ("code", "severity", "finding")}
     text = messages.render(f"srv-{key}", shown, "da")
     title = TITLES.get(status, "Der skete en fejl" if status >= 500 else "Kan ikke vises")
-    return render("error.html", status, title=title, message=text, code=status, finding=key,
-                  sign_in=status == 401)
+    return _error_page(call, status, title, text, key)
 
 
-def _from_api(response: Response, **params: Any) -> Response | None:
+def _error_page(call: Call | None, status: int, title: str, message: str, key: str) -> Response:
+    """The refusal page: for a caller the request named (a session, or a token) the header's "Log ud" form with
+    its CSRF token and a way back to their page, as on the other pages; for anyone else (no session, an expired
+    one: 401) a link to /login."""
+    who = call.principal if call is not None and status != 401 else None
+    role = who.role if who is not None else None
+    return render("error.html", status, title=title, message=message, code=status, finding=key, role=role,
+                  csrf=_session_csrf(call) if call is not None and who is not None else "", home=HOMES.get(role or ""))
+
+
+def _from_api(call: Call, response: Response, **params: Any) -> Response | None:
     """An API handler's refusal (an OperationOutcome it answered with) as a page, its message in Danish (with
     `params`; the API's own words when the finding has no message of its own); None when it succeeded."""
     if response.status_code < 400:
@@ -119,8 +131,7 @@ def _from_api(response: Response, **params: Any) -> Response | None:
     key = ((issue.get("details") or {}).get("coding") or [{}])[0].get("code", "")
     text = messages.render(f"srv-{key}", params, "da") if f"srv-{key}" in messages.catalogue("da") \
         else issue.get("diagnostics", "")
-    return render("error.html", response.status_code, title=TITLES.get(response.status_code, "Kan ikke vises"),
-                  message=text, code=response.status_code, finding=key, sign_in=False)
+    return _error_page(call, response.status_code, TITLES.get(response.status_code, "Kan ikke vises"), text, key)
 
 
 def _form(call: Call) -> dict[str, str]:
@@ -459,13 +470,13 @@ async def add_block_page(call: Call) -> Response:
     body["patient"] = call.who.cpr
     call.body = json.dumps(body).encode("utf-8")
     answer = await add_block(call)  # the API's own: validation, rule, audit record, one transaction
-    return _from_api(answer) or RedirectResponse(f"{CITIZEN}#spaerringer", status_code=303, headers=HEADERS)
+    return _from_api(call, answer) or RedirectResponse(f"{CITIZEN}#spaerringer", status_code=303, headers=HEADERS)
 
 
 async def lift_block_page(call: Call) -> Response:
     _block_form(call)
     answer = await lift_block(call)
-    return _from_api(answer) or RedirectResponse(f"{CITIZEN}#spaerringer", status_code=303, headers=HEADERS)
+    return _from_api(call, answer) or RedirectResponse(f"{CITIZEN}#spaerringer", status_code=303, headers=HEADERS)
 
 
 @dataclass
@@ -530,7 +541,7 @@ async def note_page(call: Call) -> Response:
     principal = call.who
     answer = await run_in_threadpool(_read_one, call, True)  # ITI-68 as the API: rule, blocks, audit, MinLog
     doc_id = call.request.path_params["id"]
-    refused = _from_api(answer, id=doc_id[:64])
+    refused = _from_api(call, answer, id=doc_id[:64])
     if refused is not None:
         return refused
 

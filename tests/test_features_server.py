@@ -13,6 +13,7 @@ import pytest
 from kroniker.conformance import features
 from kroniker.conformance import requirements as reqs
 from kroniker.conformance.runner import Case, run
+from kroniker.conformance.sharing import EMBARGO
 from kroniker.conformance.targets import KeyTokens, RemoteTarget
 from kroniker.packages import Installer
 from kroniker.validators.packages import PackageCache
@@ -36,7 +37,8 @@ def care_cache(tmp_path_factory: pytest.TempPathFactory, package_dir: Path) -> P
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
            care_cache: PackageCache) -> Iterator[Server]:
-    with server_for(request, tmp_path_factory, care_cache) as srv:
+    # Set up as the server suite expects of a target: the Shared Notes' embargo (borger/ventetid.feature).
+    with server_for(request, tmp_path_factory, care_cache, embargo=dict(EMBARGO)) as srv:
         yield srv
 _seeds = itertools.count(1)
 

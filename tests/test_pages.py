@@ -57,6 +57,7 @@ from tests.server_support import (
 
 pytestmark = pytest.mark.network
 
+CLINICIAN_PAGE = "/kliniker/patient"
 HOSTILE_MARKER = "Notat med indhold der ikke må køre"
 HOSTILE_HTML = (f"<p>{HOSTILE_MARKER}<script>document.title='pwned'</script>"
                 "<img src=x onerror=\"document.title='pwned'\"><a href=\"javascript:alert(1)\">link</a>"
@@ -223,6 +224,43 @@ def test_the_wrong_role_gets_a_readable_403_page(server: Server, seeded: Seeded)
         assert "borgerens egen" in r.text  # the refusal in Danish words
         r = patient.get("/kliniker/patient", params={"cpr": seeded.patient.cpr})
         assert r.status_code == 403 and is_page(r) and page_finding(r) == "clinician-page-only"
+
+
+def _sign_out_form(page_html: str) -> str | None:
+    """The CSRF token of the page's "Log ud" form (a POST to /logout), or None when the page has no such form."""
+    found = re.search(r'<form method="post" action="/logout">\s*<input type="hidden" name="csrf" value="([0-9a-f]*)">'
+                      r'\s*<button type="submit">Log ud</button>', page_html)
+    return found.group(1) if found else None
+
+
+def test_a_refusal_page_offers_log_ud_to_the_signed_in_and_log_ind_to_the_signed_out(
+        server: Server, seeded: Seeded) -> None:
+    other = new_patient("Dorte", "Fejlside")
+    with signed_in(server, citizen(seeded.patient)) as patient, signed_in(server, seeded.doctor) as doctor, \
+            signed_in(server, citizen(other)) as stranger:
+        own = {"patient": csrf_of(patient.get("/min-side").text), "doctor": csrf_of(doctor.get(CLINICIAN_PAGE).text),
+               "stranger": csrf_of(stranger.get("/min-side").text)}
+        refusals = {  # (who, status, finding) → the page
+            ("doctor", 403, "citizen-page-only"): doctor.get("/min-side"),
+            ("patient", 403, "clinician-page-only"): patient.get(CLINICIAN_PAGE, params={"cpr": seeded.patient.cpr}),
+            ("patient", 404, "unknown-document"): patient.get(f"/notat/{uuid.uuid4()}"),
+            ("stranger", 404, "unknown-document"): stranger.get(f"/notat/{seeded.package['id']}"),
+            ("patient", 403, "csrf"): patient.post("/min-side/spaerringer", data={"kind": "general"}),
+        }
+        for (who, status, finding), r in refusals.items():
+            assert r.status_code == status and is_page(r) and page_finding(r) == finding, (who, finding, r.text)
+            # The header's "Log ud" as on the other pages, with the session's own CSRF token; no "Log ind" link.
+            assert _sign_out_form(r.text) == own[who], (who, finding)
+            assert 'href="/login"' not in r.text, (who, finding)
+        # Its form signs out: the token on the refusal page is the one /logout takes.
+        r = stranger.post("/logout", data={"csrf": _sign_out_form(refusals["stranger", 404, "unknown-document"].text)})
+        assert r.status_code == 200 and "kroniker_session=" in r.headers["set-cookie"]
+        # Signed out (the cookie gone, or never there): a 401 page with a link to /login and no "Log ud".
+        for r in (stranger.get("/min-side"), httpx.get(server.url + f"/notat/{seeded.package['id']}"),
+                  httpx.get(server.url + "/min-side", cookies={SESSION_COOKIE: "not-a-token"})):
+            assert r.status_code == 401 and is_page(r), r.text
+            assert _sign_out_form(r.text) is None and "Log ud" not in r.text
+            assert re.search(r'<a href="/login">Log ind</a>', r.text)
 
 
 def test_pages_carry_no_script_and_forbid_it(server: Server, seeded: Seeded) -> None:
@@ -423,6 +461,14 @@ def test_the_clinicians_page_in_chromium(server: Server, seeded: Seeded, chromiu
     assert answer.status == 403 and page.get_by_role("heading", level=1).inner_text() == "Ingen adgang"
     screenshot(page, f"afvist-{kind}")
     assert check_accessibility(page, axe, "afvist") == []
+    # Its "Log ud" signs the clinician out; the next page says to sign in, with no "Log ud" of its own.
+    page.get_by_role("button", name="Log ud").click()
+    assert page.get_by_role("heading", level=1).inner_text() == "Du er logget ud"
+    answer = page.goto(f"{server.url}/kliniker/patient")
+    assert answer.status == 401 and page.get_by_role("button", name="Log ud").count() == 0
+    assert page.get_by_role("link", name="Log ind").get_attribute("href") == "/login"
+    screenshot(page, f"logget-ud-afvist-{kind}")
+    assert check_accessibility(page, axe, "afvist, logget ud") == []
 
 
 def test_the_clinicians_page_follows_blocks_and_vaerdispring_as_the_api(server: Server, seeded: Seeded) -> None:

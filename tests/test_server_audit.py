@@ -27,6 +27,7 @@ from kroniker.reference_server.settings import Settings
 from kroniker.reference_server.tokens import Principal
 from kroniker.validators.packages import PackageCache
 from tests import server_support as s
+from tests.mhd_support import provide_bundle
 from tests.server_support import (
     ADMIN,
     HOSPITAL_SOR,
@@ -160,6 +161,59 @@ def test_the_admin_reads_the_whole_log_and_a_citizen_only_their_minlog(server: S
     assert chain == [f"{rows[-1]['seq']}:{rows[-1]['hash']}"]
     mine = server.get("/fhir/AuditEvent", citizen(a)).json()
     assert mine["total"] == 0  # sharing is not a professional's look-up
+
+
+def test_a_submission_sets_read_names_its_ihe_transaction(server: Server) -> None:
+    """GET /fhir/List/{id} reads a SubmissionSet, the List of IHE MHD's Find Document Lists (ITI-66), as a
+    DocumentReference read is Find Document References' (ITI-67): its AuditEvent names the transaction with IHE's
+    event type code, and the read is a FHIR RESTful read (audit-event-type `rest`, action R)."""
+    p = new_patient("Lis", "Liste")
+    doctor = new_doctor()
+    server.relate(p, clinician_id=doctor.auth_id)
+    r = server.request("POST", "/fhir", source(), content=json.dumps(provide_bundle(note(p))).encode(),
+                       headers={"Content-Type": "application/fhir+json"})
+    assert r.status_code == 200, r.text
+    location = r.json()["entry"][0]["response"]["location"]
+    list_id = location.split("/fhir/List/", 1)[1].split("/", 1)[0]
+    assert server.get(f"/fhir/List/{list_id}", doctor).status_code == 200
+    [event] = [e for e in server.audit_log(p) if e["subtype"][0]["code"] == "ITI-66"]
+    assert event["subtype"] == [{"system": "urn:ihe:event-type-code", "code": "ITI-66",
+                                 "display": "Find Document Lists (read)"}]
+    assert event["type"] == {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest"}
+    assert event["action"] == "R" and event["outcome"] == "0"
+    assert event["agent"][0]["who"]["identifier"]["value"] == doctor.auth_id
+    # No read of anything under kroniker's own action codes, which name no IHE transaction.
+    assert not [e for e in server.audit_log(p) if e["subtype"][0]["system"] == "urn:kroniker:action"
+                and e["subtype"][0]["code"].startswith("read-")]
+    # The citizen's MinLog shows the doctor's read as that transaction too.
+    assert ("ITI-66" in {e["subtype"][0]["code"] for e in server.minlog(p)
+                         if e["agent"][0]["who"]["identifier"]["value"] == doctor.auth_id})
+
+
+def test_an_invalid_document_is_audited_with_the_path_it_came_by(server: Server) -> None:
+    """The refusal of an invalid document records the request's own method and path, whichever route took it."""
+    p = new_patient("Ivan", "Ugyldig")
+    invalid = note(p)
+    composition(invalid)["title"] = "Journalnotat"  # COMP-TITLE: the title must name the patient's CPR
+    body = json.dumps(invalid).encode()
+    json_type = {"Content-Type": "application/fhir+json"}
+    bundle_id = invalid["id"]
+    ways = [
+        ("POST", "/fhir/Bundle", lambda: server.request("POST", "/fhir/Bundle", source(), content=body,
+                                                        headers=json_type)),
+        ("POST", "/fhir", lambda: server.request("POST", "/fhir", source(),
+                                                 content=json.dumps(provide_bundle(invalid)).encode(),
+                                                 headers=json_type)),
+        ("PUT", f"/fhir/Bundle/{bundle_id}", lambda: server.request("PUT", f"/fhir/Bundle/{bundle_id}", source(),
+                                                                    content=body, headers=json_type)),
+    ]
+    for method, path, send in ways:
+        new = recorded(server, send)
+        refused = [r for r in new if r["reason"] == "invalid-document"]
+        assert len(refused) == 1, (path, new)
+        detail = json.loads(refused[0]["detail"])
+        assert (detail["method"], detail["path"], detail["status"]) == (method, path, 422)
+        assert "COMP-TITLE" in detail["errors"]
 
 
 # -- append-only ------------------------------------------------------------------------------------------------
