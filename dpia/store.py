@@ -486,8 +486,9 @@ class Store:
         `revision` is the exported revision's metadata, kept when the register is new here and its content is
         exactly what the hash says."""
         with self._write() as conn:
-            heads = dict(conn.execute(sa.select(registers.c.id, registers.c.head).where(
-                registers.c.id.in_([a.document["id"] for a in arrivals]))).tuples().all())
+            heads: dict[str, int] = {row.id: row.head for row in conn.execute(
+                sa.select(registers.c.id, registers.c.head).where(
+                    registers.c.id.in_([a.document["id"] for a in arrivals])))}
             out = []
             for arrival in arrivals:
                 try:
