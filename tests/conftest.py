@@ -64,6 +64,19 @@ def package_cache(tmp_path_factory: pytest.TempPathFactory, package_dir: Path) -
 
 
 @pytest.fixture(scope="session")
+def care_package_cache(tmp_path_factory: pytest.TempPathFactory, package_dir: Path) -> PackageCache:
+    """MedCom's packages and kroniker's care package beside them, installed by the public commands as a vendor
+    would (`kroniker packages install`, `kroniker package build`, `kroniker packages install dist --no-deps`).
+    One for the session: the tests read it and never install into it."""
+    from tests.clinical_support import install_packages
+
+    root = tmp_path_factory.mktemp("care-packages")
+    Installer(PackageCache(root / "cache"), registries=[]).install([str(package_dir)])
+    install_packages(root / "cache", root / "dist")
+    return PackageCache(root / "cache")
+
+
+@pytest.fixture(scope="session")
 def validator(package_cache: PackageCache) -> Validator:
     return Validator(package_cache)
 

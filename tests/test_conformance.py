@@ -33,7 +33,6 @@ from kroniker.reference_server.store import SearchQuery
 from kroniker.validators import Severity
 from kroniker.validators.packages import PackageCache
 from kroniker.validators.validate import Validator
-from tests.clinical_support import install_packages
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE_REQUIREMENTS = {"PK-NOTAT-PROFIL", "PK-SOEG-PAKKE", "PK-PAKKEKODE-BEVARES", "PK-SPOERGESKEMA"}
@@ -110,16 +109,10 @@ def test_the_requirements_command_prints_the_table_and_the_uncovered(capsys: pyt
 # -- the suite against our own reference server and broken variants of it -------------------------------------
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory, package_dir: Path) -> Path:
+def cache(care_package_cache: PackageCache) -> Path:
     """MedCom's packages and kroniker's care packages, as a user has them after `kroniker packages install`
     (borger/svar_hjemmefra.feature answers the care package's questionnaires through the server)."""
-    from kroniker.packages import Installer
-    from tests.clinical_support import install_packages
-
-    root = tmp_path_factory.mktemp("conformance-packages")
-    Installer(PackageCache(root / "cache"), registries=[]).install([str(package_dir)])
-    install_packages(root / "cache", root / "dist")
-    return root / "cache"
+    return care_package_cache.root
 
 
 def run_against(cache: Path, app_factory: Callable[[Settings], Any] | None = None, seed: int = 7) -> dict[str, Any]:
@@ -342,12 +335,9 @@ def test_the_evidence_zip_names_medcoms_protocol_step_files(tmp_path: Path, cach
 # -- package notes in the documents suite -------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def cache_with_package(tmp_path_factory: pytest.TempPathFactory, package_dir: Path) -> Path:
+def cache_with_package(care_package_cache: PackageCache) -> Path:
     """MedCom's packages and kroniker's care package, installed by the public commands (as a vendor would)."""
-    root = tmp_path_factory.mktemp("vendor-packages")
-    Installer(PackageCache(root / "cache"), registries=[]).install([str(package_dir)])
-    install_packages(root / "cache", root / "dist")
-    return root / "cache"
+    return care_package_cache.root
 
 
 @pytest.fixture(scope="module")

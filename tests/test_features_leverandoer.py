@@ -19,13 +19,11 @@ from pytest_bdd import given, parsers, scenarios, then, when
 
 from kroniker.clinical.content import Content
 from kroniker.clinical.note import build_note
-from kroniker.packages import Installer
 from kroniker.validators import Severity
 from kroniker.validators.findings import Finding, Report
 from kroniker.validators.packages import PackageCache
 from kroniker.validators.validate import Validator
 from tests.builders import CLINIC, PATIENT, SOR, clone, diagnosis_card, shared_note
-from tests.clinical_support import install_packages
 
 ROOT = Path(__file__).resolve().parents[1]
 DANISH_TIME = ZoneInfo("Europe/Copenhagen")
@@ -89,12 +87,9 @@ def export() -> Export:
 
 
 @pytest.fixture(scope="module")
-def package_cache_with_kroniker(tmp_path_factory: pytest.TempPathFactory, package_dir: Path) -> PackageCache:
+def package_cache_with_kroniker(care_package_cache: PackageCache) -> PackageCache:
     """MedCom's packages and kroniker's care package, installed by the public commands (as a vendor would)."""
-    root = tmp_path_factory.mktemp("vendor-packages")
-    Installer(PackageCache(root / "cache"), registries=[]).install([str(package_dir)])
-    install_packages(root / "cache", root / "dist")
-    return PackageCache(root / "cache")
+    return care_package_cache
 
 
 # -- scenarios -------------------------------------------------------------------------------------

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -15,9 +14,7 @@ from kroniker.conformance import requirements as reqs
 from kroniker.conformance.runner import Case, run
 from kroniker.conformance.sharing import EMBARGO
 from kroniker.conformance.targets import KeyTokens, RemoteTarget
-from kroniker.packages import Installer
 from kroniker.validators.packages import PackageCache
-from tests.clinical_support import install_packages
 from tests.server_support import Server, server_for
 
 pytestmark = pytest.mark.network
@@ -26,12 +23,9 @@ SCENARIOS = features.server_suite()
 
 
 @pytest.fixture(scope="module")
-def care_cache(tmp_path_factory: pytest.TempPathFactory, package_dir: Path) -> PackageCache:
+def care_cache(care_package_cache: PackageCache) -> PackageCache:
     """MedCom's packages and kroniker's care packages (borger/svar_hjemmefra.feature answers its questionnaires)."""
-    root = tmp_path_factory.mktemp("feature-packages")
-    Installer(PackageCache(root / "cache"), registries=[]).install([str(package_dir)])
-    install_packages(root / "cache", root / "dist")
-    return PackageCache(root / "cache")
+    return care_package_cache
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])

@@ -20,11 +20,10 @@ from hypothesis import strategies as st
 
 from kroniker.clinical.content import Content
 from kroniker.clinical.note import NoteError, build_note, read_note
-from kroniker.packages import Installer
 from kroniker.validators.findings import Severity
 from kroniker.validators.packages import PackageCache
 from kroniker.validators.validate import Validator
-from tests.clinical_support import install_packages, run
+from tests.clinical_support import run
 
 PROFILE = "https://kroniker.example/fhir/lbp/StructureDefinition/lbp-note"
 PACKAGE_CODE = {"system": "https://kroniker.example/fhir/lbp/CodeSystem/care-package", "code": "lbp"}
@@ -42,12 +41,9 @@ INPUT: dict[str, Any] = {
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory, package_dir: Path) -> PackageCache:
+def cache(care_package_cache: PackageCache) -> PackageCache:
     """MedCom's packages (from ../shared) and kroniker's, installed by the public commands into one cache."""
-    root = tmp_path_factory.mktemp("note")
-    Installer(PackageCache(root / "cache"), registries=[]).install([str(package_dir)])
-    install_packages(root / "cache", root / "dist")
-    return PackageCache(root / "cache")
+    return care_package_cache
 
 
 @pytest.fixture(scope="module")

@@ -15,9 +15,7 @@ import pytest
 
 from kroniker.clinical.content import Content
 from kroniker.clinical.note import build_note
-from kroniker.packages import Installer
 from kroniker.validators.packages import PackageCache
-from tests.clinical_support import install_packages
 from tests.test_note import INPUT
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -26,11 +24,8 @@ BANNER = "kroniker reference server on"
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory, package_dir: Path) -> PackageCache:
-    root = tmp_path_factory.mktemp("load")
-    Installer(PackageCache(root / "cache"), registries=[]).install([str(package_dir)])
-    install_packages(root / "cache", root / "dist")
-    return PackageCache(root / "cache")
+def cache(care_package_cache: PackageCache) -> PackageCache:
+    return care_package_cache
 
 
 def _start(cache: PackageCache, home: Path, *args: str) -> tuple[int, list[str]]:

@@ -15,9 +15,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from kroniker.packages import Installer
 from kroniker.validators.packages import PackageCache
-from tests.clinical_support import assessment, install_packages, patient_response
+from tests.clinical_support import assessment, patient_response
 from tests.server_support import (
     ADMIN,
     GP_CLINIC,
@@ -37,11 +36,8 @@ CPR_SYSTEM = "urn:oid:1.2.208.176.1.2"
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory, package_dir: Path) -> PackageCache:
-    root = tmp_path_factory.mktemp("server-clinical")
-    Installer(PackageCache(root / "cache"), registries=[]).install([str(package_dir)])
-    install_packages(root / "cache", root / "dist")
-    return PackageCache(root / "cache")
+def cache(care_package_cache: PackageCache) -> PackageCache:
+    return care_package_cache
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])

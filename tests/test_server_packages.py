@@ -19,11 +19,9 @@ from alembic.migration import MigrationContext
 
 from kroniker.clinical.content import Content
 from kroniker.clinical.note import build_note
-from kroniker.packages import Installer
 from kroniker.reference_server import audit
 from kroniker.reference_server.db import metadata
 from kroniker.validators.packages import PackageCache
-from tests.clinical_support import install_packages
 from tests.server_support import (
     ADMIN,
     DPO,
@@ -54,12 +52,9 @@ FLU_NOTE = "<p>Influenzavaccination givet i venstre overarm. Ingen reaktion efte
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory, package_dir: Path) -> PackageCache:
+def cache(care_package_cache: PackageCache) -> PackageCache:
     """MedCom's packages and kroniker's care package, installed by the public commands (the server's cache)."""
-    root = tmp_path_factory.mktemp("server-packages")
-    Installer(PackageCache(root / "cache"), registries=[]).install([str(package_dir)])
-    install_packages(root / "cache", root / "dist")
-    return PackageCache(root / "cache")
+    return care_package_cache
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])

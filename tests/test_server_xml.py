@@ -17,7 +17,6 @@ import re
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -25,13 +24,12 @@ import pytest
 import sqlalchemy as sa
 from lxml import etree
 
-from kroniker.packages import Installer
 from kroniker.reference_server.app import ROUTES
 from kroniker.reference_server.formats import is_fhir_path
 from kroniker.validators.packages import PackageCache
 from kroniker.validators.source import Limits
 from kroniker.validators.xmlreader import parse_xml
-from tests.clinical_support import assessment, install_packages, patient_response
+from tests.clinical_support import assessment, patient_response
 from tests.mhd_support import add_folder, add_patient, provide_bundle
 from tests.server_support import (
     ADMIN,
@@ -59,11 +57,8 @@ XML_WAYS = ("accept", "format")  # asking for XML by Accept, and by _format (whi
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory, package_dir: Path) -> PackageCache:
-    root = tmp_path_factory.mktemp("server-xml")
-    Installer(PackageCache(root / "cache"), registries=[]).install([str(package_dir)])
-    install_packages(root / "cache", root / "dist")
-    return PackageCache(root / "cache")
+def cache(care_package_cache: PackageCache) -> PackageCache:
+    return care_package_cache
 
 
 @pytest.fixture(scope="module", params=["sqlite"])
