@@ -132,3 +132,61 @@ def test_sigterm_stops_the_server_while_attribute_bombs_arrive(workers: int, pac
             # Generous: in-flight requests get serve.SHUTDOWN_GRACE (10 s); a hang (issue 9: SIGTERM ignored) fails.
             code = server.proc.wait(timeout=60)
     assert code in (0, -signal.SIGTERM), server.log_tail()
+
+
+def test_one_transaction_sent_to_two_workers_at_once_is_stored_once_and_answered_alike(
+        care_package_cache: PackageCache, pg_database_url: str, tmp_path: Path) -> None:
+    """MHD ITI-65 sent twice at the same moment (a client's retry racing its first try) to `--workers 2` on
+    PostgreSQL: two processes, so nothing in one process orders them; the database's unique indexes let one in,
+    and the other must be answered as the resend it is (mhd.py, `Conflict` → `_resubmitted`). Whatever the
+    interleaving, per round: both answers 200, the same locations, one of them created what the other found, and
+    the documents and Lists are stored once. Eight rounds, each on fresh connections released by a barrier."""
+    import sqlalchemy as sa
+
+    from kroniker.reference_server.tokens import issue, load_or_create_key
+    from tests.mhd_support import add_folder, provide_bundle
+    from tests.server_support import encode, new_patient, note, source
+
+    with ServerProcess(pg_database_url, care_package_cache.root, tmp_path / "home", workers=2) as server:
+        server.start()
+        token = issue(load_or_create_key(server.home / "token.key"), source())
+        engine = sa.create_engine(pg_database_url)
+        for _ in range(8):
+            p = new_patient("Samtidig", "Igen")
+            tx = provide_bundle(note(p), note(p))
+            add_folder(tx)
+            answers = _at_once(f"{server.url}/fhir", encode(tx), token)
+            assert [a.status_code for a in answers] == [200, 200], [a.text[:500] for a in answers]
+            where = [[e["response"]["location"] for e in a.json()["entry"]] for a in answers]
+            assert where[0] == where[1]
+            statuses = sorted("/".join(sorted({e["response"]["status"] for e in a.json()["entry"]})) for a in answers)
+            assert statuses == ["200 OK", "201 Created"], statuses
+            with engine.connect() as conn:
+                docs = conn.execute(sa.text("SELECT count(*) FROM documents WHERE patient_cpr = :c"),
+                                    {"c": p.cpr}).scalar_one()
+                lists = conn.execute(sa.text("SELECT count(*) FROM clinical_resources WHERE patient_cpr = :c"),
+                                     {"c": p.cpr}).scalar_one()
+            assert (docs, lists) == (2, 2), (docs, lists)  # two documents; the SubmissionSet and the Folder
+        engine.dispose()
+
+
+def _at_once(url: str, body: bytes, token: str) -> list[httpx.Response]:
+    """The same POST from two threads, each on a connection of its own (either worker may take either), released
+    together by a barrier; both answers."""
+    import threading
+
+    barrier = threading.Barrier(2)
+    answers: list[httpx.Response] = []
+
+    def send() -> None:
+        with httpx.Client(timeout=30.0) as client:
+            barrier.wait(timeout=10)
+            answers.append(client.post(url, content=body, headers={
+                "Authorization": f"Bearer {token}", "Content-Type": "application/fhir+json"}))
+
+    threads = [threading.Thread(target=send) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    return answers
