@@ -921,7 +921,7 @@ async def patch_docref(call: Call) -> Response:
         patient, version = stored.row["patient_cpr"], int(stored.row.get("version") or 1)
         if if_match is not None and str(version) not in if_match:
             raise ApiError(412, "patch-stale", code="conflict", id=doc_id, current=version, patient=patient,
-                           given=", ".join(if_match)[:60])
+                           given=", ".join(sorted(if_match))[:60])
         url = base_url(call.request, ctx.settings)
         failed = patching.failed_test(change, stored.docref(url))
         if failed is not None:
@@ -939,7 +939,7 @@ async def patch_docref(call: Call) -> Response:
                 raise ApiError(404, "unknown-document", code="not-found", id=doc_id)
             if if_match is not None:
                 raise ApiError(412, "patch-stale", code="conflict", id=doc_id, patient=patient,
-                               current=now.row.get("version") or 1, given=", ".join(if_match)[:60])
+                               current=now.row.get("version") or 1, given=", ".join(sorted(if_match))[:60])
             raise ApiError(409, "patch-changed", code="conflict", id=doc_id, patient=patient)
         return fhir(updated.docref(url), headers=_etag(updated))
 

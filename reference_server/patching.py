@@ -69,7 +69,12 @@ def read(body: bytes, content_type: str | None, settings: Settings, limits: Limi
         return _fhirpath_patch(data)
     if media and media not in formats.JSON_TYPES:
         raise BadInput(415, "patch-media-type", "not-supported", found=media[:60])
-    data = inputs.json_object(body, settings)
+    value = inputs.json_value(body, settings)
+    if isinstance(value, list):  # a JSON Patch under a JSON media type: say which one it needs
+        raise BadInput(415, "patch-json-patch-type", "not-supported", found=(media or "(none)")[:60])
+    if not isinstance(value, dict):
+        raise BadInput(400, "not-json")
+    data = value
     if "resourceType" in data:
         if data["resourceType"] != "Parameters":
             raise BadInput(400, "patch-parameters", where=str(data["resourceType"])[:40])

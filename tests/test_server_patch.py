@@ -441,3 +441,15 @@ def test_a_reason_header_that_is_no_text_is_refused_and_changes_nothing(server: 
     assert r.status_code == 400 and is_outcome(r), r.text
     assert finding_codes(r.json()) == ({"patch-reason"} if value == "%20%20" else {"bad-reason-header"})
     assert_unchanged(server, p, d)
+
+
+@pytest.mark.parametrize("media", [FHIR_JSON, "application/json", None])
+def test_a_json_patch_sent_as_plain_json_is_told_its_media_type(server: Server, media: str | None) -> None:
+    """RFC 5789 §2.2: an unsupported patch document is 415; the answer names the type RFC 6902 registers."""
+    p, d = shared(server)
+    headers = {"Content-Type": media} if media else {}
+    r = server.request("PATCH", f"/fhir/DocumentReference/{d['id']}", ADMIN, content=json.dumps(WITHDRAW).encode(),
+                       params={"reason": REASON}, headers=headers)
+    assert r.status_code == 415 and finding_codes(r.json()) == {"patch-json-patch-type"}, r.text
+    assert "application/json-patch+json" in r.json()["issue"][0]["diagnostics"]
+    assert_unchanged(server, p, d)
