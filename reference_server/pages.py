@@ -348,6 +348,12 @@ def _documents(call: Call, detail: dict[str, Any] | None = None) -> tuple[list[D
 
 # -- routes --------------------------------------------------------------------------------------------------
 
+async def front_door(call: Call) -> Response:
+    """GET /: where a person who opens the server's address in a browser begins — the sign-in page."""
+    await run_in_threadpool(_record, call.ctx, AuditRecord("front-door", None))
+    return RedirectResponse("/login", status_code=303, headers=HEADERS)
+
+
 async def login_form(call: Call) -> Response:
     await run_in_threadpool(_record, call.ctx, AuditRecord("sign-in-form", None))
     return render("login.html", title="Log ind", error="")
@@ -557,6 +563,7 @@ async def note_page(call: Call) -> Response:
 
 
 ROUTES: tuple[RouteSpec, ...] = (
+    RouteSpec("GET", "/", front_door, policy.may_sign_in, public=True, page=True),
     RouteSpec("GET", "/login", login_form, policy.may_sign_in, public=True, page=True),
     RouteSpec("POST", "/login", login, policy.may_sign_in, body="form", public=True, page=True),
     RouteSpec("POST", "/logout", logout, policy.may_sign_in, body="form", public=True, page=True),

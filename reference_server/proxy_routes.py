@@ -21,9 +21,12 @@ from kroniker.reference_server.app import ApiError, Call, RouteSpec, _period, _r
 from kroniker.reference_server.audit import AuditRecord
 from kroniker.reference_server.store import utcnow
 
+# A stored proxy as the API shows it: the names POST takes (holder, subject), not the columns' (holder_cpr, ...).
+_NAMES = {"holder_cpr": "holder", "subject_cpr": "subject"}
+
 
 def _shown(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in row.items()}
+    return {_NAMES.get(k, k): (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in row.items()}
 
 
 def _ask(call: Call) -> None:

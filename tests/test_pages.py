@@ -167,6 +167,16 @@ def test_a_notes_simplified_html_is_kept() -> None:
 
 # -- signing in ----------------------------------------------------------------------------------------------------
 
+def test_the_servers_address_in_a_browser_leads_to_the_sign_in_page(server: Server) -> None:
+    """A person who opens http://host:port/ (README: the main job's server) gets to sign in, not a 404."""
+    before = server.rows()["audit_events"]
+    r = server.client.get("/", headers={"Accept": "text/html"})
+    assert r.status_code == 303 and r.headers["location"] == "/login"
+    assert server.rows()["audit_events"] == before + 1
+    form = server.client.get(r.headers["location"])
+    assert form.status_code == 200 and 'name="token"' in form.text
+
+
 def test_signing_in_sets_a_strict_httponly_session_cookie(server: Server, seeded: Seeded) -> None:
     r = server.client.post("/login", data={"token": issue(server.key, citizen(seeded.patient))})
     assert r.status_code == 303 and r.headers["location"] == "/min-side"

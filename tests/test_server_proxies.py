@@ -197,11 +197,16 @@ def test_a_bad_proxy_request_is_refused_and_nothing_is_stored(server: Server, bo
 def test_proxies_are_listed_by_holder_or_subject(server: Server) -> None:
     mother, father = parent(), aged(42, given="Far")
     child, sibling = aged(3), aged(9)
-    a = registered(server, "custody", mother, child)["id"]
+    first = registered(server, "custody", mother, child)
+    a = first["id"]
     b = registered(server, "custody", mother, sibling)["id"]
     c = registered(server, "custody", father, child)["id"]
     by_holder = server.get("/admin/proxies", ADMIN, params={"holder": mother.cpr}).json()
     assert {p["id"] for p in by_holder} == {a, b}
+    # listed with the names the registration took, as the registration's answer has them
+    [listed] = [p for p in by_holder if p["id"] == a]
+    assert {k: listed[k] for k in first} == first
+    assert (listed["holder"], listed["subject"]) == (mother.cpr, child.cpr)
     assert {p["id"] for p in server.get("/admin/proxies", ADMIN, params={"subject": child.cpr}).json()} == {a, c}
     both = server.get("/admin/proxies", ADMIN, params={"holder": father.cpr, "subject": child.cpr}).json()
     assert [p["id"] for p in both] == [c]
