@@ -512,6 +512,9 @@ def _provide_checked(call: Call, data: dict[str, Any], patient: list[str]) -> Re
     try:
         stored = ctx.store.submit_many(items, principal.sor or "", rows, updates)
     except ListChanged as exc:
+        again = _resubmitted(call, tx, prepared)  # the same transaction at once, twice: the other one won
+        if again is not None:
+            return again
         raise ApiError(409, "mhd-folder-changed", code="conflict", finding="XDSMetadataVersionError",
                        id=str(exc)) from None
     except Conflict as exc:

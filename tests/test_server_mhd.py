@@ -848,26 +848,26 @@ def _not_named_by_the_submission_set(server: Server, p: Any, folder_id: str, kep
     return tx
 
 
-# (the transaction, HTTP status, the code in issue.details.coding)
-FOLDER_UPDATE_ERRORS: list[tuple[Callable[..., dict[str, Any]], int, str]] = [
+# (the transaction, HTTP status, the code in issue.details.coding, what the message says)
+FOLDER_UPDATE_ERRORS: list[tuple[Callable[..., dict[str, Any]], int, str, str]] = [
     # the Folder is the caller's organisation's: an unknown id and another's Folder are answered alike
-    (_unknown, 403, "UnresolvedReferenceException"),
-    (_other_organisation, 403, "UnresolvedReferenceException"),
-    (_a_submission_set, 422, "XDSRegistryMetadataError"),
-    (_other_patient, 422, "XDSPatientIdDoesNotMatch"),
+    (_unknown, 403, "UnresolvedReferenceException", "your organisation has no Folder"),
+    (_other_organisation, 403, "UnresolvedReferenceException", "your organisation has no Folder"),
+    (_a_submission_set, 422, "XDSRegistryMetadataError", "is a SubmissionSet, not a Folder"),
+    (_other_patient, 422, "XDSPatientIdDoesNotMatch", "another patient's"),
     # ITI-65: "removal of entries from Folders is not generally allowed"; an update the registry does not support
-    (_removed, 422, "XDSMetadataUpdateOperationError"),
-    (_not_in_the_transaction, 422, "UnresolvedReferenceException"),
-    (_other_unique_id, 422, "XDSMetadataUpdateError"),
-    (_nothing_added, 422, "XDSRegistryMetadataError"),
-    (_not_named_by_the_submission_set, 422, "XDSRegistryMetadataError"),
+    (_removed, 422, "XDSMetadataUpdateOperationError", "would lose 1 of its documents"),
+    (_not_in_the_transaction, 422, "UnresolvedReferenceException", "names no entry of the transaction"),
+    (_other_unique_id, 422, "XDSMetadataUpdateError", "keeps its uniqueId"),
+    (_nothing_added, 422, "XDSRegistryMetadataError", "adds no DocumentReference"),
+    (_not_named_by_the_submission_set, 422, "XDSRegistryMetadataError", "each Folder of the transaction once"),
 ]
 
 
-@pytest.mark.parametrize(("make", "status", "finding"), FOLDER_UPDATE_ERRORS,
-                         ids=[m.__name__.strip("_") for m, _, _ in FOLDER_UPDATE_ERRORS])
+@pytest.mark.parametrize(("make", "status", "finding", "says"), FOLDER_UPDATE_ERRORS,
+                         ids=[m.__name__.strip("_") for m, *_ in FOLDER_UPDATE_ERRORS])
 def test_a_folder_update_refused_changes_nothing(server: Server, make: Callable[..., dict[str, Any]], status: int,
-                                                 finding: str) -> None:
+                                                 finding: str, says: str) -> None:
     p = new_patient("Vagn", "Vogter")
     folder_id, kept, _ = kept_folder(server, p)
     tx = make(server, p, folder_id, kept)
@@ -876,6 +876,7 @@ def test_a_folder_update_refused_changes_nothing(server: Server, make: Callable[
     assert r.status_code == status, r.text
     assert is_outcome(r)
     assert finding in finding_codes(r.json())
+    assert says in r.json()["issue"][0]["diagnostics"]
     after = server.rows()
     assert {t: n for t, n in after.items() if t != "audit_events"} == \
         {t: n for t, n in before.items() if t != "audit_events"}
@@ -935,3 +936,65 @@ def test_a_folder_update_sent_again_is_answered_as_the_first_time(server: Server
     assert server.get(f"/fhir/List/{folder_id}", citizen(p)).json() == folder  # still version 2
     assert folder["meta"]["versionId"] == "2"
     assert folder["entry"] == held([first_doc, first.json()["entry"][2]["resource"]["id"]])
+
+
+def test_two_updates_of_a_folder_at_once_lose_nothing(server: Server) -> None:
+    """Two transactions each add a document to the Folder as it was (version 1): the one stored second would take
+    the first one's document out of the Folder, so it is refused, whether it was checked before the first was
+    stored (XDSMetadataVersionError: the Folder has another version now) or after (the entry left out)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    p = new_patient("Samuel", "Samtidig")
+    folder_id, kept, first_doc = kept_folder(server, p)
+    txs = [provide_bundle(note(p)), provide_bundle(note(p))]
+    for tx in txs:
+        update_folder(tx, folder_id, kept)
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda tx: post(server, tx), txs))
+    assert sorted(a.status_code for a in answers) in ([200, 409], [200, 422]), [a.text for a in answers]
+    won = next(a for a in answers if a.status_code == 200)
+    lost = next(a for a in answers if a.status_code != 200)
+    assert finding_codes(lost.json()) & {"XDSMetadataVersionError", "XDSMetadataUpdateOperationError"}
+    folder = server.get(f"/fhir/List/{folder_id}", citizen(p)).json()
+    assert folder["meta"]["versionId"] == "2"
+    assert folder["entry"] == held([first_doc, won.json()["entry"][2]["resource"]["id"]])
+
+
+def test_two_copies_of_a_folder_update_at_once_are_one_update(server: Server) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    p = new_patient("Tvilling", "Mappe")
+    folder_id, kept, _ = kept_folder(server, p)
+    tx = provide_bundle(note(p))
+    update_folder(tx, folder_id, kept)
+    before = server.rows()
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda _: post(server, tx), range(2)))
+    assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
+    assert locations(answers[0]) == locations(answers[1])
+    assert locations(answers[0])[1] == f"{server.url}/fhir/List/{folder_id}/_history/2"
+    after = server.rows()
+    assert after["documents"] == before["documents"] + 1
+    assert server.get(f"/fhir/List/{folder_id}", citizen(p)).json()["meta"]["versionId"] == "2"
+
+
+def test_a_folder_that_got_another_version_meanwhile_is_not_overwritten(server: Server) -> None:
+    """The store writes a Folder's next version only over the version it was checked against: an update checked
+    against version 1 of a Folder at version 2 now (another submission stored in between, in another worker
+    process) is refused and writes nothing, its audit record neither."""
+    from kroniker.reference_server.audit import AuditRecord, load_or_create_key
+    from kroniker.reference_server.store import ListChanged, ListUpdate, Store
+
+    p = new_patient("Vera", "Version")
+    folder_id, kept, _ = kept_folder(server, p)
+    tx = provide_bundle(note(p))
+    update_folder(tx, folder_id, kept)
+    assert post(server, tx).status_code == 200
+    now = server.get(f"/fhir/List/{folder_id}", citizen(p)).json()
+    store = Store(server.engine, load_or_create_key(server.settings.audit_key_file))
+    stale = {**kept, "meta": {"versionId": "2"}, "entry": []}
+    before = server.rows()
+    with pytest.raises(ListChanged):
+        store.submit_many([], "", [], [ListUpdate(folder_id, "1", stale, AuditRecord("update-List", None))])
+    assert server.rows() == before
+    assert server.get(f"/fhir/List/{folder_id}", citizen(p)).json() == now
