@@ -225,30 +225,34 @@ class Transaction:
         """A new Folder's documents: DocumentReferences of this transaction, each once (MHD's Folder profile:
         mode working, entry.item a DocumentReference); a new Folder is current."""
         members: list[int] = []
+        seen: set[int] = set()
         for ref in self._folder_refs(index):
             target = self.resolve(ref, index)  # documents of this submission only: UnresolvedReferenceException
-            self._member(index, target, ref, members)
+            self._member(index, target, ref, seen)
             members.append(target)
+            seen.add(target)
         return members
 
     def _folder_update(self, index: int) -> list[str | int]:
         """An updated Folder's entries: the documents it holds, by their id here (DocumentReference/{id}), and
         DocumentReferences of this transaction added to it; each once, at least one added."""
         order: list[str | int] = []
+        seen: set[str | int] = set()
         for ref in self._folder_refs(index):
             if isinstance(ref, str) and ref in self.by_url:
                 target: str | int = self.by_url[ref]
-                self._member(index, self.by_url[ref], ref, order)
+                self._member(index, self.by_url[ref], ref, seen)
             else:
                 kept = re.fullmatch(r"(?:.*/)?DocumentReference/([A-Za-z0-9\-.]{1,64})", _s(ref) or "")
                 if kept is None:
                     raise ApiError(422, "mhd-unresolved", code="not-found", finding="UnresolvedReferenceException",
                                    index=index, reference=str(ref)[:200])
                 target = kept.group(1)
-                if target in order:
+                if target in seen:
                     raise ApiError(422, "mhd-folder", code="business-rule", finding="XDSRegistryMetadataError",
                                    index=index, detail=f"List.entry names {str(ref)[:200]} twice")
             order.append(target)
+            seen.add(target)
         if not any(isinstance(e, int) for e in order):
             raise ApiError(422, "mhd-folder", code="business-rule", finding="XDSRegistryMetadataError", index=index,
                            detail="the Folder is updated (PUT) but adds no DocumentReference of the transaction")
@@ -263,7 +267,7 @@ class Transaction:
                                   "a Folder sent is mode working, status current")
         return [_d(_d(item).get("item")).get("reference") for item in _l(folder.get("entry"))]
 
-    def _member(self, index: int, target: int, ref: Any, seen: list[Any]) -> None:
+    def _member(self, index: int, target: int, ref: Any, seen: set[Any]) -> None:
         """A Folder's entry naming an entry of the transaction: a DocumentReference (entry.item is
         Reference(DocumentReference)), named once."""
         if self.entries[target]["resourceType"] != "DocumentReference":
@@ -584,12 +588,13 @@ def kept_folders(call: Call, tx: Transaction, cpr: str) -> dict[int, dict[str, A
         held = [str(_d(_d(e).get("item")).get("reference")).split("/", 1)[1]
                 for e in _l(row["resource"].get("entry"))]
         named = [e for e in tx.order[f] if isinstance(e, str)]
-        removed = [h for h in held if h not in named]
+        named_set, held_set = set(named), set(held)
+        removed = [h for h in held if h not in named_set]
         if removed:  # ITI TF-3 Table 4.2.4.1-2: an update the registry does not support
             raise ApiError(422, "mhd-folder-removed", code="not-supported", finding="XDSMetadataUpdateOperationError",
                            index=f, id=rid, count=len(removed),
                            references=", ".join(f"DocumentReference/{h}" for h in removed[:5])[:400])
-        elsewhere = next((e for e in named if e not in held), None)
+        elsewhere = next((e for e in named if e not in held_set), None)
         if elsewhere is not None:  # a document of this transaction, or one the Folder holds already
             raise ApiError(422, "mhd-unresolved", code="not-found", finding="UnresolvedReferenceException", index=f,
                            reference=f"DocumentReference/{elsewhere}")

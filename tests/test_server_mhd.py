@@ -896,6 +896,11 @@ def test_an_unknown_folder_and_another_organisations_are_refused_alike(server: S
                         r.json()["issue"][0]["diagnostics"].replace(rid, "ID")))
     assert answers[0] == answers[1]
     assert answers[0][:2] == (403, "forbidden")
+    tx = provide_bundle(note(p))
+    update_folder(tx, their_id, their_kept)
+    da = server.request("POST", "/fhir", source(), content=encode(tx),
+                        headers={"Content-Type": FHIR_JSON, "Accept-Language": "da"})
+    assert "din organisation har ingen mappe (Folder)" in da.json()["issue"][0]["diagnostics"]
 
 
 def test_a_folder_update_is_stored_with_the_documents_or_not_at_all(server: Server) -> None:
