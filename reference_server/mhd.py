@@ -6,8 +6,10 @@ Bundle itself; the entries reference each other by fullUrl (urn:uuid). Each docu
 goes (app._prepare: the validator, the derived metadata, the access rule, replacement by `relatesTo` as by
 `?replaces=`); the DocumentReference the vendor supplied is checked against MedCom's DocumentReference profile and
 against what the server derives from the document, a mismatch answered with the XDS error code IHE lists (ITI TF-3
-Table 4.2.4.1-2) in `issue.details.coding`. Then everything is stored in one database transaction (all or nothing)
-and answered with a transaction-response, one entry per request entry, in order.
+Table 4.2.4.1-2) in `issue.details.coding`. New Folders are kept; a Folder kept already may get documents of the
+transaction added (PUT List/{id}: its next version, by the organisation that made it, nothing taken out). Then
+everything is stored in one database transaction (all or nothing) and answered with a transaction-response, one
+entry per request entry, in order.
 
 `PUT [base]/Bundle/{id}` is FHIR's update-as-create of a document whose Bundle.id is {id}: what fhirpy's `save()`
 and `create()` send for a resource with an id. Documents are immutable: the same bytes again are answered as
