@@ -706,11 +706,12 @@ def _resubmitted(call: Call, tx: Transaction, prepared: dict[int, Prepared]) -> 
     updated: dict[int, tuple[str, str]] = {}
     for parts, f in zip(stored_folders, sent_folders, strict=True):
         kept = ctx.store.clinical_one("List", parts[1])
+        # the documents of this submission it holds (others, added by later submissions, are no matter)
         held = {by_id.get(str(_d(_d(e).get("item")).get("reference")).rsplit("/", 1)[-1], "")
-                for e in _l(_d(kept)["resource"].get("entry"))} if kept else set()
+                for e in _l(_d(kept)["resource"].get("entry"))} - {""} if kept else set()
         members = tx.added[f] if f in tx.added else tx.members[f]
-        if kept is None or kept["unique_id"] != unique_id(tx.entries[f]) or not {
-                prepared[i].meta.master_identifier for i in members} <= held \
+        if kept is None or kept["unique_id"] != unique_id(tx.entries[f]) or {
+                prepared[i].meta.master_identifier for i in members} != held \
                 or (len(parts) == 4) != (f in tx.added) or (f in tx.added and parts[1] != tx.updates[f]):
             raise duplicate
         if f in tx.added:

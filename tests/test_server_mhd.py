@@ -1003,3 +1003,26 @@ def test_a_folder_that_got_another_version_meanwhile_is_not_overwritten(server: 
         store.submit_many([], "", [], [ListUpdate(folder_id, "1", stale, AuditRecord("update-List", None))])
     assert server.rows() == before
     assert server.get(f"/fhir/List/{folder_id}", citizen(p)).json() == now
+
+
+def test_a_folders_first_transaction_sent_again_after_documents_were_added_is_the_same(server: Server) -> None:
+    """The Folder holds more now (added by a later submission): the transaction that made it, sent again, is
+    still the same submission; the same SubmissionSet uniqueId with the Folder holding fewer of its documents is
+    not."""
+    p = new_patient("Freja", "Fortsat")
+    tx = provide_bundle(note(p), note(p))
+    add_folder(tx)
+    first = post(server, tx)
+    assert first.status_code == 200, first.text
+    folder_id = path_of(locations(first)[1], server).removesuffix("/_history/1").rsplit("/", 1)[1]
+    kept = server.get(f"/fhir/List/{folder_id}", citizen(p)).json()
+    more = provide_bundle(note(p))
+    update_folder(more, folder_id, kept)
+    assert post(server, more).status_code == 200
+    again = post(server, tx)
+    assert again.status_code == 200, again.text
+    assert locations(again) == locations(first)
+    fewer = json.loads(json.dumps(tx))
+    fewer["entry"][1]["resource"]["entry"] = fewer["entry"][1]["resource"]["entry"][:1]
+    refused = post(server, fewer)
+    assert refused.status_code == 409 and "XDSDuplicateUniqueIdInRegistry" in finding_codes(refused.json())
