@@ -39,6 +39,8 @@ CHECKPOINT_TAG = b"kroniker-audit-checkpoint/1\n"
 ACTIONS: dict[str, tuple[str, str, str]] = {  # action → (IHE code, display, FHIR action C/R/U/D/E)
     "submit": ("ITI-65", "Provide Document Bundle", "C"),
     "replace": ("ITI-65", "Provide Document Bundle (replace)", "C"),
+    # documents added to a kept MHD Folder (ITI-65 with PUT List/{id}): the Folder's new version
+    "update-List": ("ITI-65", "Provide Document Bundle (update Folder)", "U"),
     "search": ("ITI-67", "Find Document References", "E"),
     "read-metadata": ("ITI-67", "Find Document References (read)", "R"),
     # A SubmissionSet read by id (GET /fhir/List/{id}): MHD's List transaction is ITI-66, Find Document Lists, as

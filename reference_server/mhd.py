@@ -6,8 +6,10 @@ Bundle itself; the entries reference each other by fullUrl (urn:uuid). Each docu
 goes (app._prepare: the validator, the derived metadata, the access rule, replacement by `relatesTo` as by
 `?replaces=`); the DocumentReference the vendor supplied is checked against MedCom's DocumentReference profile and
 against what the server derives from the document, a mismatch answered with the XDS error code IHE lists (ITI TF-3
-Table 4.2.4.1-2) in `issue.details.coding`. Then everything is stored in one database transaction (all or nothing)
-and answered with a transaction-response, one entry per request entry, in order.
+Table 4.2.4.1-2) in `issue.details.coding`. New Folders are kept; a Folder kept already may get documents of the
+transaction added (PUT List/{id}: its next version, by the organisation that made it, nothing taken out). Then
+everything is stored in one database transaction (all or nothing) and answered with a transaction-response, one
+entry per request entry, in order.
 
 `PUT [base]/Bundle/{id}` is FHIR's update-as-create of a document whose Bundle.id is {id}: what fhirpy's `save()`
 and `create()` send for a resource with an id. Documents are immutable: the same bytes again are answered as
@@ -44,7 +46,15 @@ from kroniker.reference_server.app import (
 )
 from kroniker.reference_server.audit import AuditRecord
 from kroniker.reference_server.metadata import instant
-from kroniker.reference_server.store import SYSTEM_ALIASES, Conflict, StaleReplacement, Stored, Submission
+from kroniker.reference_server.store import (
+    SYSTEM_ALIASES,
+    Conflict,
+    ListChanged,
+    ListUpdate,
+    StaleReplacement,
+    Stored,
+    Submission,
+)
 from kroniker.validators import messages
 from kroniker.validators.identifiers import CPR_SYSTEM, SOR_SYSTEM
 from kroniker.validators.render import operation_outcome
@@ -116,23 +126,32 @@ class Transaction:
             raise ApiError(400, "mhd-entry", code="structure", finding="XDSRegistryMetadataError", index=0)
         self.entries: list[dict[str, Any]] = []
         self.by_url: dict[str, int] = {}
+        self.updates: dict[int, str] = {}  # a kept Folder updated (PUT List/{id}): its entry, its id
         for i, e in enumerate(entries):
             resource = e.get("resource") if isinstance(e, dict) else None
             request = e.get("request") if isinstance(e, dict) else None
             full_url = e.get("fullUrl") if isinstance(e, dict) else None
             method = request.get("method") if isinstance(request, dict) else None
             kind = resource.get("resourceType") if isinstance(resource, dict) else None
-            if kind == "List" and method == "PUT" and isinstance(full_url, str):
-                # ITI-65 lets a source add to an existing Folder (PUT List); kept folders do not change here
-                raise ApiError(422, "mhd-folder-update", code="not-supported", finding="XDSRegistryMetadataError",
-                               index=i)
             url = request.get("url") if isinstance(request, dict) else None
+            # a Folder kept here may be updated, documents added to it (MHDprovideFolderActions: POST, PUT)
+            list_put = re.fullmatch(r"List/([A-Za-z0-9\-.]{1,64})", url) \
+                if kind == "List" and method == "PUT" and isinstance(url, str) else None
+            if kind == "List" and method == "PUT" and isinstance(resource, dict) and isinstance(full_url, str) and (
+                    list_put is None or _list_type(resource) != "folder"):
+                raise ApiError(422, "mhd-folder-update", code="not-supported", finding="XDSRegistryMetadataError",
+                               index=i, found=str(url)[:80])
             # a Patient may come as POST Patient or PUT Patient/{id} (MHDprovidePatientActions); it is matched
             patient_put = kind == "Patient" and method == "PUT" and isinstance(url, str) \
                 and re.fullmatch(r"Patient/[A-Za-z0-9\-.]{1,64}", url) is not None
             if not (isinstance(resource, dict) and isinstance(full_url, str)
-                    and ((method == "POST" and url == kind) or patient_put)):
+                    and ((method == "POST" and url == kind) or patient_put or list_put is not None)):
                 raise ApiError(400, "mhd-entry", code="structure", finding="XDSRegistryMetadataError", index=i)
+            if list_put is not None:
+                if list_put.group(1) in self.updates.values():
+                    raise ApiError(422, "mhd-folder", code="business-rule", finding="XDSRegistryMetadataError",
+                                   index=i, detail=f"{url} is updated twice in the transaction")
+                self.updates[i] = list_put.group(1)
             if kind not in ("List", "DocumentReference", "Binary", "Bundle", "Patient"):
                 raise ApiError(422, "mhd-unsupported", code="not-supported", finding="XDSRegistryMetadataError",
                                index=i, type=str(kind)[:40])
@@ -148,7 +167,8 @@ class Transaction:
                 raise ApiError(422, "mhd-folder", code="business-rule", finding="XDSRegistryMetadataError", index=i,
                                detail="List.code is neither submissionset nor folder (MHDlistTypes)")
         sets = [i for i in lists if _list_type(self.entries[i]) == "submissionset"]
-        self.folders = [i for i in lists if _list_type(self.entries[i]) == "folder"]
+        self.folders = [i for i in lists if _list_type(self.entries[i]) == "folder" and i not in self.updates]
+        self.updated = [i for i in lists if i in self.updates]
         if len(sets) != 1:
             raise ApiError(422, "mhd-submissionset", code="business-rule", finding="XDSRegistryMetadataError",
                            detail=f"{len(sets)} SubmissionSet Lists, one expected")
@@ -160,21 +180,26 @@ class Transaction:
         if not self.docrefs:
             raise ApiError(422, "mhd-submissionset", code="business-rule", finding="XDSMissingDocumentMetadata",
                            detail="no DocumentReference")
-        # The SubmissionSet names each DocumentReference and each new Folder once (XDS: its HasMember
+        # The SubmissionSet names each DocumentReference and each Folder, new or updated, once (XDS: its HasMember
         # associations); in the order it names them.
         self.listed = []
         for item in _l(self.submission_set.get("entry")):
             ref = _d(_d(item).get("item")).get("reference")
             self.listed.append(self.resolve(ref, self.list_index))
-        if sorted(self.listed) != sorted(self.docrefs + self.folders):
+        if sorted(self.listed) != sorted(self.docrefs + self.folders + self.updated):
             raise ApiError(422, "mhd-submissionset", code="business-rule", finding="XDSRegistryMetadataError",
                            detail="List.entry does not name each DocumentReference and each Folder of the "
                                   "transaction once")
         self.members: dict[int, list[int]] = {f: self._folder_members(f) for f in self.folders}
-        ids = [u for u in (unique_id(self.entries[i]) for i in [self.list_index, *self.folders]) if u is not None]
+        # an updated Folder's entries, in its order: a kept document's id, or a DocumentReference entry added
+        self.order: dict[int, list[str | int]] = {f: self._folder_update(f) for f in self.updated}
+        self.added: dict[int, list[int]] = {f: [e for e in o if isinstance(e, int)] for f, o in self.order.items()}
+        ids = [u for u in (unique_id(self.entries[i]) for i in [self.list_index, *self.folders, *self.updated])
+               if u is not None]
         if len(set(ids)) != len(ids):
             raise ApiError(422, "mhd-folder", code="duplicate", finding="XDSDuplicateUniqueIdInRegistry",
-                           index=self.folders[0], detail="two Lists of the transaction have the same uniqueId")
+                           index=[*self.folders, *self.updated][0],
+                           detail="two Lists of the transaction have the same uniqueId")
         if any(len(u) > 300 for u in ids):
             raise ApiError(422, "mhd-submissionset", code="business-rule", finding="XDSRegistryMetadataError",
                            detail="a uniqueId longer than 300 characters")
@@ -201,23 +226,58 @@ class Transaction:
     def _folder_members(self, index: int) -> list[int]:
         """A new Folder's documents: DocumentReferences of this transaction, each once (MHD's Folder profile:
         mode working, entry.item a DocumentReference); a new Folder is current."""
+        members: list[int] = []
+        seen: set[int] = set()
+        for ref in self._folder_refs(index):
+            target = self.resolve(ref, index)  # documents of this submission only: UnresolvedReferenceException
+            self._member(index, target, ref, seen)
+            members.append(target)
+            seen.add(target)
+        return members
+
+    def _folder_update(self, index: int) -> list[str | int]:
+        """An updated Folder's entries: the documents it holds, by their id here (DocumentReference/{id}), and
+        DocumentReferences of this transaction added to it; each once, at least one added."""
+        order: list[str | int] = []
+        seen: set[str | int] = set()
+        for ref in self._folder_refs(index):
+            if isinstance(ref, str) and ref in self.by_url:
+                target: str | int = self.by_url[ref]
+                self._member(index, self.by_url[ref], ref, seen)
+            else:
+                kept = re.fullmatch(r"(?:.*/)?DocumentReference/([A-Za-z0-9\-.]{1,64})", _s(ref) or "")
+                if kept is None:
+                    raise ApiError(422, "mhd-unresolved", code="not-found", finding="UnresolvedReferenceException",
+                                   index=index, reference=str(ref)[:200])
+                target = kept.group(1)
+                if target in seen:
+                    raise ApiError(422, "mhd-folder", code="business-rule", finding="XDSRegistryMetadataError",
+                                   index=index, detail=f"List.entry names {str(ref)[:200]} twice")
+            order.append(target)
+            seen.add(target)
+        if not any(isinstance(e, int) for e in order):
+            raise ApiError(422, "mhd-folder", code="business-rule", finding="XDSRegistryMetadataError", index=index,
+                           detail="the Folder is updated (PUT) but adds no DocumentReference of the transaction")
+        return order
+
+    def _folder_refs(self, index: int) -> list[Any]:
+        """A Folder's entry references (MHD's Folder profile: mode working); a Folder sent is current."""
         folder = self.entries[index]
         if folder.get("mode") != "working" or folder.get("status") != "current":
             raise ApiError(422, "mhd-folder", code="business-rule", finding="XDSRegistryMetadataError", index=index,
                            detail=f"mode {str(folder.get('mode'))[:20]}, status {str(folder.get('status'))[:20]}; "
-                                  "a new Folder is mode working, status current")
-        members = []
-        for item in _l(folder.get("entry")):
-            ref = _d(_d(item).get("item")).get("reference")
-            target = self.resolve(ref, index)  # documents of this submission only: UnresolvedReferenceException
-            if self.entries[target]["resourceType"] != "DocumentReference":
-                raise ApiError(422, "mhd-folder", code="business-rule", finding="XDSRegistryMetadataError",
-                               index=index, detail=f"List.entry {str(ref)[:200]} is not a DocumentReference")
-            if target in members:
-                raise ApiError(422, "mhd-folder", code="business-rule", finding="XDSRegistryMetadataError",
-                               index=index, detail=f"List.entry names {str(ref)[:200]} twice")
-            members.append(target)
-        return members
+                                  "a Folder sent is mode working, status current")
+        return [_d(_d(item).get("item")).get("reference") for item in _l(folder.get("entry"))]
+
+    def _member(self, index: int, target: int, ref: Any, seen: set[Any]) -> None:
+        """A Folder's entry naming an entry of the transaction: a DocumentReference (entry.item is
+        Reference(DocumentReference)), named once."""
+        if self.entries[target]["resourceType"] != "DocumentReference":
+            raise ApiError(422, "mhd-folder", code="business-rule", finding="XDSRegistryMetadataError",
+                           index=index, detail=f"List.entry {str(ref)[:200]} is not a DocumentReference")
+        if target in seen:
+            raise ApiError(422, "mhd-folder", code="business-rule", finding="XDSRegistryMetadataError",
+                           index=index, detail=f"List.entry names {str(ref)[:200]} twice")
 
     def resolve(self, ref: Any, index: int) -> int:
         """The entry a reference within the transaction names (by fullUrl), or UnresolvedReferenceException."""
@@ -431,18 +491,38 @@ def _provide_checked(call: Call, data: dict[str, Any], patient: list[str]) -> Re
     again = _resubmitted(call, tx, prepared)
     if again is not None:
         return again
+    kept = kept_folders(call, tx, cpr)
     set_id = str(uuid.uuid4())
     folder_ids = {f: str(uuid.uuid4()) for f in tx.folders}
+    updated = {f: (tx.updates[f], str(int(kept[f]["resource"]["meta"]["versionId"]) + 1)) for f in tx.updated}
     items = [Submission(p.meta, p.body, p.content_type, p.standard, AuditRecord(
         "replace" if p.replaces else "submit", principal, patient_cpr=p.meta.patient_cpr, purpose="TREAT",
         detail={"master_identifier": p.meta.master_identifier, "standard": p.standard, "transaction": "ITI-65",
                 "submission_set": set_id}), p.replaces) for p in prepared.values()]
+    # The SubmissionSet names a new Folder as List/{id}, an updated one by the version this submission made of it.
     refs = {i: f"DocumentReference/{p.meta.id}" for i, p in prepared.items()} | {
-        f: f"List/{folder_id}" for f, folder_id in folder_ids.items()}
+        f: f"List/{folder_id}" for f, folder_id in folder_ids.items()} | {
+        f: f"List/{rid}/_history/{version}" for f, (rid, version) in updated.items()}
     rows = [_list_row(tx, tx.list_index, set_id, cpr, principal.actor, [refs[i] for i in tx.listed])] + [
         _list_row(tx, f, folder_ids[f], cpr, principal.actor, [refs[i] for i in tx.members[f]]) for f in tx.folders]
+    updates = []
+    for f, (rid, version) in updated.items():
+        new = _list_row(tx, f, rid, cpr, kept[f]["submitter"], [
+            refs[e] if isinstance(e, int) else f"DocumentReference/{e}" for e in tx.order[f]])["resource"]
+        new["meta"] = {"versionId": version}
+        added = [prepared[i].meta.id for i in tx.added[f]]
+        updates.append(ListUpdate(rid, kept[f]["resource"]["meta"]["versionId"], new, AuditRecord(
+            "update-List", principal, patient_cpr=cpr, purpose="TREAT", documents=added,
+            detail={"id": rid, "version": version, "added": added, "entries": len(new["entry"]),
+                    "transaction": "ITI-65", "submission_set": set_id})))
     try:
-        stored = ctx.store.submit_many(items, principal.sor or "", rows)
+        stored = ctx.store.submit_many(items, principal.sor or "", rows, updates)
+    except ListChanged as exc:
+        again = _resubmitted(call, tx, prepared)  # the same transaction at once, twice: the other one won
+        if again is not None:
+            return again
+        raise ApiError(409, "mhd-folder-changed", code="conflict", finding="XDSMetadataVersionError",
+                       id=str(exc)) from None
     except Conflict as exc:
         again = _resubmitted(call, tx, prepared)  # the same transaction at once, twice: the other one won
         if again is not None:
@@ -452,8 +532,8 @@ def _provide_checked(call: Call, data: dict[str, Any], patient: list[str]) -> Re
     except StaleReplacement as exc:
         raise ApiError(422, "replace-not-current", code="business-rule", id=str(exc)) from None
     when = stored[0].docref(base_url(call.request, ctx.settings))["meta"]["lastUpdated"]
-    return _answer(call, tx, dict(zip(prepared, stored, strict=True)), set_id, folder_ids, warnings, cpr, when,
-                   created=True)
+    return _answer(call, tx, dict(zip(prepared, stored, strict=True)), set_id, folder_ids, updated, warnings, cpr,
+                   when, created=True)
 
 
 def check_lists(call: Call, tx: Transaction, cpr: str, p: Prepared) -> None:
@@ -462,7 +542,7 @@ def check_lists(call: Call, tx: Transaction, cpr: str, p: Prepared) -> None:
     each Folder is a FHIR List (what is kept is served again, in JSON and XML)."""
     standard = p.report.standard
     assert standard is not None, "a prepared document's standard is known"
-    for f in tx.folders:
+    for f in [*tx.folders, *tx.updated]:
         report = call.ctx.validator.validate_resource(tx.entries[f], BASE_LIST, standard)
         call.ctx.validator.save_plans()
         if not report.valid:
@@ -483,6 +563,47 @@ def check_lists(call: Call, tx: Transaction, cpr: str, p: Prepared) -> None:
             raise _mismatch(i, "Patient.identifier", found, cpr, "XDSPatientIdDoesNotMatch", "mhd-patient")
 
 
+def kept_folders(call: Call, tx: Transaction, cpr: str) -> dict[int, dict[str, Any]]:
+    """The kept Folders the transaction adds documents to (ITI-65: a Folder is created or updated), each as kept:
+    the caller's organisation's Folder (not another's, nor a SubmissionSet), the documents' patient's, the same
+    uniqueId, and every document it holds still in it (a Document Recipient may require that an updated Folder
+    only has entries added, as XDS does: this one does)."""
+    ctx, principal = call.ctx, call.who
+    kept: dict[int, dict[str, Any]] = {}
+    for f in tx.updated:
+        rid = tx.updates[f]
+        row = ctx.store.clinical_one("List", rid)
+        if row is None or row["submitter"] != principal.actor:
+            # whether another organisation's Folder (or SubmissionSet) exists is not told: the same answer
+            raise ApiError(403, "mhd-folder-not-yours", code="forbidden", finding="UnresolvedReferenceException",
+                           index=f, id=rid)
+        if row["kind"] != "folder":
+            raise ApiError(422, "mhd-folder-not-folder", code="business-rule", finding="XDSRegistryMetadataError",
+                           index=f, id=rid)
+        if row["patient_cpr"] != cpr:
+            raise ApiError(422, "mhd-folder-patient", code="business-rule", finding="XDSPatientIdDoesNotMatch",
+                           index=f, id=rid)
+        sent = unique_id(tx.entries[f])
+        if sent != row["unique_id"]:
+            raise ApiError(422, "mhd-folder-unique-id", code="business-rule", finding="XDSMetadataUpdateError",
+                           index=f, id=rid, found=str(sent)[:300], expected=str(row["unique_id"]))
+        held = [str(_d(_d(e).get("item")).get("reference")).split("/", 1)[1]
+                for e in _l(row["resource"].get("entry"))]
+        named = [e for e in tx.order[f] if isinstance(e, str)]
+        named_set, held_set = set(named), set(held)
+        removed = [h for h in held if h not in named_set]
+        if removed:  # ITI TF-3 Table 4.2.4.1-2: an update the registry does not support
+            raise ApiError(422, "mhd-folder-removed", code="not-supported", finding="XDSMetadataUpdateOperationError",
+                           index=f, id=rid, count=len(removed),
+                           references=", ".join(f"DocumentReference/{h}" for h in removed[:5])[:400])
+        elsewhere = next((e for e in named if e not in held_set), None)
+        if elsewhere is not None:  # a document of this transaction, or one the Folder holds already
+            raise ApiError(422, "mhd-unresolved", code="not-found", finding="UnresolvedReferenceException", index=f,
+                           reference=f"DocumentReference/{elsewhere}")
+        kept[f] = row
+    return kept
+
+
 def _list_row(tx: Transaction, index: int, rid: str, cpr: str, submitter: str, refs: list[str]) -> dict[str, Any]:
     """A SubmissionSet or Folder as the server keeps it: its own id, the entries pointing at the stored
     DocumentReferences (and a SubmissionSet's at the stored Folders), the subject as the patient's CPR."""
@@ -497,15 +618,21 @@ def _list_row(tx: Transaction, index: int, rid: str, cpr: str, submitter: str, r
 
 
 def _answer(call: Call, tx: Transaction, by_index: dict[int, Stored], set_id: str, folder_ids: dict[int, str],
-            warnings: dict[int, list[str]], cpr: str, when: str, *, created: bool) -> Response:
-    """The transaction-response: one entry per request entry, in order (ITI-65 2:3.65.4.2.2); a resubmission is
-    answered with the same locations, each 200 OK (nothing new was stored)."""
+            updated: dict[int, tuple[str, str]], warnings: dict[int, list[str]], cpr: str, when: str, *,
+            created: bool) -> Response:
+    """The transaction-response: one entry per request entry, in order (ITI-65 2:3.65.4.2.2); an updated Folder
+    200 OK at the version made (FHIR update); a resubmission is answered with the same locations, each 200 OK
+    (nothing new was stored)."""
     url = base_url(call.request, call.ctx.settings)
     status = "201 Created" if created else "200 OK"
     doc_by_entry = {tx.document_of[i]: s for i, s in by_index.items()}
     answer: list[dict[str, Any]] = []
     for i, resource in enumerate(tx.entries):
-        if i == tx.list_index or i in folder_ids:
+        if i in updated:
+            rid, version = updated[i]
+            answer.append({"response": {"status": "200 OK", "location": f"{url}/fhir/List/{rid}/_history/{version}",
+                                        "etag": f'W/"{version}"', "lastModified": when}})
+        elif i == tx.list_index or i in folder_ids:
             rid = set_id if i == tx.list_index else folder_ids[i]
             answer.append({"response": {"status": status, "location": f"{url}/fhir/List/{rid}/_history/1",
                                         "etag": 'W/"1"', "lastModified": when}})
@@ -568,21 +695,29 @@ def _resubmitted(call: Call, tx: Transaction, prepared: dict[int, Prepared]) -> 
     if {m: s.row["content_sha256"] for m, s in docs.items()} != sent \
             or any(s.row["submitter_sor"] != (principal.sor or "") for s in docs.values()):
         raise duplicate
-    # The Folders, in the order the SubmissionSet names them: the same uniqueIds, holding the same documents.
+    # The Folders, in the order the SubmissionSet names them: the same uniqueIds, holding the same documents (and
+    # perhaps more, added since); an updated one by the version this submission made of it.
     by_id = {s.id: m for m, s in docs.items()}
-    stored_folders = [r.split("/", 1)[1] for r in refs if isinstance(r, str) and r.startswith("List/")]
-    sent_folders = [i for i in tx.listed if i in tx.members]
+    stored_folders = [r.split("/") for r in refs if isinstance(r, str) and r.startswith("List/")]
+    sent_folders = [i for i in tx.listed if i in tx.members or i in tx.added]
     if len(stored_folders) != len(sent_folders):
         raise duplicate
-    for folder_id, f in zip(stored_folders, sent_folders, strict=True):
-        kept = ctx.store.clinical_one("List", folder_id)
-        held = [_d(_d(e).get("item")).get("reference") for e in _l(_d(kept)["resource"].get("entry"))] \
-            if kept else []
-        if kept is None or kept["unique_id"] != unique_id(tx.entries[f]) or sorted(
-                by_id.get(str(r).rsplit("/", 1)[-1], "") for r in held) != sorted(
-                prepared[i].meta.master_identifier for i in tx.members[f]):
+    folder_ids: dict[int, str] = {}
+    updated: dict[int, tuple[str, str]] = {}
+    for parts, f in zip(stored_folders, sent_folders, strict=True):
+        kept = ctx.store.clinical_one("List", parts[1])
+        # the documents of this submission it holds (others, added by later submissions, are no matter)
+        held = {by_id.get(str(_d(_d(e).get("item")).get("reference")).rsplit("/", 1)[-1], "")
+                for e in _l(_d(kept)["resource"].get("entry"))} - {""} if kept else set()
+        members = tx.added[f] if f in tx.added else tx.members[f]
+        if kept is None or kept["unique_id"] != unique_id(tx.entries[f]) or {
+                prepared[i].meta.master_identifier for i in members} != held \
+                or (len(parts) == 4) != (f in tx.added) or (f in tx.added and parts[1] != tx.updates[f]):
             raise duplicate
-    folder_ids = dict(zip(sent_folders, stored_folders, strict=True))
+        if f in tx.added:
+            updated[f] = (parts[1], parts[3])
+        else:
+            folder_ids[f] = parts[1]
     by_index = {i: docs[p.meta.master_identifier] for i, p in prepared.items()}
     ctx.store.record_all([AuditRecord(
         "submit", principal, patient_cpr=row["patient_cpr"], purpose="TREAT", documents=[s.id],
@@ -591,7 +726,7 @@ def _resubmitted(call: Call, tx: Transaction, prepared: dict[int, Prepared]) -> 
                 "transaction": "ITI-65", "submission_set": row["id"], "idempotent": True})
         for s in by_index.values()])
     warnings = {i: _replaces(tx.entries[i], i)[1] for i in tx.docrefs}
-    return _answer(call, tx, by_index, row["id"], folder_ids, warnings, row["patient_cpr"],
+    return _answer(call, tx, by_index, row["id"], folder_ids, updated, warnings, row["patient_cpr"],
                    row["resource"]["meta"]["lastUpdated"], created=False)
 
 
@@ -631,8 +766,7 @@ def _read_list(call: Call) -> Response:
     _record(ctx, AuditRecord("read-List", principal, patient_cpr=patient, documents=ids,
                              purpose="PATRQT" if principal.role == "citizen" else "TREAT",
                              override=decision.override, minlog=decision.minlog, detail={"id": rid}))
-    resource.setdefault("meta", {})["lastUpdated"] = row["created"].isoformat() + "+00:00"
-    return fhir(resource)
+    return fhir(resource)  # its meta as kept: a Folder documents were added to is at a later version
 
 
 # -- PUT [base]/Bundle/{id} --------------------------------------------------------------------------------

@@ -94,6 +94,21 @@ class StaleReplacement(Exception):
     """The document to replace stopped being current before this submission committed."""
 
 
+class ListChanged(Exception):
+    """A kept List to update (an MHD Folder) got another version before this submission committed."""
+
+
+@dataclass
+class ListUpdate:
+    """A kept List's next version (an MHD Folder a transaction adds documents to, Store.submit_many): stored only
+    if the List is still at the version it was checked at; with its audit record."""
+
+    id: str
+    version: str  # the version the update was checked against
+    resource: dict[str, Any]  # the new version, its meta.versionId the next one
+    rec: audit.AuditRecord
+
+
 # The same code system under its FHIR URL and its OID (XDS metadata uses OIDs): either finds the other.
 SYSTEM_ALIASES = {
     "http://loinc.org": "urn:oid:2.16.840.1.113883.6.1",
@@ -225,13 +240,17 @@ class Store:
         return row
 
     def submit_many(self, items: Sequence[Submission], submitter_sor: str,
-                    resources: Sequence[dict[str, Any]] = ()) -> list[Stored]:
-        """Several documents (an MHD ITI-65 transaction), each with its audit record, and the resources that go
-        with them (the SubmissionSet List; rows as put_clinical's) in ONE transaction: all stored, or none.
-        An identifier already taken is a Conflict naming it (a transaction is not answered as a retry)."""
+                    resources: Sequence[dict[str, Any]] = (), updates: Sequence[ListUpdate] = ()) -> list[Stored]:
+        """Several documents (an MHD ITI-65 transaction), each with its audit record, the resources that go
+        with them (the SubmissionSet List; rows as put_clinical's) and the kept Lists they update (a Folder's
+        new version, each lastUpdated now) in ONE transaction: all stored, or none. An identifier already taken
+        is a Conflict naming it (a transaction is not answered as a retry); a List updated meanwhile is
+        ListChanged."""
         now = utcnow()
         try:
             with self.writer.transaction() as conn:
+                for u in updates:
+                    self._update_list(conn, u, now)
                 rows = [self._insert(conn, i.meta, i.content, i.content_type, i.standard, submitter_sor, i.rec,
                                      i.replaces, now) for i in items]
                 if resources:
@@ -249,6 +268,19 @@ class Store:
                         clinical_resources.c.unique_id.in_(unique_ids))).scalars().first()
             raise Conflict(taken or "") from None
         return [Stored(row, i.meta.docref) for row, i in zip(rows, items, strict=True)]
+
+    def _update_list(self, conn: Connection, u: ListUpdate, now: dt.datetime) -> None:
+        """A List's next version, if it is still at the version it was checked at (ListChanged otherwise)."""
+        c = clinical_resources.c
+        kept = conn.execute(sa.select(c.resource).where((c.id == u.id) & (c.resource_type == "List"))
+                            .with_for_update()).scalar()
+        if kept is None or str((json.loads(kept).get("meta") or {}).get("versionId", "1")) != u.version:
+            raise ListChanged(u.id)
+        resource = {**u.resource, "meta": {**(u.resource.get("meta") or {}),
+                                           "lastUpdated": now.replace(tzinfo=dt.UTC).isoformat()}}
+        conn.execute(clinical_resources.update().where(c.id == u.id).values(
+            resource=json.dumps(resource, ensure_ascii=False, separators=(",", ":"))))
+        audit.append(conn, u.rec, self.audit_key)
 
     def record_all(self, recs: Sequence[audit.AuditRecord]) -> None:
         """Append audit records in one transaction (a resubmitted transaction's, one per document)."""
@@ -466,8 +498,13 @@ class Store:
                 for r in self.proxy_rows(holder_cpr, subject_cpr)]
 
 def _served(row: Any) -> dict[str, Any]:
-    """A stored clinical resource as served: stored once and never changed, so version 1, updated when stored."""
+    """A stored clinical resource as served: stored once and never changed, so version 1, updated when stored;
+    but an MHD List, whose meta only the server writes: a Folder documents were added to is at a later version,
+    updated then (Store._update_list)."""
     resource: dict[str, Any] = json.loads(row["resource"])
     meta = {"versionId": "1", "lastUpdated": row["created"].replace(tzinfo=dt.UTC).isoformat()}
+    if row["resource_type"] == "List":
+        kept = resource.get("meta") or {}
+        meta |= {k: str(kept[k]) for k in ("versionId", "lastUpdated") if k in kept}
     resource["meta"] = meta | {k: v for k, v in (resource.get("meta") or {}).items() if k not in meta}
     return {"resourceType": resource.pop("resourceType"), "id": resource.pop("id", row["id"]), **resource}

@@ -179,3 +179,19 @@ def add_patient(tx: dict[str, Any], cpr: str, *, method: str = "POST") -> str:
     request = {"method": method, "url": "Patient" if method == "POST" else f"Patient/{uuid.uuid4()}"}
     tx["entry"].append({"fullUrl": url, "resource": patient, "request": request})
     return url
+
+
+def update_folder(tx: dict[str, Any], folder_id: str, kept: dict[str, Any], *, listed: bool = True) -> dict[str, Any]:
+    """The kept Folder List/{folder_id} updated in the transaction (ITI-65's PUT List, MHDprovideFolderActions):
+    the Folder as kept, its entries those it has and every DocumentReference of the transaction (as IHE's example
+    Bundle/ex-ProvideDocumentBundle-addToFolder), named by the SubmissionSet; the Folder sent."""
+    refs = [e["fullUrl"] for e in tx["entry"] if e["resource"]["resourceType"] == "DocumentReference"]
+    folder = copy.deepcopy(kept)
+    folder.pop("meta", None)
+    folder["entry"] = [*kept["entry"], *({"item": {"reference": r}} for r in refs)]
+    url = urn()
+    request = {"method": "PUT", "url": f"List/{folder_id}"}
+    tx["entry"].insert(1, {"fullUrl": url, "resource": folder, "request": request})
+    if listed:
+        submission_set(tx)["entry"].append({"item": {"reference": url}})
+    return folder

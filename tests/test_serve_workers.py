@@ -170,21 +170,82 @@ def test_one_transaction_sent_to_two_workers_at_once_is_stored_once_and_answered
         engine.dispose()
 
 
-def _at_once(url: str, body: bytes, token: str) -> list[httpx.Response]:
-    """The same POST from two threads, each on a connection of its own (either worker may take either), released
-    together by a barrier; both answers."""
+def test_a_folder_updated_by_two_workers_at_once_loses_nothing(
+        care_package_cache: PackageCache, pg_database_url: str, tmp_path: Path) -> None:
+    """Two transactions adding a document each to the same kept Folder (ITI-65, PUT List/{id}), checked against its
+    version 1, sent at the same moment to `--workers 2` on PostgreSQL: one is stored (version 2); the other would
+    take the first one's document out of the Folder and is refused — 409 XDSMetadataVersionError when both were
+    checked before either was stored (Store._update_list writes over the version checked only), 422
+    XDSMetadataUpdateOperationError when it was checked after. And the same update sent twice at once is stored
+    once and answered alike (ListChanged → _resubmitted)."""
+    import sqlalchemy as sa
+
+    from kroniker.reference_server.tokens import issue, load_or_create_key
+    from tests.mhd_support import add_folder, provide_bundle, update_folder
+    from tests.server_support import citizen, encode, new_patient, note, source
+
+    with ServerProcess(pg_database_url, care_package_cache.root, tmp_path / "home", workers=2) as server:
+        server.start()
+        key = load_or_create_key(server.home / "token.key")
+        token = issue(key, source())
+        engine = sa.create_engine(pg_database_url)
+        refused: set[str] = set()
+        for _ in range(4):
+            p = new_patient("Mappe", "Samtidig")
+            made = provide_bundle(note(p))
+            add_folder(made)
+            first = httpx.post(f"{server.url}/fhir", content=encode(made), timeout=30.0, headers={
+                "Authorization": f"Bearer {token}", "Content-Type": "application/fhir+json"})
+            assert first.status_code == 200, first.text[:500]
+            folder_id = first.json()["entry"][1]["response"]["location"].split("/fhir/List/")[1].split("/")[0]
+            reader = {"Authorization": f"Bearer {issue(key, citizen(p))}"}
+            kept = httpx.get(f"{server.url}/fhir/List/{folder_id}", headers=reader, timeout=30.0).json()
+            txs = [provide_bundle(note(p)), provide_bundle(note(p))]
+            for tx in txs:
+                update_folder(tx, folder_id, kept)
+            answers = _at_once(f"{server.url}/fhir", [encode(tx) for tx in txs], token)
+            assert sorted(a.status_code for a in answers) in ([200, 409], [200, 422]), [a.text[:500] for a in answers]
+            lost = next(a for a in answers if a.status_code != 200).json()
+            refused |= {c["code"] for i in lost["issue"] for c in i["details"]["coding"]}
+            won = next(a for a in answers if a.status_code == 200).json()
+            folder = httpx.get(f"{server.url}/fhir/List/{folder_id}", headers=reader, timeout=30.0).json()
+            assert folder["meta"]["versionId"] == "2"
+            assert [e["item"]["reference"] for e in folder["entry"]] == [
+                *(e["item"]["reference"] for e in kept["entry"]),
+                f"DocumentReference/{won['entry'][2]['resource']['id']}"]
+            # the same update twice at once: one update, both answered alike
+            again = provide_bundle(note(p))
+            update_folder(again, folder_id, folder)
+            answers = _at_once(f"{server.url}/fhir", [encode(again)] * 2, token)
+            assert [a.status_code for a in answers] == [200, 200], [a.text[:500] for a in answers]
+            assert [e["response"]["location"] for e in answers[0].json()["entry"]] == \
+                [e["response"]["location"] for e in answers[1].json()["entry"]]
+            with engine.connect() as conn:
+                docs = conn.execute(sa.text("SELECT count(*) FROM documents WHERE patient_cpr = :c"),
+                                    {"c": p.cpr}).scalar_one()
+            assert docs == 3  # the Folder's first, the winner's, the update sent twice
+            folder = httpx.get(f"{server.url}/fhir/List/{folder_id}", headers=reader, timeout=30.0).json()
+            assert folder["meta"]["versionId"] == "3"
+        assert refused & {"XDSMetadataVersionError", "XDSMetadataUpdateOperationError"}
+        engine.dispose()
+
+
+def _at_once(url: str, bodies: bytes | list[bytes], token: str) -> list[httpx.Response]:
+    """Two POSTs (the same body twice, or the two bodies) from two threads, each on a connection of its own (either
+    worker may take either), released together by a barrier; both answers."""
     import threading
 
     barrier = threading.Barrier(2)
     answers: list[httpx.Response] = []
+    both = bodies if isinstance(bodies, list) else [bodies, bodies]
 
-    def send() -> None:
+    def send(body: bytes) -> None:
         with httpx.Client(timeout=30.0) as client:
             barrier.wait(timeout=10)
             answers.append(client.post(url, content=body, headers={
                 "Authorization": f"Bearer {token}", "Content-Type": "application/fhir+json"}))
 
-    threads = [threading.Thread(target=send) for _ in range(2)]
+    threads = [threading.Thread(target=send, args=(body,)) for body in both]
     for t in threads:
         t.start()
     for t in threads:

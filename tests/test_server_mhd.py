@@ -6,6 +6,7 @@ error codes IHE lists (ITI TF-3 Table 4.2.4.1-2), replacement by relatesTo, and 
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 from collections.abc import Callable
 from typing import Any
@@ -13,7 +14,15 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from tests.mhd_support import add_folder, add_patient, docrefs, provide_bundle, submission_set, urn
+from tests.mhd_support import (
+    add_folder,
+    add_patient,
+    docrefs,
+    provide_bundle,
+    submission_set,
+    update_folder,
+    urn,
+)
 from tests.server_support import (
     ADMIN,
     CPR_SYSTEM,
@@ -272,7 +281,8 @@ def _folder_retired(tx: dict[str, Any]) -> None:
 
 def _folder_update(tx: dict[str, Any]) -> None:
     add_folder(tx)
-    tx["entry"][1]["request"] = {"method": "PUT", "url": "List/kept-before"}
+    # a FHIR update names the resource it updates (request.url List/[id]); IHE's example writes "List"
+    tx["entry"][1]["request"] = {"method": "PUT", "url": "List"}
 
 
 def _folder_unique_id_twice(tx: dict[str, Any]) -> None:
@@ -320,7 +330,7 @@ ERRORS: list[tuple[Callable[[dict[str, Any]], None], int, str]] = [
     (_folder_twice, 422, "XDSRegistryMetadataError"),
     (_folder_not_listed, 422, "XDSRegistryMetadataError"),  # the SubmissionSet names its new Folders
     (_folder_retired, 422, "XDSRegistryMetadataError"),
-    (_folder_update, 422, "XDSRegistryMetadataError"),  # adding to a kept Folder: not supported here
+    (_folder_update, 422, "XDSRegistryMetadataError"),  # a PUT List that names no kept List
     (_folder_unique_id_twice, 422, "XDSDuplicateUniqueIdInRegistry"),
     (_neither_list, 422, "XDSRegistryMetadataError"),
     (_folder_not_fhir, 422, "XDSRegistryMetadataError"),
@@ -707,3 +717,312 @@ def test_a_kept_folder_is_not_changed_by_put_or_patch(server: Server) -> None:
         assert refused.status_code == 405 and is_outcome(refused), method
     assert server.get(folder, citizen(p)).json()["entry"] == [
         {"item": {"reference": f"DocumentReference/{r.json()['entry'][2]['resource']['id']}"}}]
+
+
+# -- Documents added to a kept Folder (ITI-65 with PUT List/{id}: MHDprovideFolderActions) --------------------
+
+def kept_folder(server: Server, p: Any, clinic: Any = None) -> tuple[str, dict[str, Any], str]:
+    """A Folder kept here holding one of the patient's documents: its id, the Folder as the patient reads it, the
+    document's id."""
+    tx = provide_bundle(note(p, clinic) if clinic else note(p))
+    add_folder(tx)
+    r = post(server, tx, source(clinic) if clinic else None)
+    assert r.status_code == 200, r.text
+    folder_id = path_of(locations(r)[1], server).removesuffix("/_history/1").rsplit("/", 1)[1]
+    read = server.get(f"/fhir/List/{folder_id}", citizen(p))
+    assert read.status_code == 200, read.text
+    return folder_id, read.json(), r.json()["entry"][2]["resource"]["id"]
+
+
+def held(ids: list[str]) -> list[dict[str, Any]]:
+    return [{"item": {"reference": f"DocumentReference/{i}"}} for i in ids]
+
+
+def test_documents_are_added_to_a_kept_folder_as_its_next_version(server: Server) -> None:
+    p = new_patient("Folmer", "Mappe")
+    folder_id, kept, first_doc = kept_folder(server, p)
+    assert kept["meta"]["versionId"] == "1"
+    tx = provide_bundle(note(p), note(p))
+    update_folder(tx, folder_id, kept)
+    before = server.rows()
+    r = post(server, tx)
+    assert r.status_code == 200, r.text
+    answer = r.json()["entry"]
+    # the PUT is a FHIR update of the Folder: 200 OK, at its next version; the documents are created
+    assert answer[1]["response"]["status"] == "200 OK"
+    assert answer[1]["response"]["location"] == f"{server.url}/fhir/List/{folder_id}/_history/2"
+    assert answer[1]["response"]["etag"] == 'W/"2"'
+    assert [e["response"]["status"] for e in answer[2:]] == ["201 Created"] * 4
+    new_ids = [answer[i]["resource"]["id"] for i in (2, 4)]
+    me = citizen(p)
+    folder = server.get(f"/fhir/List/{folder_id}", me).json()  # read back by the patient
+    assert folder["meta"]["versionId"] == "2"
+    assert folder["meta"]["lastUpdated"] == answer[1]["response"]["lastModified"]
+    assert dt.datetime.fromisoformat(folder["meta"]["lastUpdated"]) > \
+        dt.datetime.fromisoformat(kept["meta"]["lastUpdated"])
+    assert folder["entry"] == held([first_doc, *new_ids])  # what it held, then what was added, in its order
+    assert (folder["identifier"], folder["title"], folder["code"]) == (kept["identifier"], kept["title"], kept["code"])
+    assert folder["subject"] == {"identifier": {"system": CPR_SYSTEM, "value": p.cpr}}
+    # the SubmissionSet names its documents and the Folder, at the version it made (XDS: HasMember associations)
+    set_path = path_of(locations(r)[0], server).removesuffix("/_history/1")
+    assert server.get(set_path, me).json()["entry"] == [
+        *held(new_ids), {"item": {"reference": f"List/{folder_id}/_history/2"}}]
+    after = server.rows()
+    assert after["documents"] == before["documents"] + 2
+    assert after["clinical_resources"] == before["clinical_resources"] + 1  # the new SubmissionSet only
+    with server.engine.connect() as conn:
+        updates = conn.execute(sa.text("SELECT detail, outcome FROM audit_events WHERE patient_cpr = :cpr "
+                                       "AND action = 'update-List'"), {"cpr": p.cpr}).all()
+    assert len(updates) == 1 and updates[0][1] == "0"
+    detail = json.loads(updates[0][0])
+    assert (detail["id"], detail["version"], detail["added"]) == (folder_id, "2", new_ids)
+    # and again: version 3
+    third = provide_bundle(note(p))
+    update_folder(third, folder_id, folder)
+    r3 = post(server, third)
+    assert r3.status_code == 200, r3.text
+    assert locations(r3)[1] == f"{server.url}/fhir/List/{folder_id}/_history/3"
+    again = server.get(f"/fhir/List/{folder_id}", me).json()
+    assert again["meta"]["versionId"] == "3"
+    assert again["entry"] == held([first_doc, *new_ids, r3.json()["entry"][2]["resource"]["id"]])
+
+
+def _unknown(server: Server, p: Any, folder_id: str, kept: dict[str, Any]) -> dict[str, Any]:
+    tx = provide_bundle(note(p))
+    update_folder(tx, "no-such-folder", kept)
+    return tx
+
+
+def _a_submission_set(server: Server, p: Any, folder_id: str, kept: dict[str, Any]) -> dict[str, Any]:
+    r = post(server, provide_bundle(note(p)))
+    set_id = path_of(locations(r)[0], server).removesuffix("/_history/1").rsplit("/", 1)[1]
+    tx = provide_bundle(note(p))
+    update_folder(tx, set_id, kept)
+    return tx
+
+
+def _other_patient(server: Server, p: Any, folder_id: str, kept: dict[str, Any]) -> dict[str, Any]:
+    other_id, other_kept, _ = kept_folder(server, new_patient("Otto", "Anden"))
+    tx = provide_bundle(note(p))
+    update_folder(tx, other_id, other_kept)["subject"] = kept["subject"]  # sent as this patient's
+    return tx
+
+
+def _removed(server: Server, p: Any, folder_id: str, kept: dict[str, Any]) -> dict[str, Any]:
+    tx = provide_bundle(note(p))
+    folder = update_folder(tx, folder_id, kept)
+    folder["entry"] = folder["entry"][1:]  # the document it held left out
+    return tx
+
+
+def _other_organisation(server: Server, p: Any, folder_id: str, kept: dict[str, Any]) -> dict[str, Any]:
+    their_id, their_kept, _ = kept_folder(server, p, OTHER_CLINIC)
+    tx = provide_bundle(note(p))
+    update_folder(tx, their_id, their_kept)
+    return tx
+
+
+def _not_in_the_transaction(server: Server, p: Any, folder_id: str, kept: dict[str, Any]) -> dict[str, Any]:
+    elsewhere = server.shared(source(), note(p))["id"]  # the patient's, kept, but neither sent nor in the Folder
+    tx = provide_bundle(note(p))
+    update_folder(tx, folder_id, kept)["entry"].insert(1, {"item": {"reference": f"DocumentReference/{elsewhere}"}})
+    return tx
+
+
+def _other_unique_id(server: Server, p: Any, folder_id: str, kept: dict[str, Any]) -> dict[str, Any]:
+    tx = provide_bundle(note(p))
+    update_folder(tx, folder_id, kept)["identifier"] = [{"use": "usual", "system": "urn:ietf:rfc:3986",
+                                                         "value": urn()}]
+    return tx
+
+
+def _nothing_added(server: Server, p: Any, folder_id: str, kept: dict[str, Any]) -> dict[str, Any]:
+    tx = provide_bundle(note(p))
+    update_folder(tx, folder_id, kept)["entry"] = kept["entry"]
+    return tx
+
+
+def _not_named_by_the_submission_set(server: Server, p: Any, folder_id: str, kept: dict[str, Any]) -> dict[str, Any]:
+    tx = provide_bundle(note(p))
+    update_folder(tx, folder_id, kept, listed=False)
+    return tx
+
+
+# (the transaction, HTTP status, the code in issue.details.coding, what the message says)
+FOLDER_UPDATE_ERRORS: list[tuple[Callable[..., dict[str, Any]], int, str, str]] = [
+    # the Folder is the caller's organisation's: an unknown id and another's Folder are answered alike
+    (_unknown, 403, "UnresolvedReferenceException", "your organisation has no Folder"),
+    (_other_organisation, 403, "UnresolvedReferenceException", "your organisation has no Folder"),
+    (_a_submission_set, 422, "XDSRegistryMetadataError", "is a SubmissionSet, not a Folder"),
+    (_other_patient, 422, "XDSPatientIdDoesNotMatch", "another patient's"),
+    # ITI-65: "removal of entries from Folders is not generally allowed"; an update the registry does not support
+    (_removed, 422, "XDSMetadataUpdateOperationError", "would lose 1 of its documents"),
+    (_not_in_the_transaction, 422, "UnresolvedReferenceException", "names no entry of the transaction"),
+    (_other_unique_id, 422, "XDSMetadataUpdateError", "keeps its uniqueId"),
+    (_nothing_added, 422, "XDSRegistryMetadataError", "adds no DocumentReference"),
+    (_not_named_by_the_submission_set, 422, "XDSRegistryMetadataError", "each Folder of the transaction once"),
+]
+
+
+@pytest.mark.parametrize(("make", "status", "finding", "says"), FOLDER_UPDATE_ERRORS,
+                         ids=[m.__name__.strip("_") for m, *_ in FOLDER_UPDATE_ERRORS])
+def test_a_folder_update_refused_changes_nothing(server: Server, make: Callable[..., dict[str, Any]], status: int,
+                                                 finding: str, says: str) -> None:
+    p = new_patient("Vagn", "Vogter")
+    folder_id, kept, _ = kept_folder(server, p)
+    tx = make(server, p, folder_id, kept)
+    before = server.rows()
+    r = post(server, tx)
+    assert r.status_code == status, r.text
+    assert is_outcome(r)
+    assert finding in finding_codes(r.json())
+    assert says in r.json()["issue"][0]["diagnostics"]
+    after = server.rows()
+    assert {t: n for t, n in after.items() if t != "audit_events"} == \
+        {t: n for t, n in before.items() if t != "audit_events"}
+    assert after["audit_events"] == before["audit_events"] + 1  # the refusal
+    assert server.get(f"/fhir/List/{folder_id}", citizen(p)).json() == kept
+
+
+def test_an_unknown_folder_and_another_organisations_are_refused_alike(server: Server) -> None:
+    p = new_patient("Alma", "Ens")
+    their_id, their_kept, _ = kept_folder(server, p, OTHER_CLINIC)
+    answers = []
+    for rid in (their_id, "no-such-folder"):
+        tx = provide_bundle(note(p))
+        update_folder(tx, rid, their_kept)
+        r = post(server, tx)
+        answers.append((r.status_code, r.json()["issue"][0]["code"], finding_codes(r.json()),
+                        r.json()["issue"][0]["diagnostics"].replace(rid, "ID")))
+    assert answers[0] == answers[1]
+    assert answers[0][:2] == (403, "forbidden")
+    tx = provide_bundle(note(p))
+    update_folder(tx, their_id, their_kept)
+    da = server.request("POST", "/fhir", source(), content=encode(tx),
+                        headers={"Content-Type": FHIR_JSON, "Accept-Language": "da"})
+    assert "din organisation har ingen mappe (Folder)" in da.json()["issue"][0]["diagnostics"]
+
+
+def test_a_folder_update_is_stored_with_the_documents_or_not_at_all(server: Server) -> None:
+    """The last document's identifier is taken: found when the store inserts it, after the Folder's new version is
+    written in the same database transaction, which is rolled back."""
+    p = new_patient("Alf", "Altellerintet")
+    folder_id, kept, _ = kept_folder(server, p)
+    server.shared(source(), note(p, name="taken-" + p.cpr, note_html="<p>Det første notat.</p>"))
+    tx = provide_bundle(note(p), note(p, name="taken-" + p.cpr, note_html="<p>Et andet notat.</p>"))
+    update_folder(tx, folder_id, kept)
+    before = server.rows()
+    r = post(server, tx)
+    assert r.status_code == 409 and "XDSDuplicateUniqueIdInRegistry" in finding_codes(r.json()), r.text
+    after = server.rows()
+    assert {t: n for t, n in after.items() if t != "audit_events"} == \
+        {t: n for t, n in before.items() if t != "audit_events"}
+    assert server.get(f"/fhir/List/{folder_id}", citizen(p)).json() == kept
+    assert "update-List" not in [a["action"] for a in audit_rows(server, p.cpr)]
+
+
+def test_a_folder_update_sent_again_is_answered_as_the_first_time(server: Server) -> None:
+    p = new_patient("Gert", "Gentaget")
+    folder_id, kept, first_doc = kept_folder(server, p)
+    tx = provide_bundle(note(p))
+    update_folder(tx, folder_id, kept)
+    first = post(server, tx)
+    assert first.status_code == 200, first.text
+    folder = server.get(f"/fhir/List/{folder_id}", citizen(p)).json()
+    before = server.rows()
+    again = post(server, tx)  # the same bytes: the first answer was lost
+    assert again.status_code == 200, again.text
+    assert locations(again) == locations(first)
+    assert again.json()["entry"][1]["response"] == first.json()["entry"][1]["response"]
+    assert [e["response"]["status"] for e in again.json()["entry"]] == ["200 OK"] * 4
+    after = server.rows()
+    assert {t: n for t, n in after.items() if t != "audit_events"} == \
+        {t: n for t, n in before.items() if t != "audit_events"}
+    assert server.get(f"/fhir/List/{folder_id}", citizen(p)).json() == folder  # still version 2
+    assert folder["meta"]["versionId"] == "2"
+    assert folder["entry"] == held([first_doc, first.json()["entry"][2]["resource"]["id"]])
+
+
+def test_two_updates_of_a_folder_at_once_lose_nothing(server: Server) -> None:
+    """Two transactions each add a document to the Folder as it was (version 1): the one stored second would take
+    the first one's document out of the Folder, so it is refused, whether it was checked before the first was
+    stored (XDSMetadataVersionError: the Folder has another version now) or after (the entry left out)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    p = new_patient("Samuel", "Samtidig")
+    folder_id, kept, first_doc = kept_folder(server, p)
+    txs = [provide_bundle(note(p)), provide_bundle(note(p))]
+    for tx in txs:
+        update_folder(tx, folder_id, kept)
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda tx: post(server, tx), txs))
+    assert sorted(a.status_code for a in answers) in ([200, 409], [200, 422]), [a.text for a in answers]
+    won = next(a for a in answers if a.status_code == 200)
+    lost = next(a for a in answers if a.status_code != 200)
+    assert finding_codes(lost.json()) & {"XDSMetadataVersionError", "XDSMetadataUpdateOperationError"}
+    folder = server.get(f"/fhir/List/{folder_id}", citizen(p)).json()
+    assert folder["meta"]["versionId"] == "2"
+    assert folder["entry"] == held([first_doc, won.json()["entry"][2]["resource"]["id"]])
+
+
+def test_two_copies_of_a_folder_update_at_once_are_one_update(server: Server) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    p = new_patient("Tvilling", "Mappe")
+    folder_id, kept, _ = kept_folder(server, p)
+    tx = provide_bundle(note(p))
+    update_folder(tx, folder_id, kept)
+    before = server.rows()
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda _: post(server, tx), range(2)))
+    assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
+    assert locations(answers[0]) == locations(answers[1])
+    assert locations(answers[0])[1] == f"{server.url}/fhir/List/{folder_id}/_history/2"
+    after = server.rows()
+    assert after["documents"] == before["documents"] + 1
+    assert server.get(f"/fhir/List/{folder_id}", citizen(p)).json()["meta"]["versionId"] == "2"
+
+
+def test_a_folder_that_got_another_version_meanwhile_is_not_overwritten(server: Server) -> None:
+    """The store writes a Folder's next version only over the version it was checked against: an update checked
+    against version 1 of a Folder at version 2 now (another submission stored in between, in another worker
+    process) is refused and writes nothing, its audit record neither."""
+    from kroniker.reference_server.audit import AuditRecord, load_or_create_key
+    from kroniker.reference_server.store import ListChanged, ListUpdate, Store
+
+    p = new_patient("Vera", "Version")
+    folder_id, kept, _ = kept_folder(server, p)
+    tx = provide_bundle(note(p))
+    update_folder(tx, folder_id, kept)
+    assert post(server, tx).status_code == 200
+    now = server.get(f"/fhir/List/{folder_id}", citizen(p)).json()
+    store = Store(server.engine, load_or_create_key(server.settings.audit_key_file))
+    stale = {**kept, "meta": {"versionId": "2"}, "entry": []}
+    before = server.rows()
+    with pytest.raises(ListChanged):
+        store.submit_many([], "", [], [ListUpdate(folder_id, "1", stale, AuditRecord("update-List", None))])
+    assert server.rows() == before
+    assert server.get(f"/fhir/List/{folder_id}", citizen(p)).json() == now
+
+
+def test_a_folders_first_transaction_sent_again_after_documents_were_added_is_the_same(server: Server) -> None:
+    """The Folder holds more now (added by a later submission): the transaction that made it, sent again, is
+    still the same submission; the same SubmissionSet uniqueId with the Folder holding fewer of its documents is
+    not."""
+    p = new_patient("Freja", "Fortsat")
+    tx = provide_bundle(note(p), note(p))
+    add_folder(tx)
+    first = post(server, tx)
+    assert first.status_code == 200, first.text
+    folder_id = path_of(locations(first)[1], server).removesuffix("/_history/1").rsplit("/", 1)[1]
+    kept = server.get(f"/fhir/List/{folder_id}", citizen(p)).json()
+    more = provide_bundle(note(p))
+    update_folder(more, folder_id, kept)
+    assert post(server, more).status_code == 200
+    again = post(server, tx)
+    assert again.status_code == 200, again.text
+    assert locations(again) == locations(first)
+    fewer = json.loads(json.dumps(tx))
+    fewer["entry"][1]["resource"]["entry"] = fewer["entry"][1]["resource"]["entry"][:1]
+    refused = post(server, fewer)
+    assert refused.status_code == 409 and "XDSDuplicateUniqueIdInRegistry" in finding_codes(refused.json())

@@ -30,7 +30,7 @@ from kroniker.validators.packages import PackageCache
 from kroniker.validators.source import Limits
 from kroniker.validators.xmlreader import parse_xml
 from tests.clinical_support import assessment, patient_response
-from tests.mhd_support import add_folder, add_patient, provide_bundle
+from tests.mhd_support import add_folder, add_patient, provide_bundle, update_folder
 from tests.server_support import (
     ADMIN,
     CPR_SYSTEM,
@@ -702,3 +702,31 @@ def test_an_iti65_provide_bundle_in_xml_is_answered_as_the_same_in_json(server: 
         d["content"][0]["attachment"].pop("size"), d["content"][0]["attachment"].pop("hash")
         d.pop("masterIdentifier")
     assert ids_out(a) == ids_out(b)
+
+
+def test_documents_added_to_a_folder_in_xml_are_answered_as_in_json(server: Server, world: World) -> None:
+    """ITI-65's PUT List/{id} of a kept Folder, in FHIR XML: the same answer (200 OK at version 2) and the same
+    Folder kept as the JSON transaction makes of another Folder."""
+    answers, folders = [], []
+    for content_type in (FHIR_JSON, FHIR_XML):
+        made = provide_bundle(note(world.p))
+        add_folder(made)
+        r = server.request("POST", "/fhir", source(), content=encode(made), headers={"Content-Type": FHIR_JSON})
+        assert r.status_code == 200, r.text
+        folder_id = r.json()["entry"][1]["response"]["location"].split("/fhir/List/")[1].split("/")[0]
+        kept = server.get(f"/fhir/List/{folder_id}", citizen(world.p), headers={"Accept": FHIR_JSON}).json()
+        tx = provide_bundle(note(world.p))
+        update_folder(tx, folder_id, kept)
+        body = encode(tx) if content_type == FHIR_JSON else to_xml(tx).encode("utf-8")
+        got = server.request("POST", "/fhir", source(), content=body,
+                             headers={"Content-Type": content_type, "Accept": content_type})
+        assert got.status_code == 200, got.text
+        answer = from_json(got) if content_type == FHIR_JSON else from_xml(got)
+        answers.append([(e["response"]["status"], e["response"]["location"].split("/fhir/")[1].split("/")[0])
+                         for e in answer["entry"]])
+        assert answer["entry"][1]["response"]["location"].endswith(f"/fhir/List/{folder_id}/_history/2")
+        folder = server.get(f"/fhir/List/{folder_id}", citizen(world.p), headers={"Accept": FHIR_JSON}).json()
+        folders.append((folder["meta"]["versionId"], len(folder["entry"])))
+    assert answers[0] == answers[1]
+    assert answers[0][1] == ("200 OK", "List")
+    assert folders == [("2", 2), ("2", 2)]
