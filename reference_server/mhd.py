@@ -491,7 +491,16 @@ def _provide_checked(call: Call, data: dict[str, Any], patient: list[str]) -> Re
     again = _resubmitted(call, tx, prepared)
     if again is not None:
         return again
-    kept = kept_folders(call, tx, cpr)
+    try:
+        kept = kept_folders(call, tx, cpr)
+    except ApiError:
+        # A kept Folder is read after the resend was looked for: when the same transaction, sent twice at once,
+        # was stored in between (by another worker), the Folder now holds its documents and looks changed. That
+        # is the resend, answered as such; anything else is refused as found.
+        again = _resubmitted(call, tx, prepared)
+        if again is not None:
+            return again
+        raise
     set_id = str(uuid.uuid4())
     folder_ids = {f: str(uuid.uuid4()) for f in tx.folders}
     updated = {f: (tx.updates[f], str(int(kept[f]["resource"]["meta"]["versionId"]) + 1)) for f in tx.updated}

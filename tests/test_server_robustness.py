@@ -268,9 +268,9 @@ def test_an_unknown_override_reason_gets_an_operation_outcome(server: Server) ->
 
 
 def test_unknown_routes_and_methods_get_an_operation_outcome(server: Server) -> None:
-    for method, path, status in [("GET", "/fhir/Patient", 404), ("GET", "/", 404), ("GET", "/fhir/Bundle", 405),
-                                 ("PUT", "/fhir/DocumentReference/x", 405), ("DELETE", "/fhir/Bundle/x", 405),
-                                 ("GET", "/admin/relations", 405)]:
+    for method, path, status in [("GET", "/fhir/Patient", 404), ("GET", "/nothing-here", 404), ("POST", "/", 405),
+                                 ("GET", "/fhir/Bundle", 405), ("PUT", "/fhir/DocumentReference/x", 405),
+                                 ("DELETE", "/fhir/Bundle/x", 405), ("GET", "/admin/relations", 405)]:
         r = server.request(method, path, ADMIN)
         assert r.status_code == status, (method, path)
         assert is_outcome(r), (method, path)
