@@ -539,6 +539,9 @@ def _provide_checked(call: Call, data: dict[str, Any], patient: list[str]) -> Re
         raise ApiError(409, "duplicate-identifier", code="duplicate", finding="XDSDuplicateUniqueIdInRegistry",
                        identifier=str(exc)) from None
     except StaleReplacement as exc:
+        again = _resubmitted(call, tx, prepared)  # the same replacement at once, twice: the other one won
+        if again is not None:
+            return again
         raise ApiError(422, "replace-not-current", code="business-rule", id=str(exc)) from None
     when = stored[0].docref(base_url(call.request, ctx.settings))["meta"]["lastUpdated"]
     return _answer(call, tx, dict(zip(prepared, stored, strict=True)), set_id, folder_ids, updated, warnings, cpr,
