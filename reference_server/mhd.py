@@ -526,26 +526,27 @@ def _provide_checked(call: Call, data: dict[str, Any], patient: list[str]) -> Re
                     "transaction": "ITI-65", "submission_set": set_id})))
     try:
         stored = ctx.store.submit_many(items, principal.sor or "", rows, updates)
-    except ListChanged as exc:
-        again = _resubmitted(call, tx, prepared)  # the same transaction at once, twice: the other one won
+    except (ListChanged, Conflict, StaleReplacement) as exc:
+        # Found on writing: the same transaction, sent twice at once, was stored by the other copy (answered as its
+        # resend), or another submission got there first (refused as found).
+        again = _resubmitted(call, tx, prepared)
         if again is not None:
             return again
-        raise ApiError(409, "mhd-folder-changed", code="conflict", finding="XDSMetadataVersionError",
-                       id=str(exc)) from None
-    except Conflict as exc:
-        again = _resubmitted(call, tx, prepared)  # the same transaction at once, twice: the other one won
-        if again is not None:
-            return again
-        raise ApiError(409, "duplicate-identifier", code="duplicate", finding="XDSDuplicateUniqueIdInRegistry",
-                       identifier=str(exc)) from None
-    except StaleReplacement as exc:
-        again = _resubmitted(call, tx, prepared)  # the same replacement at once, twice: the other one won
-        if again is not None:
-            return again
-        raise ApiError(422, "replace-not-current", code="business-rule", id=str(exc)) from None
+        raise _beaten(exc) from None
     when = stored[0].docref(base_url(call.request, ctx.settings))["meta"]["lastUpdated"]
     return _answer(call, tx, dict(zip(prepared, stored, strict=True)), set_id, folder_ids, updated, warnings, cpr,
                    when, created=True)
+
+
+def _beaten(exc: ListChanged | Conflict | StaleReplacement) -> ApiError:
+    """The refusal when another submission was stored first: a Folder's version, a document's identifier, the
+    replaced document's currency."""
+    if isinstance(exc, ListChanged):
+        return ApiError(409, "mhd-folder-changed", code="conflict", finding="XDSMetadataVersionError", id=str(exc))
+    if isinstance(exc, Conflict):
+        return ApiError(409, "duplicate-identifier", code="duplicate", finding="XDSDuplicateUniqueIdInRegistry",
+                        identifier=str(exc))
+    return ApiError(422, "replace-not-current", code="business-rule", id=str(exc))
 
 
 def check_lists(call: Call, tx: Transaction, cpr: str, p: Prepared) -> None:
