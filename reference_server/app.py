@@ -163,6 +163,15 @@ class FhirJSON(JSONResponse):
             "utf-8", "backslashreplace")
 
 
+class PlainJSON(JSONResponse):
+    """kroniker's own JSON (the routes outside the FHIR base): kept as content too, so that formats.render writes
+    it as W3C's JSON in XML without reading back the bytes it was just written to."""
+
+    def render(self, content: Any) -> bytes:
+        self.plain_content = content
+        return super().render(content)
+
+
 def outcome(status: int, key: str, lang: str, *, code: str = "processing", severity: str = "error",
             finding: str | None = None, headers: dict[str, str] | None = None, **params: Any) -> JSONResponse:
     body = {"resourceType": "OperationOutcome", "issue": [{
@@ -422,7 +431,7 @@ def capability_statement(specs: Sequence[RouteSpec]) -> dict[str, Any]:
 
 async def health(call: Call) -> Response:
     await run_in_threadpool(_record, call.ctx, AuditRecord("health", call.principal))
-    return JSONResponse({"status": "ok", "version": __version__})
+    return PlainJSON({"status": "ok", "version": __version__})
 
 
 async def submit(call: Call) -> Response:
@@ -1011,7 +1020,7 @@ async def add_block(call: Call) -> Response:
         "kind", "clinician", "organisation", "start", "end")})
     bid = await run_in_threadpool(ctx.store.add_block, patient, body["kind"], body.get("clinician"),
                                   body.get("organisation"), start, end, principal.actor, rec)
-    return JSONResponse({"id": bid, "patient": patient, "kind": body["kind"]}, status_code=201)
+    return PlainJSON({"id": bid, "patient": patient, "kind": body["kind"]}, status_code=201)
 
 
 def _period(body: dict[str, Any]) -> tuple[dt.datetime | None, dt.datetime | None]:
@@ -1057,7 +1066,7 @@ async def list_blocks(call: Call) -> Response:
     def work() -> Response:
         rows = ctx.store.blocks(patient, include_lifted=True)
         _record(ctx, AuditRecord("blocks", principal, patient_cpr=patient))
-        return JSONResponse([{k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in r.items()}
+        return PlainJSON([{k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in r.items()}
                              for r in rows])
 
     return await run_in_threadpool(work)
@@ -1075,7 +1084,7 @@ async def lift_block(call: Call) -> Response:
         raise ApiError(404, "unknown-block", code="not-found", id=bid)
     rec = AuditRecord("unblock", principal, patient_cpr=row["patient_cpr"], detail={"block": bid})
     done = await run_in_threadpool(ctx.store.lift_block, bid, principal.actor, rec)
-    return JSONResponse({"id": bid, "lifted": done})
+    return PlainJSON({"id": bid, "lifted": done})
 
 
 async def add_relation(call: Call) -> Response:
@@ -1096,7 +1105,7 @@ async def add_relation(call: Call) -> Response:
         "clinician", "organisation", "evidence", "start", "end")})
     rid = await run_in_threadpool(ctx.store.add_relation, patient, body.get("clinician"), body.get("organisation"),
                                   evidence, start or utcnow(), end, rec)
-    return JSONResponse({"id": rid}, status_code=201)
+    return PlainJSON({"id": rid}, status_code=201)
 
 
 

@@ -107,13 +107,12 @@ def render(response: Response, wanted: Wanted) -> Response:
         return response
     content = getattr(response, "fhir_content", None)
     if content is None:
-        if inputs.media_type(response.headers.get("content-type")) != "application/json":
+        if not hasattr(response, "plain_content"):
             return response  # a document as stored (formats.document chose already), a page
-        # Plain JSON of a route outside FHIR (/health, /blocks, /admin/*): W3C's JSON in XML.
+        # Plain JSON of a route outside FHIR (/health, /blocks, /admin/*, app.PlainJSON): W3C's JSON in XML.
         from kroniker.reference_server import json_xml
 
-        return xml_response(json_xml.dumps(json.loads(bytes(response.body))), response,
-                            json_xml.CONTENT_TYPE)
+        return xml_response(json_xml.dumps(response.plain_content), response, json_xml.CONTENT_TYPE)
     return xml_response(to_xml(content).encode("utf-8"), response)
 
 

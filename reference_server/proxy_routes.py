@@ -14,10 +14,10 @@ import datetime as dt
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from kroniker.reference_server import inputs, policy
-from kroniker.reference_server.app import ApiError, Call, RouteSpec, _period, _record
+from kroniker.reference_server.app import ApiError, Call, PlainJSON, RouteSpec, _period, _record
 from kroniker.reference_server.audit import AuditRecord
 from kroniker.reference_server.store import utcnow
 
@@ -56,7 +56,7 @@ async def add_proxy(call: Call) -> Response:
         "end": end.isoformat() if end else None})
     pid = await run_in_threadpool(ctx.store.add_proxy, body["kind"], body["holder"], body["subject"], start, end,
                                   principal.actor, rec)
-    return JSONResponse(_shown({"id": pid, "kind": body["kind"], "holder": body["holder"],
+    return PlainJSON(_shown({"id": pid, "kind": body["kind"], "holder": body["holder"],
                                 "subject": body["subject"], "start": start, "end": end}), status_code=201)
 
 
@@ -75,7 +75,7 @@ async def list_proxies(call: Call) -> Response:
         rows = ctx.store.proxy_rows(holder or None, subject or None)
         _record(ctx, AuditRecord("proxies", principal, patient_cpr=subject or holder,
                                  detail={"holder": holder, "subject": subject, "returned": len(rows)}))
-        return JSONResponse([_shown(r) for r in rows])
+        return PlainJSON([_shown(r) for r in rows])
 
     return await run_in_threadpool(work)
 
@@ -91,7 +91,7 @@ async def end_proxy(call: Call) -> Response:
     rec = AuditRecord("proxy-end", principal, patient_cpr=row["subject_cpr"],
                       detail={"proxy": pid, "kind": row["kind"], "holder": row["holder_cpr"]})
     done = await run_in_threadpool(ctx.store.end_proxy, pid, principal.actor, rec)
-    return JSONResponse({"id": pid, "ended": done})
+    return PlainJSON({"id": pid, "ended": done})
 
 
 # Joined to app.ROUTES (at its end). Admin routes, not FHIR ones: no resource type.
